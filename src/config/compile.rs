@@ -1,0 +1,277 @@
+//! Turns the raw TOML into [`Settings`]: parsed addresses and CIDRs, resolved secrets,
+//! checked URLs and durations. Every error names the key it comes from.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use ipnet::IpNet;
+
+use super::raw::{self, DeliveryMode, RawConfig, StoreBackendName};
+use crate::delivery::Target;
+use crate::pipeline::allowlist::{self, Allowlist};
+use crate::pipeline::auth::Auth;
+
+/// A compile error: the key path and the reason.
+pub(super) type KeyError = (String, String);
+
+/// The checked configuration the gateway runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[store]`.
+    pub store: StoreSettings,
+    /// The routes, in file order.
+    pub routes: Vec<Arc<Route>>,
+}
+
+/// `[server]`, checked.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Largest body accepted.
+    pub max_body_bytes: u64,
+    /// Deepest JSON nesting accepted.
+    pub max_json_depth: usize,
+    /// Deadline for the whole request to arrive.
+    pub read_timeout: Duration,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Whether `GET /metrics` is served.
+    pub metrics: bool,
+}
+
+/// `[store]`, checked.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Which backend.
+    pub backend: StoreBackendName,
+    /// Directory of the embedded store.
+    pub path: PathBuf,
+    /// Redis URL.
+    pub url: Option<String>,
+    /// How long a delivered event id is remembered.
+    pub dedup_ttl: Duration,
+}
+
+/// One route, checked.
+#[derive(Debug)]
+pub struct Route {
+    /// Unique name.
+    pub name: Arc<str>,
+    /// Exact request path.
+    pub path: String,
+    /// Accepted methods.
+    pub methods: Vec<Method>,
+    /// Allowed source addresses; `None` means any.
+    pub allow_ips: Option<Allowlist>,
+    /// Credentials the sender must present.
+    pub auth: Auth,
+    /// Where events go.
+    pub upstream: Target,
+    /// How events are delivered.
+    pub delivery: DeliveryMode,
+    /// How long the upstream may take.
+    pub upstream_timeout: Duration,
+}
+
+/// Paths the gateway answers itself; no route may take them.
+pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// The largest `max_json_depth`: serde_json refuses deeper documents on its own.
+pub const JSON_DEPTH_CEILING: usize = 128;
+
+pub(super) fn compile(raw: RawConfig) -> Result<Settings, KeyError> {
+    let server = compile_server(raw.server)?;
+    let store = compile_store(raw.store)?;
+    if store.backend != StoreBackendName::Memory && store.backend != StoreBackendName::Embedded {
+        return Err((
+            "store.backend".into(),
+            "the redis backend is not available in this build yet; use \"embedded\" or \"memory\""
+                .into(),
+        ));
+    }
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    let mut names = HashSet::new();
+    let mut paths = HashSet::new();
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let route = compile_route(i, r)?;
+        if !names.insert(route.name.clone()) {
+            return Err((
+                format!("route[{i}].name"),
+                format!("duplicate route name {:?}", route.name),
+            ));
+        }
+        if !paths.insert(route.path.clone()) {
+            return Err((
+                format!("route[{i}].path"),
+                format!("duplicate route path {:?}", route.path),
+            ));
+        }
+        routes.push(Arc::new(route));
+    }
+    Ok(Settings {
+        server,
+        store,
+        routes,
+    })
+}
+
+fn compile_server(s: raw::RawServer) -> Result<ServerSettings, KeyError> {
+    let listen = s.listen.as_deref().unwrap_or("127.0.0.1:8080");
+    let listen = listen.parse::<SocketAddr>().map_err(|e| {
+        (
+            "server.listen".to_owned(),
+            format!("{listen:?} is not an IP:port address ({e})"),
+        )
+    })?;
+    let max_body_bytes = s.max_body_bytes.unwrap_or(1024 * 1024);
+    if max_body_bytes == 0 {
+        return Err(("server.max_body_bytes".into(), "must be at least 1".into()));
+    }
+    let max_json_depth = s.max_json_depth.unwrap_or(JSON_DEPTH_CEILING);
+    if max_json_depth == 0 || max_json_depth > JSON_DEPTH_CEILING {
+        return Err((
+            "server.max_json_depth".into(),
+            format!("must be between 1 and {JSON_DEPTH_CEILING}"),
+        ));
+    }
+    let read_timeout = duration("server.read_timeout", s.read_timeout.as_deref(), "10s")?;
+    let trusted_proxies = s
+        .trusted_proxies
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            allowlist::parse_net(v).map_err(|e| (format!("server.trusted_proxies[{i}]"), e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ServerSettings {
+        listen,
+        max_body_bytes,
+        max_json_depth,
+        read_timeout,
+        trusted_proxies,
+        metrics: s.metrics.unwrap_or(true),
+    })
+}
+
+fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
+    let backend = s.backend.unwrap_or(StoreBackendName::Embedded);
+    if backend == StoreBackendName::Redis && s.url.is_none() {
+        return Err((
+            "store.url".into(),
+            "required when store.backend = \"redis\"".into(),
+        ));
+    }
+    Ok(StoreSettings {
+        backend,
+        path: PathBuf::from(s.path.as_deref().unwrap_or("./hookgate-data")),
+        url: s.url,
+        dedup_ttl: duration("store.dedup_ttl", s.dedup_ttl.as_deref(), "72h")?,
+    })
+}
+
+fn compile_route(i: usize, r: raw::RawRoute) -> Result<Route, KeyError> {
+    let key = |k: &str| format!("route[{i}].{k}");
+    let name = r
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| (key("name"), "missing (every route needs a name)".to_owned()))?;
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err((
+            key("name"),
+            format!("{name:?} may only contain ASCII letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    let path = r.path.ok_or_else(|| (key("path"), "missing".to_owned()))?;
+    if !path.starts_with('/') || path.contains(['?', '#']) || path.contains(char::is_whitespace) {
+        return Err((
+            key("path"),
+            format!("{path:?} must start with '/' and contain no query, fragment or space"),
+        ));
+    }
+    if RESERVED_PATHS.contains(&path.as_str()) {
+        return Err((
+            key("path"),
+            format!("{path:?} is reserved for the gateway itself"),
+        ));
+    }
+    let methods = match r.methods {
+        None => vec![Method::POST],
+        Some(list) if list.is_empty() => {
+            return Err((key("methods"), "must list at least one method".into()));
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(j, m)| {
+                let upper = m.to_ascii_uppercase();
+                Method::from_bytes(upper.as_bytes()).map_err(|_| {
+                    (
+                        key(&format!("methods[{j}]")),
+                        format!("{m:?} is not a method"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let allow_ips = match r.allow_ips {
+        None => None,
+        Some(list) => {
+            Some(Allowlist::parse(&list).map_err(|(j, e)| (key(&format!("allow_ips[{j}]")), e))?)
+        }
+    };
+    let upstream = r
+        .upstream
+        .ok_or_else(|| (key("upstream"), "missing".to_owned()))?;
+    let upstream = Target::parse(&upstream).map_err(|e| (key("upstream"), e))?;
+    let delivery = r.delivery.unwrap_or_default();
+    if delivery == DeliveryMode::Async {
+        return Err((
+            key("delivery"),
+            "\"async\" delivery is not available in this build yet; use \"sync\"".into(),
+        ));
+    }
+    let upstream_timeout = duration(
+        &key("upstream_timeout"),
+        r.upstream_timeout.as_deref(),
+        "5s",
+    )?;
+    let auth = Auth::compile(r.auth.unwrap_or(raw::RawAuth::None))
+        .map_err(|(k, e)| (format!("{}{k}", key("auth")), e))?;
+    Ok(Route {
+        name: Arc::from(name),
+        path,
+        methods,
+        allow_ips,
+        auth,
+        upstream,
+        delivery,
+        upstream_timeout,
+    })
+}
+
+/// Parses a duration string like `"500ms"` or `"24h"`; zero is refused (it would disable
+/// the limit in a surprising way).
+pub(crate) fn duration(
+    key: &str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<Duration, KeyError> {
+    let text = value.unwrap_or(default);
+    let d = humantime::parse_duration(text)
+        .map_err(|e| (key.to_owned(), format!("{text:?} is not a duration ({e})")))?;
+    if d.is_zero() {
+        return Err((key.to_owned(), "must be greater than zero".to_owned()));
+    }
+    Ok(d)
+}

@@ -1,0 +1,113 @@
+//! Configuration: parse the TOML file (`raw`), then compile it into checked [`Settings`].
+//!
+//! Bad configuration fails here, at start-up or in `hookgate check`, with a message that
+//! names the key; it never surfaces on the first request.
+
+mod compile;
+pub mod raw;
+pub mod secret_source;
+
+use std::path::{Path, PathBuf};
+
+pub use compile::{
+    JSON_DEPTH_CEILING, RESERVED_PATHS, Route, ServerSettings, Settings, StoreSettings,
+};
+
+/// The built-in default configuration (DESIGN.md §2), used when no file is given and
+/// `./hookgate.toml` does not exist.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config.default.toml");
+
+/// Why a configuration was refused. The message always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys or wrong types.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// Which file (or "built-in default config").
+        origin: String,
+        /// The parser's message, naming the key and line.
+        message: String,
+    },
+    /// A key has a value that cannot be used.
+    #[error("{origin}: {key}: {reason}")]
+    Invalid {
+        /// Which file.
+        origin: String,
+        /// The key path, e.g. `route[0].allow_ips[1]`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Where the configuration came from, for messages.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file given with `--config` or found as `./hookgate.toml`.
+    File(PathBuf),
+    /// The built-in default.
+    BuiltIn,
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::BuiltIn => f.write_str("built-in default config"),
+        }
+    }
+}
+
+/// Picks the config source as DESIGN.md §2 says: `--config`, else `./hookgate.toml`, else
+/// the built-in default.
+pub fn locate(explicit: Option<&Path>) -> ConfigSource {
+    match explicit {
+        Some(p) => ConfigSource::File(p.to_path_buf()),
+        None => {
+            let local = Path::new("hookgate.toml");
+            if local.exists() {
+                ConfigSource::File(local.to_path_buf())
+            } else {
+                ConfigSource::BuiltIn
+            }
+        }
+    }
+}
+
+/// Reads, parses and compiles the configuration from `source`.
+pub fn load(source: &ConfigSource) -> Result<Settings, ConfigError> {
+    let text = match source {
+        ConfigSource::File(path) => {
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?
+        }
+        ConfigSource::BuiltIn => DEFAULT_CONFIG.to_owned(),
+    };
+    from_str(&text, &source.to_string())
+}
+
+/// Parses and compiles configuration text; `origin` names it in error messages.
+pub fn from_str(text: &str, origin: &str) -> Result<Settings, ConfigError> {
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        origin: origin.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    compile::compile(raw).map_err(|(key, reason)| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        key,
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+//! The configuration file as written by the user (DESIGN.md §3), before any checking.
+//!
+//! Every struct denies unknown keys so that a typo is a start-up error, never a silently
+//! ignored setting. Values stay strings here; `compile.rs` parses them and names the key
+//! when one is wrong.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Listener and request limits.
+    #[serde(default)]
+    pub server: RawServer,
+    /// Where dedup and order state lives.
+    #[serde(default)]
+    pub store: RawStore,
+    /// The webhook routes, `[[route]]` tables.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address to listen on, `host:port` (default `127.0.0.1:8080`).
+    pub listen: Option<String>,
+    /// Largest body accepted; above it the answer is 413 (default 1 MiB).
+    pub max_body_bytes: Option<u64>,
+    /// Deepest JSON nesting accepted; deeper is 400 `invalid_json` (default 128, at most 128).
+    pub max_json_depth: Option<usize>,
+    /// The whole request must arrive within this duration (default `10s`).
+    pub read_timeout: Option<String>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed (IPs or CIDRs).
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Serve `GET /metrics` (default true).
+    pub metrics: Option<bool>,
+}
+
+/// `[store]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `embedded` (default), `memory` or `redis`.
+    pub backend: Option<StoreBackendName>,
+    /// Directory of the embedded store (default `./hookgate-data`).
+    pub path: Option<String>,
+    /// Redis URL, for `backend = "redis"`.
+    pub url: Option<String>,
+    /// How long a delivered event id is remembered (default `72h`).
+    pub dedup_ttl: Option<String>,
+}
+
+/// The store backends a user can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackendName {
+    /// One crash-safe file under `store.path`.
+    Embedded,
+    /// Process memory, lost on restart.
+    Memory,
+    /// A shared Redis server.
+    Redis,
+}
+
+/// One `[[route]]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Unique name, used in answers, headers, logs and metrics labels.
+    pub name: Option<String>,
+    /// Exact request path, starting with `/`.
+    pub path: Option<String>,
+    /// Methods accepted (default `["POST"]`).
+    pub methods: Option<Vec<String>>,
+    /// Source addresses allowed (IPs or CIDRs); absent means any address.
+    pub allow_ips: Option<Vec<String>>,
+    /// `http://`, `https://` or `file://PATH` (one JSON line per event).
+    pub upstream: Option<String>,
+    /// `sync` (reverse proxy, the default) or `async`.
+    pub delivery: Option<DeliveryMode>,
+    /// How long the upstream may take to answer (default `5s`).
+    pub upstream_timeout: Option<String>,
+    /// Credentials the sender must present (default none).
+    pub auth: Option<RawAuth>,
+}
+
+/// How accepted events reach the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    /// Reverse proxy: the sender gets the upstream's answer.
+    #[default]
+    Sync,
+    /// Durable outbox, answer 202.
+    Async,
+}
+
+impl DeliveryMode {
+    /// The name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMode::Sync => "sync",
+            DeliveryMode::Async => "async",
+        }
+    }
+}
+
+/// `auth = { type = "...", ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RawAuth {
+    /// No credentials (the default).
+    None,
+    /// `Authorization: Bearer <token>`, any listed token.
+    Bearer {
+        /// Accepted tokens (secret values).
+        tokens: Vec<String>,
+    },
+    /// `Authorization: Basic ...`.
+    Basic {
+        /// user → password (secret value).
+        users: BTreeMap<String, String>,
+    },
+    /// Custom headers, every one required with one of its accepted values.
+    Header {
+        /// header name → accepted values (secret values).
+        headers: BTreeMap<String, Vec<String>>,
+    },
+}

@@ -1,0 +1,89 @@
+//! Config parsing and compilation: every refusal names its key.
+
+use super::*;
+
+fn err(text: &str) -> String {
+    match from_str(text, "test.toml") {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const ROUTE: &str = r#"
+[[route]]
+name = "r"
+path = "/hooks/r"
+upstream = "http://127.0.0.1:9/x"
+"#;
+
+#[test]
+fn builtin_default_compiles() {
+    let s = from_str(DEFAULT_CONFIG, "default").expect("default config");
+    assert!(!s.routes.is_empty());
+    assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = err("[server]\nlisten_addr = \"1.2.3.4:1\"\n");
+    assert!(e.contains("listen_addr"), "{e}");
+    let e = err(&format!("{ROUTE}colour = \"red\"\n"));
+    assert!(e.contains("colour"), "{e}");
+    let e = err(&format!(
+        "{ROUTE}auth = {{ type = \"bearer\", tokens = [\"a\"], extra = 1 }}\n"
+    ));
+    assert!(e.contains("extra"), "{e}");
+}
+
+#[test]
+fn bad_values_are_named() {
+    let e = err(&format!(
+        "{ROUTE}allow_ips = [\"10.0.0.0/8\", \"10.0.0/33\"]\n"
+    ));
+    assert!(e.contains("route[0].allow_ips[1]"), "{e}");
+    let e = err(&ROUTE.replace("http://127.0.0.1:9/x", "gopher://x"));
+    assert!(e.contains("route[0].upstream"), "{e}");
+    let e = err(&format!("{ROUTE}{ROUTE}"));
+    assert!(e.contains("route[1].name"), "{e}");
+    let e = err(&format!(
+        "{ROUTE}{}",
+        ROUTE.replace("name = \"r\"", "name = \"s\"")
+    ));
+    assert!(
+        e.contains("route[1].path") && e.contains("duplicate"),
+        "{e}"
+    );
+    let e = err(&format!("{ROUTE}upstream_timeout = \"soon\"\n"));
+    assert!(e.contains("route[0].upstream_timeout"), "{e}");
+    let e = err("[server]\ntrusted_proxies = [\"nope\"]\n");
+    assert!(e.contains("server.trusted_proxies[0]"), "{e}");
+    let e = err("[server]\nmax_json_depth = 100000\n");
+    assert!(e.contains("server.max_json_depth"), "{e}");
+    let e = err(&ROUTE.replace("/hooks/r", "/healthz"));
+    assert!(e.contains("route[0].path") && e.contains("reserved"), "{e}");
+}
+
+#[test]
+fn missing_secrets_are_named() {
+    let e = err(&format!(
+        "{ROUTE}auth = {{ type = \"bearer\", tokens = [\"env:HOOKGATE_TEST_NO_SUCH_VAR\"] }}\n"
+    ));
+    assert!(e.contains("route[0].auth.tokens[0]"), "{e}");
+    assert!(e.contains("HOOKGATE_TEST_NO_SUCH_VAR"), "{e}");
+    let e = err(&format!(
+        "{ROUTE}auth = {{ type = \"header\", headers = {{ \"X-Token\" = [\"file:/no/such/hookgate/file\"] }} }}\n"
+    ));
+    assert!(e.contains("route[0].auth.headers.X-Token[0]"), "{e}");
+}
+
+#[test]
+fn auth_types_compile() {
+    for auth in [
+        r#"{ type = "none" }"#,
+        r#"{ type = "bearer", tokens = ["a", "b"] }"#,
+        r#"{ type = "basic", users = { alice = "pw" } }"#,
+        r#"{ type = "header", headers = { "X-A" = ["1"], "X-B" = ["2", "3"] } }"#,
+    ] {
+        from_str(&format!("{ROUTE}auth = {auth}\n"), "t").expect(auth);
+    }
+}

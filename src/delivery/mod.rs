@@ -1,0 +1,202 @@
+//! Delivery: getting an accepted event to the route's upstream.
+//!
+//! Two kinds of target exist. An `http(s)://` upstream gets the sender's request as a
+//! reverse proxy would send it: same method, byte-identical body, the sender's headers
+//! minus hop-by-hop and consumed credential headers, plus the forwarding headers of
+//! DESIGN.md §6. A `file://PATH` upstream gets one JSON line per event, appended and
+//! fsynced before the answer, so a 200 from a file route means the line is on disk.
+//!
+//! The HTTP client is one pooled HTTP/1.1 client shared by every route; redirects are not
+//! followed (a proxy passes a 3xx back, it does not chase it).
+
+mod file;
+mod forward;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+
+pub use file::FileSink;
+pub use forward::{HOP_BY_HOP, forward_headers};
+
+/// Where a route's events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An HTTP(S) upstream.
+    Http(reqwest::Url),
+    /// A JSON-lines file.
+    File(PathBuf),
+}
+
+impl Target {
+    /// Parses `http://...`, `https://...` or `file://PATH` (`file:///abs/path` or
+    /// `file://./relative/path`: everything after `file://` is the path).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err("file:// upstream needs a path".into());
+            }
+            return Ok(Target::File(PathBuf::from(path)));
+        }
+        let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e})"))?;
+        match url.scheme() {
+            "http" | "https" if url.host().is_some() => Ok(Target::Http(url)),
+            "http" | "https" => Err(format!("{text:?} has no host")),
+            other => Err(format!(
+                "scheme {other:?} is not supported (use http://, https:// or file://)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Http(u) => write!(f, "{u}"),
+            Target::File(p) => write!(f, "file://{}", p.display()),
+        }
+    }
+}
+
+/// One event on its way out.
+#[derive(Debug)]
+pub struct Outbound<'a> {
+    /// The route's name.
+    pub route: &'a str,
+    /// The sender's method.
+    pub method: Method,
+    /// The headers to send (already filtered by [`forward_headers`]).
+    pub headers: HeaderMap,
+    /// The raw body as received.
+    pub body: Bytes,
+    /// The sender's query string, appended to the upstream URL.
+    pub query: Option<&'a str>,
+    /// The event id, when the route extracts one.
+    pub event_id: Option<&'a str>,
+    /// The client address.
+    pub client: &'a str,
+    /// How long the upstream may take.
+    pub timeout: Duration,
+}
+
+/// What the upstream answered.
+#[derive(Debug)]
+pub struct Delivered {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its `Content-Type`, if any.
+    pub content_type: Option<http::HeaderValue>,
+    /// Its body (empty when it exceeded [`MAX_UPSTREAM_BODY`]).
+    pub body: Bytes,
+}
+
+/// Why an event could not be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Connection refused, reset, DNS failure, TLS failure...
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
+    /// No answer within `upstream_timeout`.
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The sink file could not be written.
+    #[error("cannot write to the file sink: {0}")]
+    File(String),
+}
+
+/// Largest upstream answer body passed back to the sender; a larger one is dropped
+/// (the status still goes back, so the delivery outcome is not lost).
+pub const MAX_UPSTREAM_BODY: usize = 1024 * 1024;
+
+/// Sends events to their targets. Built once per configuration.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    client: reqwest::Client,
+    files: Arc<HashMap<PathBuf, Arc<FileSink>>>,
+}
+
+impl Deliverer {
+    /// Builds the shared HTTP client and opens every file sink the targets name.
+    pub fn new<'t>(targets: impl Iterator<Item = &'t Target>) -> Result<Self, DeliveryError> {
+        // reqwest is built without a bundled crypto provider; ring is ours. A second call
+        // finds it installed already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| DeliveryError::Unreachable(format!("cannot build HTTP client: {e}")))?;
+        let mut files = HashMap::new();
+        for t in targets {
+            if let Target::File(path) = t {
+                if !files.contains_key(path) {
+                    files.insert(path.clone(), Arc::new(FileSink::open(path)?));
+                }
+            }
+        }
+        Ok(Deliverer {
+            client,
+            files: Arc::new(files),
+        })
+    }
+
+    /// Delivers one event to `target`.
+    pub async fn deliver(
+        &self,
+        target: &Target,
+        out: Outbound<'_>,
+    ) -> Result<Delivered, DeliveryError> {
+        match target {
+            Target::Http(url) => forward::send(&self.client, url, out).await,
+            Target::File(path) => {
+                let sink = self
+                    .files
+                    .get(path)
+                    .ok_or_else(|| DeliveryError::File(format!("{} not opened", path.display())))?;
+                sink.append(&out).await?;
+                Ok(Delivered {
+                    status: StatusCode::OK,
+                    content_type: None,
+                    body: Bytes::new(),
+                })
+            }
+        }
+    }
+
+    /// The file sink at `path`, if one is open (for tests and the CLI).
+    pub fn file_sink(&self, path: &Path) -> Option<&Arc<FileSink>> {
+        self.files.get(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        assert!(matches!(
+            Target::parse("http://127.0.0.1:9000/x"),
+            Ok(Target::Http(_))
+        ));
+        assert!(matches!(
+            Target::parse("https://example.com"),
+            Ok(Target::Http(_))
+        ));
+        assert_eq!(
+            Target::parse("file://./data/out.jsonl"),
+            Ok(Target::File(PathBuf::from("./data/out.jsonl")))
+        );
+        assert_eq!(
+            Target::parse("file:///var/out.jsonl"),
+            Ok(Target::File(PathBuf::from("/var/out.jsonl")))
+        );
+        assert!(Target::parse("ftp://x").is_err());
+        assert!(Target::parse("not a url").is_err());
+        assert!(Target::parse("file://").is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! `GatewayError`: every way a request can end short of delivery, mapped to its verdict,
+//! status and answer body in one place (DESIGN.md §4).
+//!
+//! Stage errors convert in with `?`; [`Answer`] turns the outcome into the response with
+//! the `X-Hookgate-Verdict` header and the JSON body `{verdict, route, event_id, detail}`.
+//! Details never echo a secret: credential failures say only that they failed (the exact
+//! variant goes to the log).
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::delivery::DeliveryError;
+use crate::pipeline::allowlist::ClientAddr;
+use crate::pipeline::auth::AuthError;
+use crate::pipeline::body::BodyError;
+use crate::pipeline::json::JsonError;
+use crate::verdict::{VERDICT_HEADER, Verdict};
+
+/// Why a request was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No route has this path.
+    #[error("no route for this path")]
+    NoRoute,
+    /// The route does not accept this method.
+    #[error("method {method} not allowed")]
+    MethodNotAllowed {
+        /// What was sent.
+        method: Method,
+        /// What the route accepts.
+        allow: Vec<Method>,
+    },
+    /// The client address is not in the route's allowlist.
+    #[error("address {0} is not allowed")]
+    ForbiddenIp(ClientAddr),
+    /// Credentials missing or wrong.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The body was too large, too slow or unreadable.
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    /// The body is not acceptable JSON.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// The upstream could not be reached or did not answer in time.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+}
+
+impl GatewayError {
+    /// The contract verdict of this error.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            GatewayError::NoRoute => Verdict::NoRoute,
+            GatewayError::MethodNotAllowed { .. } => Verdict::MethodNotAllowed,
+            GatewayError::ForbiddenIp(_) => Verdict::ForbiddenIp,
+            GatewayError::Auth(_) => Verdict::Unauthorized,
+            GatewayError::Body(BodyError::TooLarge { .. }) => Verdict::TooLarge,
+            GatewayError::Body(BodyError::Timeout) => Verdict::Timeout,
+            GatewayError::Body(BodyError::Read(_)) => Verdict::InvalidJson,
+            GatewayError::Json(_) => Verdict::InvalidJson,
+            GatewayError::Delivery(_) => Verdict::UpstreamError,
+        }
+    }
+
+    /// The answer for this error on `route` (if one matched).
+    pub fn into_answer(self, route: Option<Arc<str>>, event_id: Option<String>) -> Answer {
+        let verdict = self.verdict();
+        let mut answer = Answer::new(verdict, route, event_id);
+        match &self {
+            GatewayError::MethodNotAllowed { allow, .. } => {
+                let list = allow
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Ok(v) = HeaderValue::from_str(&list) {
+                    answer.headers.push((http::header::ALLOW, v));
+                }
+                answer.detail = json!(format!("allowed: {list}"));
+            }
+            // Never say which part of the credentials was wrong.
+            GatewayError::Auth(_) => answer.detail = json!("credentials missing or invalid"),
+            GatewayError::Delivery(DeliveryError::Timeout(_)) => {
+                answer.status = StatusCode::GATEWAY_TIMEOUT;
+                answer.detail = json!("upstream timed out");
+            }
+            GatewayError::Delivery(DeliveryError::File(_)) => {
+                answer.detail = json!("file sink write failed");
+            }
+            GatewayError::Delivery(DeliveryError::Unreachable(_)) => {
+                answer.detail = json!("upstream unreachable");
+            }
+            other => answer.detail = json!(other.to_string()),
+        }
+        answer
+    }
+}
+
+/// A gateway-made answer: verdict, status, extra headers and the JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    /// The verdict (header and body).
+    pub verdict: Verdict,
+    /// The status; the verdict's own unless overridden (504).
+    pub status: StatusCode,
+    /// The matched route.
+    pub route: Option<Arc<str>>,
+    /// The event id, when extracted.
+    pub event_id: Option<String>,
+    /// Free-form detail.
+    pub detail: Value,
+    /// Extra headers (`Allow`, `Retry-After`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Answer {
+    /// An answer with the verdict's own status and no detail.
+    pub fn new(verdict: Verdict, route: Option<Arc<str>>, event_id: Option<String>) -> Self {
+        Answer {
+            verdict,
+            status: verdict.status(),
+            route,
+            event_id,
+            detail: Value::Null,
+            headers: Vec::new(),
+        }
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "verdict": self.verdict.as_str(),
+            "route": self.route.as_deref(),
+            "event_id": self.event_id,
+            "detail": self.detail,
+        });
+        let mut response = (
+            self.status,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            HeaderName::from_static(VERDICT_HEADER),
+            HeaderValue::from_static(self.verdict.as_str()),
+        );
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,45 @@
+//! hookgate: an inbound webhook gateway.
+//!
+//! # Layout
+//!
+//! A request flows through the modules in this order (DESIGN.md §1):
+//!
+//! - [`server`]: accept loop, router, graceful shutdown.
+//! - [`pipeline`]: one request, stage by stage — [`pipeline::allowlist`] (client address,
+//!   allowed networks), [`pipeline::auth`] (header credentials), [`pipeline::body`]
+//!   (bounded read), [`pipeline::json`] (depth-bounded parse).
+//! - [`delivery`]: forwarding to the upstream or appending to a file sink.
+//! - [`error`] and [`verdict`]: every outcome mapped to its HTTP answer in one place.
+//! - [`config`]: the TOML file, parsed then compiled into [`config::Settings`].
+
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod pipeline;
+pub mod secret;
+pub mod server;
+pub mod verdict;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A delivery target could not be prepared (file sink not writable, ...).
+    #[error(transparent)]
+    Delivery(#[from] delivery::DeliveryError),
+}
+
+/// Runs the gateway on an already-bound listener until `shutdown` completes, then
+/// drains in-flight requests. Tests bind port 0 and pass the listener in.
+pub async fn run(
+    listener: TcpListener,
+    settings: config::Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let gateway = pipeline::Gateway::new(settings)?;
+    server::serve(listener, server::Shared::new(gateway), shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! The `hookgate` command line (DESIGN.md §2): `serve` and `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hookgate::config::{self, Settings};
+
+#[derive(Parser)]
+#[command(name = "hookgate", version, about = "Inbound webhook gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file (default: ./hookgate.toml if present, else the built-in default).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Log line format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Load the config, resolve every secret, print a summary per route.
+    Check {
+        /// Config file (default: ./hookgate.toml if present, else the built-in default).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, log_format } => serve(config, log_format),
+        Command::Check { config } => check(config),
+    }
+}
+
+fn load(config: Option<PathBuf>) -> Result<(config::ConfigSource, Settings), ExitCode> {
+    let source = config::locate(config.as_deref());
+    match config::load(&source) {
+        Ok(s) => Ok((source, s)),
+        Err(e) => {
+            eprintln!("hookgate: invalid configuration: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+fn check(config: Option<PathBuf>) -> ExitCode {
+    let (source, settings) = match load(config) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    println!("config {source}: ok, listen {}", settings.server.listen);
+    for r in &settings.routes {
+        println!("{}", summary(r));
+    }
+    ExitCode::SUCCESS
+}
+
+fn summary(r: &config::Route) -> String {
+    let methods = r
+        .methods
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let allow = r
+        .allow_ips
+        .as_ref()
+        .map_or("any".to_owned(), |a| format!("{} networks", a.len()));
+    format!(
+        "route {} path={} methods={} allow_ips={} auth={} delivery={} upstream={}",
+        r.name,
+        r.path,
+        methods,
+        allow,
+        r.auth.type_name(),
+        r.delivery.as_str(),
+        r.upstream
+    )
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
+    init_logs(log_format);
+    let (source, settings) = match load(config) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hookgate: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let listen = settings.server.listen;
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("hookgate: cannot listen on {listen}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let bound = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        println!("hookgate listening on {bound} (config: {source})");
+        for r in &settings.routes {
+            println!("  {}", summary(r));
+        }
+        match hookgate::run(listener, settings, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hookgate: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

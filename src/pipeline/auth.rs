@@ -1,0 +1,289 @@
+//! Credential checks that need only the headers: bearer tokens, basic auth and the
+//! custom-header secrets that Apono, Wallarm and Flashduty senders are configured with.
+//!
+//! They run before the body is read, so an unauthenticated sender never costs a body
+//! read. Every comparison goes through [`Secret::matches`] (constant time), and every
+//! configured secret is compared even after a match, so timing does not reveal which
+//! rotation slot matched. Signature schemes, which need the body, live in `signature`.
+
+use base64::Engine as _;
+use http::{HeaderMap, HeaderName, header::AUTHORIZATION};
+
+use crate::config::raw::RawAuth;
+use crate::config::secret_source;
+use crate::secret::Secret;
+
+/// Why credentials were refused. The variant is logged; the sender only sees 401.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// A required header is absent.
+    #[error("missing {0} header")]
+    Missing(String),
+    /// The header is present more than once, so we cannot tell which to believe.
+    #[error("{0} header given more than once")]
+    Repeated(String),
+    /// The header's syntax is wrong (scheme, base64, ...).
+    #[error("malformed {0} header")]
+    Malformed(String),
+    /// The presented credential matches none of the configured ones.
+    #[error("credentials do not match")]
+    NoMatch,
+}
+
+/// The header-based credential check of one route.
+#[derive(Debug)]
+pub enum Auth {
+    /// Nothing is checked.
+    None,
+    /// `Authorization: Bearer <token>`; any token matches.
+    Bearer(Vec<Secret>),
+    /// `Authorization: Basic ...`; (user, password) pairs.
+    Basic(Vec<(Secret, Secret)>),
+    /// Every named header present once, with one of its accepted values.
+    Header(Vec<(HeaderName, Vec<Secret>)>),
+}
+
+impl Auth {
+    /// Builds the check from the config, resolving `env:`/`file:` secrets. Errors carry
+    /// the key suffix below `auth` (e.g. `.tokens[1]`).
+    pub fn compile(raw: RawAuth) -> Result<Self, (String, String)> {
+        Ok(match raw {
+            RawAuth::None => Auth::None,
+            RawAuth::Bearer { tokens } => {
+                if tokens.is_empty() {
+                    return Err((".tokens".into(), "must list at least one token".into()));
+                }
+                Auth::Bearer(resolve_all(&tokens, ".tokens")?)
+            }
+            RawAuth::Basic { users } => {
+                if users.is_empty() {
+                    return Err((".users".into(), "must list at least one user".into()));
+                }
+                let mut pairs = Vec::with_capacity(users.len());
+                for (user, password) in users {
+                    if user.contains(':') || user.is_empty() {
+                        return Err((
+                            format!(".users.{user}"),
+                            "a user name may not be empty or contain ':'".into(),
+                        ));
+                    }
+                    let pw = secret_source::resolve(&password)
+                        .map_err(|e| (format!(".users.{user}"), e))?;
+                    pairs.push((Secret::new(user.into_bytes()), pw));
+                }
+                Auth::Basic(pairs)
+            }
+            RawAuth::Header { headers } => {
+                if headers.is_empty() {
+                    return Err((".headers".into(), "must name at least one header".into()));
+                }
+                let mut checks = Vec::with_capacity(headers.len());
+                for (name, values) in headers {
+                    let key = format!(".headers.{name}");
+                    let header = HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| (key.clone(), format!("{name:?} is not a header name")))?;
+                    if values.is_empty() {
+                        return Err((key, "must list at least one accepted value".into()));
+                    }
+                    checks.push((header, resolve_all(&values, &key)?));
+                }
+                Auth::Header(checks)
+            }
+        })
+    }
+
+    /// The `type` name, as in the config.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::Bearer(_) => "bearer",
+            Auth::Basic(_) => "basic",
+            Auth::Header(_) => "header",
+        }
+    }
+
+    /// Checks the request headers.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), AuthError> {
+        match self {
+            Auth::None => Ok(()),
+            Auth::Bearer(tokens) => {
+                let value = single(headers, &AUTHORIZATION)?;
+                let token = strip_scheme(value, b"bearer")
+                    .ok_or_else(|| AuthError::Malformed("Authorization".into()))?;
+                any_matches(tokens.iter(), token)
+            }
+            Auth::Basic(users) => {
+                let value = single(headers, &AUTHORIZATION)?;
+                let encoded = strip_scheme(value, b"basic")
+                    .ok_or_else(|| AuthError::Malformed("Authorization".into()))?;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .map_err(|_| AuthError::Malformed("Authorization".into()))?;
+                let colon = decoded
+                    .iter()
+                    .position(|&b| b == b':')
+                    .ok_or_else(|| AuthError::Malformed("Authorization".into()))?;
+                let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
+                let mut ok = false;
+                for (u, p) in users {
+                    // `&` not `&&`: both comparisons run for every entry.
+                    ok |= u.matches(user) & p.matches(password);
+                }
+                if ok { Ok(()) } else { Err(AuthError::NoMatch) }
+            }
+            Auth::Header(checks) => {
+                let mut all = true;
+                for (name, accepted) in checks {
+                    let value = single(headers, name)?;
+                    all &= any_matches(accepted.iter(), value).is_ok();
+                }
+                if all { Ok(()) } else { Err(AuthError::NoMatch) }
+            }
+        }
+    }
+
+    /// Headers holding credentials this check consumed; they are not forwarded.
+    pub fn consumed_headers(&self) -> Vec<HeaderName> {
+        match self {
+            Auth::None => Vec::new(),
+            Auth::Bearer(_) | Auth::Basic(_) => vec![AUTHORIZATION],
+            Auth::Header(checks) => checks.iter().map(|(n, _)| n.clone()).collect(),
+        }
+    }
+}
+
+fn resolve_all(values: &[String], key: &str) -> Result<Vec<Secret>, (String, String)> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| secret_source::resolve(v).map_err(|e| (format!("{key}[{i}]"), e)))
+        .collect()
+}
+
+fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<&'h [u8], AuthError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values
+        .next()
+        .ok_or_else(|| AuthError::Missing(name.to_string()))?;
+    if values.next().is_some() {
+        return Err(AuthError::Repeated(name.to_string()));
+    }
+    Ok(first.as_bytes())
+}
+
+/// `Bearer abc` → `abc` (scheme is case-insensitive, RFC 9110 §11.1).
+fn strip_scheme<'v>(value: &'v [u8], scheme: &[u8]) -> Option<&'v [u8]> {
+    let (head, rest) = value.split_at_checked(scheme.len())?;
+    if !head.eq_ignore_ascii_case(scheme) {
+        return None;
+    }
+    let rest = rest.strip_prefix(b" ")?;
+    let trimmed = rest.trim_ascii();
+    (!trimmed.is_empty()).then_some(trimmed)
+}
+
+fn any_matches<'a>(
+    secrets: impl Iterator<Item = &'a Secret>,
+    presented: &[u8],
+) -> Result<(), AuthError> {
+    let mut ok = false;
+    for s in secrets {
+        ok |= s.matches(presented);
+    }
+    if ok { Ok(()) } else { Err(AuthError::NoMatch) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn bearer_rotation_and_errors() {
+        let auth = Auth::compile(RawAuth::Bearer {
+            tokens: vec!["old".into(), "new".into()],
+        })
+        .expect("auth");
+        assert_eq!(auth.check(&h(&[("authorization", "Bearer new")])), Ok(()));
+        assert_eq!(auth.check(&h(&[("authorization", "bearer old")])), Ok(()));
+        assert_eq!(
+            auth.check(&h(&[("authorization", "Bearer nope")])),
+            Err(AuthError::NoMatch)
+        );
+        assert!(matches!(auth.check(&h(&[])), Err(AuthError::Missing(_))));
+        assert!(matches!(
+            auth.check(&h(&[("authorization", "Basic new")])),
+            Err(AuthError::Malformed(_))
+        ));
+        assert!(matches!(
+            auth.check(&h(&[
+                ("authorization", "Bearer new"),
+                ("authorization", "Bearer x")
+            ])),
+            Err(AuthError::Repeated(_))
+        ));
+    }
+
+    #[test]
+    fn basic_checks_user_and_password() {
+        let mut users = BTreeMap::new();
+        users.insert("apono".to_owned(), "pw:with:colons".to_owned());
+        let auth = Auth::compile(RawAuth::Basic { users }).expect("auth");
+        let good = base64::engine::general_purpose::STANDARD.encode("apono:pw:with:colons");
+        assert_eq!(
+            auth.check(&h(&[("authorization", &format!("Basic {good}"))])),
+            Ok(())
+        );
+        let bad = base64::engine::general_purpose::STANDARD.encode("other:pw:with:colons");
+        assert_eq!(
+            auth.check(&h(&[("authorization", &format!("Basic {bad}"))])),
+            Err(AuthError::NoMatch)
+        );
+        assert!(matches!(
+            auth.check(&h(&[("authorization", "Basic !!!")])),
+            Err(AuthError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn header_requires_every_header() {
+        let mut headers = BTreeMap::new();
+        headers.insert("X-Token".to_owned(), vec!["a".into(), "b".into()]);
+        headers.insert("X-Tenant".to_owned(), vec!["acme".into()]);
+        let auth = Auth::compile(RawAuth::Header { headers }).expect("auth");
+        assert_eq!(
+            auth.check(&h(&[("x-token", "b"), ("x-tenant", "acme")])),
+            Ok(())
+        );
+        assert_eq!(
+            auth.check(&h(&[("x-token", "c"), ("x-tenant", "acme")])),
+            Err(AuthError::NoMatch)
+        );
+        assert!(matches!(
+            auth.check(&h(&[("x-token", "a")])),
+            Err(AuthError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn empty_lists_are_config_errors() {
+        assert!(Auth::compile(RawAuth::Bearer { tokens: vec![] }).is_err());
+        let err = Auth::compile(RawAuth::Bearer {
+            tokens: vec!["env:HOOKGATE_UNSET_TOKEN_VAR".into()],
+        })
+        .expect_err("unset env");
+        assert_eq!(err.0, ".tokens[0]");
+        assert!(err.1.contains("HOOKGATE_UNSET_TOKEN_VAR"));
+    }
+}

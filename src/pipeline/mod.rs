@@ -1,0 +1,199 @@
+//! The request pipeline: one webhook request, stage by stage (DESIGN.md §1).
+//!
+//! [`handle`] reads top to bottom in the order that is the security model: cheap
+//! rejections that need no body (route, method, address, header credentials) come first;
+//! only then is the body read, bounded in size and time; it is parsed as JSON before
+//! anything is forwarded; the body that reaches the upstream is the body that was
+//! received, byte for byte.
+
+pub mod allowlist;
+pub mod auth;
+pub mod body;
+pub mod json;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Request};
+use tokio::time::Instant;
+
+use crate::config::{Route, Settings};
+use crate::delivery::{Deliverer, DeliveryError, Outbound, forward_headers};
+use crate::error::{Answer, GatewayError};
+use crate::verdict::{VERDICT_HEADER, Verdict};
+
+/// Everything a request needs, built once per configuration.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The settings it was built from.
+    pub settings: Settings,
+    routes: HashMap<String, Arc<Route>>,
+    deliverer: Deliverer,
+}
+
+impl Gateway {
+    /// Builds the gateway: route table, HTTP client, file sinks.
+    pub fn new(settings: Settings) -> Result<Self, DeliveryError> {
+        let deliverer = Deliverer::new(settings.routes.iter().map(|r| &r.upstream))?;
+        let routes = settings
+            .routes
+            .iter()
+            .map(|r| (r.path.clone(), Arc::clone(r)))
+            .collect();
+        Ok(Gateway {
+            settings,
+            routes,
+            deliverer,
+        })
+    }
+
+    /// The delivery half (for tests and tools).
+    pub fn deliverer(&self) -> &Deliverer {
+        &self.deliverer
+    }
+}
+
+/// What one request ended as, for the log line.
+struct Outcome {
+    response: Response,
+    verdict: Verdict,
+    route: Option<Arc<str>>,
+    client: Option<allowlist::ClientAddr>,
+    event_id: Option<String>,
+}
+
+/// Handles one webhook request from `peer`.
+pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let outcome = run(&gw, peer, req, started).await;
+    let status = outcome.response.status().as_u16();
+    tracing::info!(
+        route = outcome.route.as_deref().unwrap_or("-"),
+        verdict = outcome.verdict.as_str(),
+        client = %outcome.client.map(|c| c.to_string()).unwrap_or_else(|| peer.ip().to_string()),
+        event_id = outcome.event_id.as_deref().unwrap_or("-"),
+        status,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "Request handled."
+    );
+    outcome.response
+}
+
+async fn run(gw: &Gateway, peer: SocketAddr, req: Request<Body>, started: Instant) -> Outcome {
+    let mut outcome = Outcome {
+        response: Response::default(),
+        verdict: Verdict::Internal,
+        route: None,
+        client: None,
+        event_id: None,
+    };
+    match stages(gw, peer, req, started, &mut outcome).await {
+        Ok(response) => outcome.response = response,
+        Err(err) => {
+            if let GatewayError::Auth(e) = &err {
+                tracing::debug!(reason = %e, "Credentials refused.");
+            }
+            if let GatewayError::Delivery(e) = &err {
+                tracing::warn!(route = outcome.route.as_deref().unwrap_or("-"), error = %e, "Delivery failed.");
+            }
+            let answer = err.into_answer(outcome.route.clone(), outcome.event_id.clone());
+            outcome.verdict = answer.verdict;
+            outcome.response = answer.into_response();
+        }
+    }
+    outcome
+}
+
+async fn stages(
+    gw: &Gateway,
+    peer: SocketAddr,
+    req: Request<Body>,
+    started: Instant,
+    out: &mut Outcome,
+) -> Result<Response, GatewayError> {
+    let server = &gw.settings.server;
+    // 1. route and method: no body read.
+    let route = gw
+        .routes
+        .get(req.uri().path())
+        .ok_or(GatewayError::NoRoute)?;
+    out.route = Some(Arc::clone(&route.name));
+    if !route.methods.contains(req.method()) {
+        return Err(GatewayError::MethodNotAllowed {
+            method: req.method().clone(),
+            allow: route.methods.clone(),
+        });
+    }
+    // 2. client address and allowlist: no body read.
+    let client = allowlist::client_addr(peer, req.headers(), &server.trusted_proxies);
+    out.client = Some(client);
+    if let Some(list) = &route.allow_ips {
+        if !list.permits(client) {
+            return Err(GatewayError::ForbiddenIp(client));
+        }
+    }
+    // 3. header credentials: no body read.
+    route.auth.check(req.headers())?;
+    // 4. the body, bounded in size and time.
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let deadline = started + server.read_timeout;
+    let bytes = body::read(body, declared, server.max_body_bytes, deadline).await?;
+    // 5. JSON, depth-bounded before any tree is built.
+    let _document = json::parse(&bytes, server.max_json_depth)?;
+    // 6. delivery.
+    let peer_ip = peer.ip().to_canonical();
+    let peer_trusted = server.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
+    let headers = forward_headers(
+        &parts.headers,
+        &route.auth.consumed_headers(),
+        peer_ip,
+        peer_trusted,
+        &route.name,
+        out.event_id.as_deref(),
+    );
+    let client_text = client.to_string();
+    let delivered = gw
+        .deliverer
+        .deliver(
+            &route.upstream,
+            Outbound {
+                route: &route.name,
+                method: parts.method.clone(),
+                headers,
+                body: bytes,
+                query: parts.uri.query(),
+                event_id: out.event_id.as_deref(),
+                client: &client_text,
+                timeout: route.upstream_timeout,
+            },
+        )
+        .await?;
+    out.verdict = Verdict::Forwarded;
+    if matches!(route.upstream, crate::delivery::Target::File(_)) {
+        return Ok(Answer::new(
+            Verdict::Forwarded,
+            Some(Arc::clone(&route.name)),
+            out.event_id.clone(),
+        )
+        .into_response());
+    }
+    let mut response = Response::new(Body::from(delivered.body));
+    *response.status_mut() = delivered.status;
+    let headers = response.headers_mut();
+    if let Some(ct) = delivered.content_type {
+        headers.insert(http::header::CONTENT_TYPE, ct);
+    }
+    headers.insert(
+        VERDICT_HEADER,
+        HeaderValue::from_static(Verdict::Forwarded.as_str()),
+    );
+    Ok(response)
+}

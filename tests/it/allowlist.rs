@@ -1,0 +1,131 @@
+//! 403 `forbidden_ip`: allowlists, trusted proxies, IPv6.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{client, gateway::Gateway, raw_exchange, upstream::Upstream, verdict};
+
+fn config(upstream: &str, allow: &str, trusted: &str) -> String {
+    format!(
+        r#"
+[server]
+trusted_proxies = [{trusted}]
+[store]
+backend = "memory"
+[[route]]
+name = "r"
+path = "/hooks/r"
+allow_ips = [{allow}]
+upstream = "{upstream}"
+"#
+    )
+}
+
+#[tokio::test]
+async fn address_outside_allowlist_is_403_and_not_forwarded() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(
+        &up.url("/in"),
+        r#""10.0.0.0/8", "2001:db8::/32""#,
+        "",
+    ))
+    .await;
+    let r = client()
+        .post(gw.url("/hooks/r"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 403);
+    assert_eq!(verdict(&r), "forbidden_ip");
+    up.assert_nothing().await;
+    // Not even with a forged X-Forwarded-For: the peer is not a trusted proxy.
+    let r = client()
+        .post(gw.url("/hooks/r"))
+        .header("x-forwarded-for", "10.1.2.3")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 403);
+    up.assert_nothing().await;
+}
+
+#[tokio::test]
+async fn forbidden_address_never_reads_the_body() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up.url("/in"), r#""10.0.0.0/8""#, "")).await;
+    let started = Instant::now();
+    let req = "POST /hooks/r HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n";
+    let answer = raw_exchange(gw.addr, req.as_bytes(), Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn trusted_proxy_forwarded_for_is_walked_right_to_left() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(
+        &up.url("/in"),
+        r#""47.94.95.118""#,
+        r#""127.0.0.1", "10.0.0.0/8""#,
+    ))
+    .await;
+    // client, then an internal proxy; the gateway's peer (127.0.0.1) is trusted too.
+    let r = client()
+        .post(gw.url("/hooks/r"))
+        .header("x-forwarded-for", "6.6.6.6, 47.94.95.118, 10.0.0.7")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let got = up.next().await;
+    // The chain is extended with the peer, since the peer is trusted.
+    assert_eq!(
+        got.headers["x-forwarded-for"],
+        "6.6.6.6, 47.94.95.118, 10.0.0.7, 127.0.0.1"
+    );
+    // The spoofed leftmost entry does not help an attacker behind a trusted proxy.
+    let r = client()
+        .post(gw.url("/hooks/r"))
+        .header("x-forwarded-for", "47.94.95.118, 6.6.6.6")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 403);
+    // RFC 7239 Forwarded works as well.
+    let r = client()
+        .post(gw.url("/hooks/r"))
+        .header("forwarded", "for=47.94.95.118;proto=https")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    up.next().await;
+}
+
+#[tokio::test]
+async fn ipv6_peer_is_matched() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start_on("[::1]:0", &config(&up.url("/in"), r#""::1/128""#, "")).await;
+    let r = client()
+        .post(gw.url("/hooks/r"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(verdict(&r), "forwarded");
+    assert_eq!(up.next().await.headers["x-forwarded-for"], "::1");
+
+    let gw = Gateway::start_on("[::1]:0", &config(&up.url("/in"), r#""127.0.0.1""#, "")).await;
+    let r = client()
+        .post(gw.url("/hooks/r"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 403);
+}

@@ -1,0 +1,168 @@
+//! `forwarded` and `upstream_error`: exactly what reaches the upstream, and what comes back.
+
+use std::time::Duration;
+
+use crate::support::{client, gateway::Gateway, upstream::Upstream, verdict};
+
+fn config(upstream: &str, timeout: &str) -> String {
+    format!(
+        r#"
+[store]
+backend = "memory"
+[[route]]
+name = "proxy"
+path = "/hooks/proxy"
+methods = ["POST", "PUT"]
+upstream = "{upstream}"
+upstream_timeout = "{timeout}"
+"#
+    )
+}
+
+#[tokio::test]
+async fn forwards_method_bytes_and_headers() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up.url("/internal/flashduty?src=gw"), "5s")).await;
+    // Odd spacing, key order and unicode escapes must survive byte for byte.
+    let body = "{ \"z\":1,\n  \"a\" : \"\\u00e9t\u{e9}\", \"n\": 1.50e2 }\n";
+    let r = client()
+        .put(gw.url("/hooks/proxy?a=a"))
+        .header("content-type", "application/json")
+        .header("x-customize-header-a", "a")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "1")
+        .header("keep-alive", "timeout=5")
+        .header("x-hookgate-route", "forged")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(verdict(&r), "forwarded");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.text().await.expect("text"), r#"{"upstream":"ok"}"#);
+
+    let got = up.next().await;
+    assert_eq!(got.method, "PUT");
+    assert_eq!(got.uri.path(), "/internal/flashduty");
+    assert_eq!(got.uri.query(), Some("src=gw&a=a"));
+    assert_eq!(&got.body[..], body.as_bytes());
+    assert_eq!(got.headers["content-type"], "application/json");
+    assert_eq!(got.headers["x-customize-header-a"], "a");
+    assert_eq!(got.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(got.headers["x-forwarded-proto"], "http");
+    assert_eq!(got.headers["x-hookgate-route"], "proxy");
+    assert!(got.headers.get("x-hop").is_none());
+    assert!(got.headers.get("keep-alive").is_none());
+    assert_eq!(got.headers["content-length"], body.len().to_string());
+    assert_eq!(got.headers["host"], up.addr.to_string());
+}
+
+#[tokio::test]
+async fn upstream_status_and_body_are_passed_back() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up.url("/in"), "5s")).await;
+    for status in [201u16, 404, 500, 503] {
+        up.set_status(status);
+        let r = client()
+            .post(gw.url("/hooks/proxy"))
+            .body("{}")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status().as_u16(), status);
+        assert_eq!(verdict(&r), "forwarded");
+        assert_eq!(r.text().await.expect("text"), r#"{"upstream":"ok"}"#);
+        up.next().await;
+    }
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_502() {
+    // Bind then drop a listener: the port is closed.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let gw = Gateway::start(&config(&format!("http://127.0.0.1:{port}/x"), "2s")).await;
+    let r = client()
+        .post(gw.url("/hooks/proxy"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 502);
+    assert_eq!(verdict(&r), "upstream_error");
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["verdict"], "upstream_error");
+    assert_eq!(body["route"], "proxy");
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504() {
+    let up = Upstream::start().await;
+    up.set_delay(Duration::from_millis(1500));
+    let gw = Gateway::start(&config(&up.url("/in"), "300ms")).await;
+    let r = client()
+        .post(gw.url("/hooks/proxy"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 504);
+    assert_eq!(verdict(&r), "upstream_error");
+}
+
+#[tokio::test]
+async fn file_upstream_appends_one_json_line_per_event() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("sub/delivered.jsonl");
+    let gw = Gateway::start(&config(&format!("file://{}", path.display()), "5s")).await;
+    for body in ["{\n \"b\": 2,\n \"a\": \"x y\" }", "[1, 2]"] {
+        let r = client()
+            .post(gw.url("/hooks/proxy"))
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        assert_eq!(verdict(&r), "forwarded");
+    }
+    let text = std::fs::read_to_string(&path).expect("sink file");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let first: serde_json::Value = serde_json::from_str(lines[0]).expect("line 1 is JSON");
+    assert_eq!(first["route"], "proxy");
+    assert_eq!(first["client"], "127.0.0.1");
+    assert_eq!(first["body"]["a"], "x y");
+    assert!(
+        lines[0].ends_with(r#""body":{"b":2,"a":"x y"}}"#),
+        "{}",
+        lines[0]
+    );
+    let second: serde_json::Value = serde_json::from_str(lines[1]).expect("line 2 is JSON");
+    assert_eq!(second["body"], serde_json::json!([1, 2]));
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests() {
+    let up = Upstream::start().await;
+    up.set_delay(Duration::from_millis(600));
+    let mut gw = Gateway::start(&config(&up.url("/in"), "5s")).await;
+    let url = gw.url("/hooks/proxy");
+    let in_flight = tokio::spawn(async move { client().post(url).body("{}").send().await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let done = gw.begin_shutdown();
+    let r = in_flight
+        .await
+        .expect("join")
+        .expect("in-flight request answered");
+    assert_eq!(r.status(), 200);
+    assert_eq!(verdict(&r), "forwarded");
+    tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .expect("drained")
+        .expect("join");
+    // Stopped accepting.
+    assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err());
+}

@@ -1,0 +1,11 @@
+//! Black-box tests: the real gateway on an ephemeral port in front of a real upstream.
+
+#![allow(unreachable_pub, missing_docs)]
+
+mod allowlist;
+mod auth;
+mod body;
+mod cli;
+mod delivery;
+mod routing;
+mod support;

@@ -1,0 +1,35 @@
+//! Test support: the real gateway on an ephemeral port, a real upstream on another.
+
+pub mod gateway;
+pub mod upstream;
+
+use std::time::Duration;
+
+/// A plain HTTP client for talking to the gateway.
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The verdict header of a response.
+pub fn verdict(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("x-hookgate-verdict")
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .unwrap_or_default()
+}
+
+/// Sends raw bytes on a fresh TCP connection and returns everything read back until the
+/// server closes or `wait` passes.
+pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
