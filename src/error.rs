@@ -17,6 +17,7 @@ use crate::pipeline::allowlist::ClientAddr;
 use crate::pipeline::auth::AuthError;
 use crate::pipeline::body::BodyError;
 use crate::pipeline::json::JsonError;
+use crate::pipeline::ratelimit::RateLimited;
 use crate::verdict::{VERDICT_HEADER, Verdict};
 
 /// Why a request was not delivered.
@@ -36,6 +37,9 @@ pub enum GatewayError {
     /// The client address is not in the route's allowlist.
     #[error("address {0} is not allowed")]
     ForbiddenIp(ClientAddr),
+    /// The route's rate limit is exhausted.
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
     /// Credentials missing or wrong.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -45,6 +49,9 @@ pub enum GatewayError {
     /// The body is not acceptable JSON.
     #[error(transparent)]
     Json(#[from] JsonError),
+    /// A bug: an invariant of the gateway did not hold.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// The upstream could not be reached or did not answer in time.
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
@@ -57,12 +64,14 @@ impl GatewayError {
             GatewayError::NoRoute => Verdict::NoRoute,
             GatewayError::MethodNotAllowed { .. } => Verdict::MethodNotAllowed,
             GatewayError::ForbiddenIp(_) => Verdict::ForbiddenIp,
+            GatewayError::RateLimited(_) => Verdict::RateLimited,
             GatewayError::Auth(_) => Verdict::Unauthorized,
             GatewayError::Body(BodyError::TooLarge { .. }) => Verdict::TooLarge,
             GatewayError::Body(BodyError::Timeout) => Verdict::Timeout,
             GatewayError::Body(BodyError::Read(_)) => Verdict::InvalidJson,
             GatewayError::Json(_) => Verdict::InvalidJson,
             GatewayError::Delivery(_) => Verdict::UpstreamError,
+            GatewayError::Internal(_) => Verdict::Internal,
         }
     }
 
@@ -82,6 +91,13 @@ impl GatewayError {
                 }
                 answer.detail = json!(format!("allowed: {list}"));
             }
+            GatewayError::RateLimited(r) => {
+                answer.headers.push((
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(r.retry_after_secs),
+                ));
+                answer.detail = json!(r.to_string());
+            }
             // Never say which part of the credentials was wrong.
             GatewayError::Auth(_) => answer.detail = json!("credentials missing or invalid"),
             GatewayError::Delivery(DeliveryError::Timeout(_)) => {
@@ -94,6 +110,7 @@ impl GatewayError {
             GatewayError::Delivery(DeliveryError::Unreachable(_)) => {
                 answer.detail = json!("upstream unreachable");
             }
+            GatewayError::Internal(_) => {}
             other => answer.detail = json!(other.to_string()),
         }
         answer

@@ -18,6 +18,7 @@ pub mod error;
 pub mod pipeline;
 pub mod secret;
 pub mod server;
+pub mod telemetry;
 pub mod verdict;
 
 use std::future::Future;
@@ -30,6 +31,29 @@ pub enum StartError {
     /// A delivery target could not be prepared (file sink not writable, ...).
     #[error(transparent)]
     Delivery(#[from] delivery::DeliveryError),
+    /// The SIGHUP handler could not be installed.
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Like [`run`], and reloads the configuration from `source` on SIGHUP.
+pub async fn run_reloadable(
+    listener: TcpListener,
+    source: config::ConfigSource,
+    settings: config::Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let metrics = std::sync::Arc::new(telemetry::Metrics::new());
+    let gateway = pipeline::Gateway::new(settings, std::sync::Arc::clone(&metrics))?;
+    let shared = server::Shared::new(gateway, metrics);
+    #[cfg(unix)]
+    let reloader = server::reload_on_sighup(shared.clone(), source).map_err(StartError::Signal)?;
+    #[cfg(not(unix))]
+    let _ = source;
+    server::serve(listener, shared, shutdown).await;
+    #[cfg(unix)]
+    reloader.abort();
+    Ok(())
 }
 
 /// Runs the gateway on an already-bound listener until `shutdown` completes, then
@@ -39,7 +63,8 @@ pub async fn run(
     settings: config::Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let gateway = pipeline::Gateway::new(settings)?;
-    server::serve(listener, server::Shared::new(gateway), shutdown).await;
+    let metrics = std::sync::Arc::new(telemetry::Metrics::new());
+    let gateway = pipeline::Gateway::new(settings, std::sync::Arc::clone(&metrics))?;
+    server::serve(listener, server::Shared::new(gateway, metrics), shutdown).await;
     Ok(())
 }

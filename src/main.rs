@@ -130,11 +130,18 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        println!("hookgate listening on {bound} (config: {source})");
-        for r in &settings.routes {
-            println!("  {}", summary(r));
+        // Start-up table; a closed stdout must not take the gateway down, so errors
+        // writing it are ignored (println! would panic).
+        {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "hookgate listening on {bound} (config: {source})");
+            for r in &settings.routes {
+                let _ = writeln!(out, "  {}", summary(r));
+            }
+            let _ = out.flush();
         }
-        match hookgate::run(listener, settings, shutdown_signal()).await {
+        match hookgate::run_reloadable(listener, source, settings, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hookgate: {e}");

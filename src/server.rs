@@ -20,25 +20,39 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
+use crate::config::{self, ConfigSource};
 use crate::pipeline::{self, Gateway};
+use crate::telemetry::Metrics;
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The gateway currently serving; swapped whole on a config reload, so a request always
-/// sees one consistent configuration.
+/// What the server shares between requests: the gateway currently serving, swapped
+/// whole on a config reload (a request always sees one consistent configuration), and
+/// the metrics, which outlive reloads.
 #[derive(Debug, Clone)]
-pub struct Shared(Arc<RwLock<Arc<Gateway>>>);
+pub struct Shared {
+    gateway: Arc<RwLock<Arc<Gateway>>>,
+    metrics: Arc<Metrics>,
+}
 
 impl Shared {
-    /// Wraps a gateway.
-    pub fn new(gw: Gateway) -> Self {
-        Shared(Arc::new(RwLock::new(Arc::new(gw))))
+    /// Wraps a gateway and the metrics it reports to.
+    pub fn new(gw: Gateway, metrics: Arc<Metrics>) -> Self {
+        Shared {
+            gateway: Arc::new(RwLock::new(Arc::new(gw))),
+            metrics,
+        }
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The current gateway.
     pub fn current(&self) -> Arc<Gateway> {
-        match self.0.read() {
+        match self.gateway.read() {
             Ok(g) => Arc::clone(&g),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
@@ -47,7 +61,7 @@ impl Shared {
     /// Replaces the gateway; requests already running keep the old one.
     pub fn replace(&self, gw: Gateway) {
         let new = Arc::new(gw);
-        match self.0.write() {
+        match self.gateway.write() {
             Ok(mut g) => *g = new,
             Err(poisoned) => *poisoned.into_inner() = new,
         }
@@ -59,6 +73,7 @@ pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(webhook)
         .with_state(shared)
 }
@@ -82,6 +97,21 @@ async fn readyz(State(_shared): State<Shared>) -> Response {
         .into_response()
 }
 
+async fn metrics(State(shared): State<Shared>) -> Response {
+    if !shared.current().settings.server.metrics {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    (
+        StatusCode::OK,
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
 async fn webhook(
     State(shared): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -93,6 +123,7 @@ async fn webhook(
 /// Serves `shared` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<Output = ()>) {
     let read_timeout = shared.current().settings.server.read_timeout;
+    let evictor = tokio::spawn(evict_idle_rate_buckets(shared.clone()));
     let app = router(shared);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -127,11 +158,75 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
         });
     }
     drop(listener);
+    evictor.abort();
     tracing::info!("Shutting down: draining in-flight requests.");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("Drain timeout passed with requests still in flight.");
+    }
+}
+
+/// How often idle per-address rate-limit buckets are dropped.
+const EVICT_EVERY: Duration = Duration::from_secs(10);
+
+async fn evict_idle_rate_buckets(shared: Shared) {
+    let mut tick = tokio::time::interval(EVICT_EVERY);
+    loop {
+        tick.tick().await;
+        for route in shared.current().routes() {
+            if let Some(limit) = &route.rate_limit {
+                limit.evict_idle();
+            }
+        }
+    }
+}
+
+/// Reloads the configuration from `source` on every SIGHUP.
+///
+/// A new config that fails to load or compile is refused with an error log and the
+/// running one stays. Requests already in flight finish on the configuration they
+/// started with. `server.listen` and the header read timeout are bound at start-up; a
+/// change to them is logged and applies only after a restart.
+#[cfg(unix)]
+pub fn reload_on_sighup(
+    shared: Shared,
+    source: ConfigSource,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            reload(&shared, &source);
+        }
+    }))
+}
+
+/// Loads `source` and swaps it in, or logs why not.
+pub fn reload(shared: &Shared, source: &ConfigSource) {
+    let settings = match config::load(source) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "Configuration reload refused; the running configuration stays.");
+            return;
+        }
+    };
+    let old = shared.current();
+    if settings.server.listen != old.settings.server.listen {
+        tracing::warn!(
+            old = %old.settings.server.listen,
+            new = %settings.server.listen,
+            "The listen address changes only on restart."
+        );
+    }
+    let routes = settings.routes.len();
+    match Gateway::new(settings, Arc::clone(&shared.metrics)) {
+        Ok(gw) => {
+            shared.replace(gw);
+            tracing::info!(routes, "Configuration reloaded.");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Configuration reload refused; the running configuration stays.");
+        }
     }
 }

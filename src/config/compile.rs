@@ -14,6 +14,7 @@ use super::raw::{self, DeliveryMode, RawConfig, StoreBackendName};
 use crate::delivery::Target;
 use crate::pipeline::allowlist::{self, Allowlist};
 use crate::pipeline::auth::Auth;
+use crate::pipeline::ratelimit::RateLimit;
 
 /// A compile error: the key path and the reason.
 pub(super) type KeyError = (String, String);
@@ -78,6 +79,8 @@ pub struct Route {
     pub delivery: DeliveryMode,
     /// How long the upstream may take.
     pub upstream_timeout: Duration,
+    /// Request rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Paths the gateway answers itself; no route may take them.
@@ -248,7 +251,25 @@ fn compile_route(i: usize, r: raw::RawRoute) -> Result<Route, KeyError> {
     )?;
     let auth = Auth::compile(r.auth.unwrap_or(raw::RawAuth::None))
         .map_err(|(k, e)| (format!("{}{k}", key("auth")), e))?;
+    let rate_limit = match r.rate_limit {
+        None => None,
+        Some(rl) => {
+            let per_second = std::num::NonZeroU32::new(rl.per_second).ok_or_else(|| {
+                (
+                    key("rate_limit.per_second"),
+                    "must be at least 1".to_owned(),
+                )
+            })?;
+            let burst = match rl.burst {
+                None => per_second,
+                Some(b) => std::num::NonZeroU32::new(b)
+                    .ok_or_else(|| (key("rate_limit.burst"), "must be at least 1".to_owned()))?,
+            };
+            Some(RateLimit::new(per_second, burst, rl.per_address))
+        }
+    };
     Ok(Route {
+        rate_limit,
         name: Arc::from(name),
         path,
         methods,

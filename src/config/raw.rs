@@ -87,6 +87,21 @@ pub struct RawRoute {
     pub upstream_timeout: Option<String>,
     /// Credentials the sender must present (default none).
     pub auth: Option<RawAuth>,
+    /// Requests per second and burst, for the route or per client address.
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+/// `rate_limit = { per_second = 100, burst = 200, per_address = false }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Sustained requests per second (at least 1).
+    pub per_second: u32,
+    /// Requests allowed at once before the rate applies (default: `per_second`).
+    pub burst: Option<u32>,
+    /// One bucket per client address (IPv6: per /64) instead of one for the route.
+    #[serde(default)]
+    pub per_address: bool,
 }
 
 /// How accepted events reach the upstream.

@@ -26,6 +26,38 @@ pub enum BodyError {
     Read(String),
 }
 
+/// Most bytes [`discard`] will swallow after an early rejection.
+pub const DISCARD_MAX_BYTES: u64 = 64 * 1024;
+/// Longest [`discard`] waits for them.
+pub const DISCARD_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// After an answer that needed no body (404, 405, 403, 429, 401): reads and drops a small
+/// body so that closing the connection does not reset it under the answer.
+///
+/// A socket closed with unread bytes in its receive buffer sends RST, and the sender may
+/// then never see the answer (a sender that retries on a reset would hammer us). Small
+/// bodies are therefore swallowed, never buffered or parsed, within
+/// [`DISCARD_MAX_BYTES`] and [`DISCARD_MAX_WAIT`]; a larger declared body is left unread
+/// and the connection closed.
+pub async fn discard(body: axum::body::Body, declared_len: Option<u64>) {
+    if declared_len.is_some_and(|n| n > DISCARD_MAX_BYTES) {
+        return;
+    }
+    let mut body = body;
+    let mut seen = 0u64;
+    let _ = tokio::time::timeout(DISCARD_MAX_WAIT, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len() as u64;
+                if seen > DISCARD_MAX_BYTES {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
 /// Reads the whole body, at most `max` bytes, before `deadline`.
 pub async fn read(
     body: axum::body::Body,

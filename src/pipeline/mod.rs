@@ -10,6 +10,7 @@ pub mod allowlist;
 pub mod auth;
 pub mod body;
 pub mod json;
+pub mod ratelimit;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 use crate::config::{Route, Settings};
 use crate::delivery::{Deliverer, DeliveryError, Outbound, forward_headers};
 use crate::error::{Answer, GatewayError};
+use crate::telemetry::{DeliveryOutcome, Metrics};
 use crate::verdict::{VERDICT_HEADER, Verdict};
 
 /// Everything a request needs, built once per configuration.
@@ -32,11 +34,16 @@ pub struct Gateway {
     pub settings: Settings,
     routes: HashMap<String, Arc<Route>>,
     deliverer: Deliverer,
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
-    /// Builds the gateway: route table, HTTP client, file sinks.
-    pub fn new(settings: Settings) -> Result<Self, DeliveryError> {
+    /// Builds the gateway: route table, HTTP client, file sinks. `metrics` outlives
+    /// the gateway across reloads.
+    pub fn new(settings: Settings, metrics: Arc<Metrics>) -> Result<Self, DeliveryError> {
+        for r in &settings.routes {
+            metrics.init_route(&r.name);
+        }
         let deliverer = Deliverer::new(settings.routes.iter().map(|r| &r.upstream))?;
         let routes = settings
             .routes
@@ -47,7 +54,13 @@ impl Gateway {
             settings,
             routes,
             deliverer,
+            metrics,
         })
+    }
+
+    /// The routes, by path.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.values()
     }
 
     /// The delivery half (for tests and tools).
@@ -70,6 +83,11 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Body>) -> R
     let started = Instant::now();
     let outcome = run(&gw, peer, req, started).await;
     let status = outcome.response.status().as_u16();
+    gw.metrics.request(
+        outcome.route.as_ref(),
+        outcome.verdict,
+        started.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         route = outcome.route.as_deref().unwrap_or("-"),
         verdict = outcome.verdict.as_str(),
@@ -90,9 +108,14 @@ async fn run(gw: &Gateway, peer: SocketAddr, req: Request<Body>, started: Instan
         client: None,
         event_id: None,
     };
-    match stages(gw, peer, req, started, &mut outcome).await {
+    let (parts, body) = req.into_parts();
+    let mut body = Some(body);
+    match stages(gw, peer, &parts, &mut body, started, &mut outcome).await {
         Ok(response) => outcome.response = response,
         Err(err) => {
+            if let Some(unread) = body.take() {
+                body::discard(unread, declared_length(&parts.headers)).await;
+            }
             if let GatewayError::Auth(e) = &err {
                 tracing::debug!(reason = %e, "Credentials refused.");
             }
@@ -107,10 +130,19 @@ async fn run(gw: &Gateway, peer: SocketAddr, req: Request<Body>, started: Instan
     outcome
 }
 
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The stages in order. `body` is taken only once the headers passed every check.
 async fn stages(
     gw: &Gateway,
     peer: SocketAddr,
-    req: Request<Body>,
+    parts: &http::request::Parts,
+    body: &mut Option<Body>,
     started: Instant,
     out: &mut Outcome,
 ) -> Result<Response, GatewayError> {
@@ -118,37 +150,44 @@ async fn stages(
     // 1. route and method: no body read.
     let route = gw
         .routes
-        .get(req.uri().path())
+        .get(parts.uri.path())
         .ok_or(GatewayError::NoRoute)?;
     out.route = Some(Arc::clone(&route.name));
-    if !route.methods.contains(req.method()) {
+    if !route.methods.contains(&parts.method) {
         return Err(GatewayError::MethodNotAllowed {
-            method: req.method().clone(),
+            method: parts.method.clone(),
             allow: route.methods.clone(),
         });
     }
     // 2. client address and allowlist: no body read.
-    let client = allowlist::client_addr(peer, req.headers(), &server.trusted_proxies);
+    let client = allowlist::client_addr(peer, &parts.headers, &server.trusted_proxies);
     out.client = Some(client);
     if let Some(list) = &route.allow_ips {
         if !list.permits(client) {
             return Err(GatewayError::ForbiddenIp(client));
         }
     }
-    // 3. header credentials: no body read.
-    route.auth.check(req.headers())?;
-    // 4. the body, bounded in size and time.
-    let (parts, body) = req.into_parts();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    // 3. rate limit: no body read.
+    if let Some(limit) = &route.rate_limit {
+        limit.check(client)?;
+    }
+    // 4. header credentials: no body read.
+    route.auth.check(&parts.headers)?;
+    // 5. the body, bounded in size and time.
     let deadline = started + server.read_timeout;
-    let bytes = body::read(body, declared, server.max_body_bytes, deadline).await?;
-    // 5. JSON, depth-bounded before any tree is built.
+    let unread = body
+        .take()
+        .ok_or(GatewayError::Internal("body taken twice"))?;
+    let bytes = body::read(
+        unread,
+        declared_length(&parts.headers),
+        server.max_body_bytes,
+        deadline,
+    )
+    .await?;
+    // 6. JSON, depth-bounded before any tree is built.
     let _document = json::parse(&bytes, server.max_json_depth)?;
-    // 6. delivery.
+    // 7. delivery.
     let peer_ip = peer.ip().to_canonical();
     let peer_trusted = server.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
     let headers = forward_headers(
@@ -175,7 +214,23 @@ async fn stages(
                 timeout: route.upstream_timeout,
             },
         )
-        .await?;
+        .await
+        .inspect_err(|e| {
+            let outcome = match e {
+                DeliveryError::Unreachable(_) => DeliveryOutcome::unreachable,
+                DeliveryError::Timeout(_) => DeliveryOutcome::timeout,
+                DeliveryError::File(_) => DeliveryOutcome::file_error,
+            };
+            gw.metrics.delivery(&route.name, outcome);
+        })?;
+    gw.metrics.delivery(
+        &route.name,
+        if delivered.status.is_success() {
+            DeliveryOutcome::success
+        } else {
+            DeliveryOutcome::rejected
+        },
+    );
     out.verdict = Verdict::Forwarded;
     if matches!(route.upstream, crate::delivery::Target::File(_)) {
         return Ok(Answer::new(

@@ -122,9 +122,11 @@ fn serve_default_config_delivers_to_file_sink_and_exits_cleanly() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut first = String::new();
-    BufReader::new(stdout).read_line(&mut first).expect("read");
+    stdout.read_line(&mut first).expect("read");
+    // Closing stdout early must not matter to the gateway: drop the rest unread.
+    drop(stdout);
     let addr = first
         .split_whitespace()
         .nth(3)

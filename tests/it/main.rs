@@ -7,5 +7,6 @@ mod auth;
 mod body;
 mod cli;
 mod delivery;
+mod operability;
 mod routing;
 mod support;

@@ -84,3 +84,23 @@ async fn bodyless_rejections_do_not_read_the_body() {
         );
     }
 }
+
+/// An early answer must reach the sender even though its body was never used: closing
+/// a socket with unread bytes resets it, and the sender would see an error instead.
+#[tokio::test]
+async fn early_rejection_with_small_body_is_not_reset() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up.url("/in"))).await;
+    let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(30_000));
+    for i in 0..30 {
+        // A fresh connection each time, so every answer comes with a close.
+        let c = client();
+        let r = c
+            .post(gw.url("/hooks/nope"))
+            .body(body.clone())
+            .send()
+            .await;
+        let r = r.unwrap_or_else(|e| panic!("attempt {i}: {e:?}"));
+        assert_eq!(r.status(), 404);
+    }
+}
