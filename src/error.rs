@@ -16,8 +16,10 @@ use crate::delivery::DeliveryError;
 use crate::pipeline::allowlist::ClientAddr;
 use crate::pipeline::auth::AuthError;
 use crate::pipeline::body::BodyError;
+use crate::pipeline::extract::ExtractError;
 use crate::pipeline::json::JsonError;
 use crate::pipeline::ratelimit::RateLimited;
+use crate::schema::Violation;
 use crate::verdict::{VERDICT_HEADER, Verdict};
 
 /// Why a request was not delivered.
@@ -49,6 +51,12 @@ pub enum GatewayError {
     /// The body is not acceptable JSON.
     #[error(transparent)]
     Json(#[from] JsonError),
+    /// The body violates the route's schema (at most 20 violations listed).
+    #[error("body violates the schema ({} violations listed)", .0.len())]
+    Schema(Vec<Violation>),
+    /// A dedup/order key is missing or malformed.
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
     /// A bug: an invariant of the gateway did not hold.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -72,6 +80,7 @@ impl GatewayError {
             GatewayError::Json(_) => Verdict::InvalidJson,
             GatewayError::Delivery(_) => Verdict::UpstreamError,
             GatewayError::Internal(_) => Verdict::Internal,
+            GatewayError::Schema(_) | GatewayError::Extract(_) => Verdict::InvalidSchema,
         }
     }
 
@@ -111,6 +120,14 @@ impl GatewayError {
                 answer.detail = json!("upstream unreachable");
             }
             GatewayError::Internal(_) => {}
+            GatewayError::Schema(violations) => answer.detail = json!(violations),
+            GatewayError::Extract(e) => {
+                answer.detail = json!([Violation {
+                    instance_path: e.location().to_owned(),
+                    keyword: e.key().to_owned(),
+                    message: e.to_string(),
+                }]);
+            }
             other => answer.detail = json!(other.to_string()),
         }
         answer

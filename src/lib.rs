@@ -16,9 +16,12 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod pipeline;
+pub mod providers;
+pub mod schema;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
+pub mod validate;
 pub mod verdict;
 
 use std::future::Future;

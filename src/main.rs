@@ -1,4 +1,4 @@
-//! The `hookgate` command line (DESIGN.md §2): `serve` and `check`.
+//! The `hookgate` command line (DESIGN.md §2): `serve`, `check`, `validate`, `schemas`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +30,37 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Validate JSON documents (stdin when no FILE) against a bundled schema or a schema file.
+    Validate {
+        /// Bundled schema name (see `hookgate schemas`) or path to a JSON Schema file.
+        #[arg(long)]
+        schema: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutFormat::Text)]
+        format: OutFormat,
+        /// Documents to validate.
+        files: Vec<PathBuf>,
+    },
+    /// List the bundled schemas, or print one with `show NAME`.
+    Schemas {
+        #[command(subcommand)]
+        action: Option<SchemasAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemasAction {
+    /// Print a bundled schema.
+    Show {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -43,6 +74,34 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, log_format } => serve(config, log_format),
         Command::Check { config } => check(config),
+        Command::Validate {
+            schema,
+            format,
+            files,
+        } => {
+            let format = match format {
+                OutFormat::Text => hookgate::validate::Format::Text,
+                OutFormat::Json => hookgate::validate::Format::Json,
+            };
+            ExitCode::from(hookgate::validate::run(
+                &schema,
+                format,
+                &files,
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            ))
+        }
+        Command::Schemas { action } => {
+            let show = action
+                .as_ref()
+                .map(|SchemasAction::Show { name }| name.as_str());
+            ExitCode::from(hookgate::validate::schemas(
+                show,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            ))
+        }
     }
 }
 

@@ -10,11 +10,13 @@ use std::time::Duration;
 use http::Method;
 use ipnet::IpNet;
 
-use super::raw::{self, DeliveryMode, RawConfig, StoreBackendName};
+use super::raw::{self, DeliveryMode, RawConfig, SchemaMode, StoreBackendName};
 use crate::delivery::Target;
 use crate::pipeline::allowlist::{self, Allowlist};
 use crate::pipeline::auth::Auth;
+use crate::pipeline::extract::{self, DedupKey, EventKeys, OrderSpec};
 use crate::pipeline::ratelimit::RateLimit;
+use crate::schema::Schema;
 
 /// A compile error: the key path and the reason.
 pub(super) type KeyError = (String, String);
@@ -81,6 +83,14 @@ pub struct Route {
     pub upstream_timeout: Duration,
     /// Request rate limit, if any.
     pub rate_limit: Option<RateLimit>,
+    /// The schema events must conform to, if any.
+    pub schema: Option<Arc<Schema>>,
+    /// What a violation does.
+    pub schema_mode: SchemaMode,
+    /// What is extracted for dedup and ordering.
+    pub keys: EventKeys,
+    /// The preset the route was built from.
+    pub preset: Option<String>,
 }
 
 /// Paths the gateway answers itself; no route may take them.
@@ -89,7 +99,10 @@ pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 /// The largest `max_json_depth`: serde_json refuses deeper documents on its own.
 pub const JSON_DEPTH_CEILING: usize = 128;
 
-pub(super) fn compile(raw: RawConfig) -> Result<Settings, KeyError> {
+pub(super) fn compile(
+    raw: RawConfig,
+    base_dir: Option<&std::path::Path>,
+) -> Result<Settings, KeyError> {
     let server = compile_server(raw.server)?;
     let store = compile_store(raw.store)?;
     if store.backend != StoreBackendName::Memory && store.backend != StoreBackendName::Embedded {
@@ -103,7 +116,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, KeyError> {
     let mut names = HashSet::new();
     let mut paths = HashSet::new();
     for (i, r) in raw.routes.into_iter().enumerate() {
-        let route = compile_route(i, r)?;
+        let route = compile_route(i, r, base_dir)?;
         if !names.insert(route.name.clone()) {
             return Err((
                 format!("route[{i}].name"),
@@ -180,8 +193,13 @@ fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
     })
 }
 
-fn compile_route(i: usize, r: raw::RawRoute) -> Result<Route, KeyError> {
+fn compile_route(
+    i: usize,
+    mut r: raw::RawRoute,
+    base_dir: Option<&std::path::Path>,
+) -> Result<Route, KeyError> {
     let key = |k: &str| format!("route[{i}].{k}");
+    crate::providers::apply(&mut r).map_err(|e| (key("preset"), e))?;
     let name = r
         .name
         .filter(|n| !n.is_empty())
@@ -268,7 +286,55 @@ fn compile_route(i: usize, r: raw::RawRoute) -> Result<Route, KeyError> {
             Some(RateLimit::new(per_second, burst, rl.per_address))
         }
     };
+    let schema = match &r.schema {
+        None => None,
+        Some(name) => {
+            // A relative schema path is relative to the config file, not to the cwd.
+            let resolved = match base_dir {
+                Some(dir)
+                    if crate::schema::bundled(name).is_none()
+                        && std::path::Path::new(name).is_relative() =>
+                {
+                    dir.join(name).display().to_string()
+                }
+                _ => name.clone(),
+            };
+            Some(Arc::new(
+                Schema::load(&resolved).map_err(|e| (key("schema"), e.to_string()))?,
+            ))
+        }
+    };
+    let dedup = match &r.dedup_key {
+        None => None,
+        Some(k) => Some(DedupKey::parse(k).map_err(|e| (key("dedup_key"), e))?),
+    };
+    let order = match (&r.order_key, &r.order_time) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err((key("order_time"), "required when order_key is set".into()));
+        }
+        (None, Some(_)) => {
+            return Err((key("order_key"), "required when order_time is set".into()));
+        }
+        (Some(entity), Some(time)) => {
+            extract::check_pointer(entity).map_err(|e| (key("order_key"), e))?;
+            extract::check_pointer(time).map_err(|e| (key("order_time"), e))?;
+            Some(OrderSpec {
+                entity: entity.clone(),
+                time: time.clone(),
+                unit: r.order_time_unit.unwrap_or_default(),
+            })
+        }
+    };
     Ok(Route {
+        schema,
+        schema_mode: r.schema_mode.unwrap_or_default(),
+        keys: EventKeys {
+            dedup,
+            order,
+            missing: r.missing_key.unwrap_or_default(),
+        },
+        preset: r.preset.clone(),
         rate_limit,
         name: Arc::from(name),
         path,

@@ -93,16 +93,30 @@ pub fn load(source: &ConfigSource) -> Result<Settings, ConfigError> {
         }
         ConfigSource::BuiltIn => DEFAULT_CONFIG.to_owned(),
     };
-    from_str(&text, &source.to_string())
+    let base_dir = match source {
+        ConfigSource::File(p) => p.parent().map(Path::to_path_buf),
+        ConfigSource::BuiltIn => None,
+    };
+    compile_text(&text, &source.to_string(), base_dir.as_deref())
 }
 
 /// Parses and compiles configuration text; `origin` names it in error messages.
 pub fn from_str(text: &str, origin: &str) -> Result<Settings, ConfigError> {
+    compile_text(text, origin, None)
+}
+
+/// Parses and compiles configuration text; relative schema paths resolve against
+/// `base_dir` (the config file's directory).
+pub fn compile_text(
+    text: &str,
+    origin: &str,
+    base_dir: Option<&Path>,
+) -> Result<Settings, ConfigError> {
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
         origin: origin.to_owned(),
         message: e.to_string().trim_end().to_owned(),
     })?;
-    compile::compile(raw).map_err(|(key, reason)| ConfigError::Invalid {
+    compile::compile(raw, base_dir).map_err(|(key, reason)| ConfigError::Invalid {
         origin: origin.to_owned(),
         key,
         reason,

@@ -75,6 +75,22 @@ pub struct RawRoute {
     pub name: Option<String>,
     /// Exact request path, starting with `/`.
     pub path: Option<String>,
+    /// A bundled sender preset; fills the keys this route leaves out.
+    pub preset: Option<String>,
+    /// Bundled schema name or path to a JSON Schema file; absent means any JSON.
+    pub schema: Option<String>,
+    /// `enforce` (422 on violation, the default) or `monitor` (forward, count, log).
+    pub schema_mode: Option<SchemaMode>,
+    /// JSON pointer, `header:NAME` or `body-sha256`; absent means no dedup.
+    pub dedup_key: Option<String>,
+    /// JSON pointer naming the entity whose events are ordered.
+    pub order_key: Option<String>,
+    /// JSON pointer to the event time (RFC 3339 string or epoch number).
+    pub order_time: Option<String>,
+    /// How numeric event times are read (default `auto`).
+    pub order_time_unit: Option<OrderTimeUnit>,
+    /// What to do when a dedup/order pointer is missing from the body (default `reject`).
+    pub missing_key: Option<MissingKey>,
     /// Methods accepted (default `["POST"]`).
     pub methods: Option<Vec<String>>,
     /// Source addresses allowed (IPs or CIDRs); absent means any address.
@@ -102,6 +118,41 @@ pub struct RawRateLimit {
     /// One bucket per client address (IPv6: per /64) instead of one for the route.
     #[serde(default)]
     pub per_address: bool,
+}
+
+/// What a schema violation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaMode {
+    /// Answer 422 `invalid_schema`.
+    #[default]
+    Enforce,
+    /// Forward anyway; count and log the violations.
+    Monitor,
+}
+
+/// How a numeric event time is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderTimeUnit {
+    /// Numbers above 1e11 are milliseconds, others seconds.
+    #[default]
+    Auto,
+    /// Epoch seconds (fractions allowed).
+    S,
+    /// Epoch milliseconds.
+    Ms,
+}
+
+/// What happens when a configured dedup/order pointer is not in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingKey {
+    /// Answer 422 `invalid_schema` naming the missing pointer.
+    #[default]
+    Reject,
+    /// Deliver without the dedup (or order) check the missing key would drive.
+    Pass,
 }
 
 /// How accepted events reach the upstream.

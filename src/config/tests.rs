@@ -87,3 +87,28 @@ fn auth_types_compile() {
         from_str(&format!("{ROUTE}auth = {auth}\n"), "t").expect(auth);
     }
 }
+
+#[test]
+fn default_config_has_one_route_per_preset_with_loopback_and_published_addresses() {
+    let s = from_str(DEFAULT_CONFIG, "default").expect("default config");
+    let presets = crate::providers::presets().expect("presets");
+    assert_eq!(s.routes.len(), presets.len());
+    for (name, preset) in &presets {
+        let route = s
+            .routes
+            .iter()
+            .find(|r| r.path == format!("/hooks/{name}"))
+            .unwrap_or_else(|| panic!("no default route for {name}"));
+        assert!(route.schema.is_some(), "{name}");
+        let allow = route.allow_ips.as_ref().expect("allowlist");
+        let loopback = crate::pipeline::allowlist::ClientAddr("127.0.0.1".parse().expect("ip"));
+        assert!(allow.permits(loopback), "{name}");
+        let v6 = crate::pipeline::allowlist::ClientAddr("::1".parse().expect("ip"));
+        assert!(allow.permits(v6), "{name}");
+        for ip in preset.allow_ips.iter().flatten() {
+            let net = crate::pipeline::allowlist::parse_net(ip).expect("net");
+            let addr = crate::pipeline::allowlist::ClientAddr(net.addr());
+            assert!(allow.permits(addr), "{name} default route misses {ip}");
+        }
+    }
+}

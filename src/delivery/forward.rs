@@ -138,10 +138,10 @@ async fn read_capped(
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if let Some(re) = e.downcast_ref::<reqwest::Error>() {
-                if re.is_timeout() {
-                    return Err(DeliveryError::Timeout(timeout));
-                }
+            if let Some(re) = e.downcast_ref::<reqwest::Error>()
+                && re.is_timeout()
+            {
+                return Err(DeliveryError::Timeout(timeout));
             }
             // Too large, or the upstream hung up after its status: the status stands.
             Ok(Bytes::new())

@@ -132,10 +132,10 @@ impl Deliverer {
             .map_err(|e| DeliveryError::Unreachable(format!("cannot build HTTP client: {e}")))?;
         let mut files = HashMap::new();
         for t in targets {
-            if let Target::File(path) = t {
-                if !files.contains_key(path) {
-                    files.insert(path.clone(), Arc::new(FileSink::open(path)?));
-                }
+            if let Target::File(path) = t
+                && !files.contains_key(path)
+            {
+                files.insert(path.clone(), Arc::new(FileSink::open(path)?));
             }
         }
         Ok(Deliverer {

@@ -9,6 +9,7 @@
 pub mod allowlist;
 pub mod auth;
 pub mod body;
+pub mod extract;
 pub mod json;
 pub mod ratelimit;
 
@@ -21,11 +22,15 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Request};
 use tokio::time::Instant;
 
+use crate::config::raw::SchemaMode;
 use crate::config::{Route, Settings};
 use crate::delivery::{Deliverer, DeliveryError, Outbound, forward_headers};
 use crate::error::{Answer, GatewayError};
 use crate::telemetry::{DeliveryOutcome, Metrics};
 use crate::verdict::{VERDICT_HEADER, Verdict};
+
+/// Most schema violations listed in a 422 answer.
+pub const MAX_VIOLATIONS: usize = 20;
 
 /// Everything a request needs, built once per configuration.
 #[derive(Debug)]
@@ -162,10 +167,10 @@ async fn stages(
     // 2. client address and allowlist: no body read.
     let client = allowlist::client_addr(peer, &parts.headers, &server.trusted_proxies);
     out.client = Some(client);
-    if let Some(list) = &route.allow_ips {
-        if !list.permits(client) {
-            return Err(GatewayError::ForbiddenIp(client));
-        }
+    if let Some(list) = &route.allow_ips
+        && !list.permits(client)
+    {
+        return Err(GatewayError::ForbiddenIp(client));
     }
     // 3. rate limit: no body read.
     if let Some(limit) = &route.rate_limit {
@@ -186,8 +191,34 @@ async fn stages(
     )
     .await?;
     // 6. JSON, depth-bounded before any tree is built.
-    let _document = json::parse(&bytes, server.max_json_depth)?;
-    // 7. delivery.
+    let document = json::parse(&bytes, server.max_json_depth)?;
+    // 7. schema.
+    if let Some(schema) = &route.schema {
+        let violations = schema.violations(&document, MAX_VIOLATIONS);
+        if !violations.is_empty() {
+            gw.metrics.schema_violation(&route.name);
+            match route.schema_mode {
+                SchemaMode::Enforce => return Err(GatewayError::Schema(violations)),
+                SchemaMode::Monitor => {
+                    // Paths and keywords only: messages quote body values.
+                    let paths: Vec<String> = violations
+                        .iter()
+                        .map(|v| format!("{} ({})", v.instance_path, v.keyword))
+                        .collect();
+                    tracing::warn!(
+                        route = %route.name,
+                        count = violations.len(),
+                        violations = ?paths,
+                        "Schema violation forwarded (monitor mode)."
+                    );
+                }
+            }
+        }
+    }
+    // 8. event id, entity and time.
+    let keys = route.keys.extract(&parts.headers, &bytes, &document)?;
+    out.event_id = keys.event_id.clone();
+    // 9. delivery.
     let peer_ip = peer.ip().to_canonical();
     let peer_trusted = server.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
     let headers = forward_headers(

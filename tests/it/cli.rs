@@ -133,7 +133,15 @@ fn serve_default_config_delivers_to_file_sink_and_exits_cleanly() {
         .expect("listening line")
         .to_owned();
     let route = "/hooks/flashduty-incident";
-    let body = r#"{"event_id":"e1","event_time":1712000000000,"event_type":"i_new","incident":{"incident_id":"i1"}}"#;
+    let body = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/schemas/flashduty-incident/valid/doc-i_new.json"),
+    )
+    .expect("fixture");
+    let event_id = serde_json::from_slice::<serde_json::Value>(&body).expect("json")["event_id"]
+        .as_str()
+        .expect("event_id")
+        .to_owned();
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let status = rt.block_on(async {
         crate::support::client()
@@ -159,6 +167,9 @@ fn serve_default_config_delivers_to_file_sink_and_exits_cleanly() {
         assert!(waited < 200, "did not exit after SIGTERM");
     };
     assert_eq!(status.expect("request"), 200);
-    assert!(line.contains(r#""event_id":"e1""#), "sink: {line}");
+    assert!(
+        line.contains(&format!(r#""event_id":"{event_id}""#)),
+        "sink: {line}"
+    );
     assert_eq!(code, Some(0));
 }

@@ -9,4 +9,5 @@ mod cli;
 mod delivery;
 mod operability;
 mod routing;
+mod schema;
 mod support;
