@@ -19,6 +19,7 @@ use crate::pipeline::body::BodyError;
 use crate::pipeline::extract::ExtractError;
 use crate::pipeline::json::JsonError;
 use crate::pipeline::ratelimit::RateLimited;
+use crate::pipeline::signature::SignatureError;
 use crate::schema::Violation;
 use crate::verdict::{VERDICT_HEADER, Verdict};
 
@@ -48,6 +49,9 @@ pub enum GatewayError {
     /// The body was too large, too slow or unreadable.
     #[error(transparent)]
     Body(#[from] BodyError),
+    /// The body signature is missing, wrong or outside the tolerance.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
     /// The body is not acceptable JSON.
     #[error(transparent)]
     Json(#[from] JsonError),
@@ -73,7 +77,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => Verdict::MethodNotAllowed,
             GatewayError::ForbiddenIp(_) => Verdict::ForbiddenIp,
             GatewayError::RateLimited(_) => Verdict::RateLimited,
-            GatewayError::Auth(_) => Verdict::Unauthorized,
+            GatewayError::Auth(_) | GatewayError::Signature(_) => Verdict::Unauthorized,
             GatewayError::Body(BodyError::TooLarge { .. }) => Verdict::TooLarge,
             GatewayError::Body(BodyError::Timeout) => Verdict::Timeout,
             GatewayError::Body(BodyError::Read(_)) => Verdict::InvalidJson,
@@ -108,7 +112,9 @@ impl GatewayError {
                 answer.detail = json!(r.to_string());
             }
             // Never say which part of the credentials was wrong.
-            GatewayError::Auth(_) => answer.detail = json!("credentials missing or invalid"),
+            GatewayError::Auth(_) | GatewayError::Signature(_) => {
+                answer.detail = json!("credentials missing or invalid");
+            }
             GatewayError::Delivery(DeliveryError::Timeout(_)) => {
                 answer.status = StatusCode::GATEWAY_TIMEOUT;
                 answer.detail = json!("upstream timed out");

@@ -349,11 +349,7 @@ fn compile_route(
 
 /// Parses a duration string like `"500ms"` or `"24h"`; zero is refused (it would disable
 /// the limit in a surprising way).
-pub(crate) fn duration(
-    key: &str,
-    value: Option<&str>,
-    default: &str,
-) -> Result<Duration, KeyError> {
+pub fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, KeyError> {
     let text = value.unwrap_or(default);
     let d = humantime::parse_duration(text)
         .map_err(|e| (key.to_owned(), format!("{text:?} is not a duration ({e})")))?;

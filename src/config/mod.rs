@@ -9,6 +9,7 @@ pub mod secret_source;
 
 use std::path::{Path, PathBuf};
 
+pub use compile::duration as parse_duration;
 pub use compile::{
     JSON_DEPTH_CEILING, RESERVED_PATHS, Route, ServerSettings, Settings, StoreSettings,
 };

@@ -197,4 +197,69 @@ pub enum RawAuth {
         /// header name → accepted values (secret values).
         headers: BTreeMap<String, Vec<String>>,
     },
+    /// HMAC of the raw body in one header.
+    Hmac {
+        /// The header carrying the MAC.
+        header: String,
+        /// `sha256` (default), `sha1` or `sha512`.
+        algorithm: Option<HmacAlgorithmName>,
+        /// `hex` (default) or `base64`.
+        encoding: Option<EncodingName>,
+        /// Text before the MAC, e.g. `sha256=`.
+        prefix: Option<String>,
+        /// Keys (secret values, used as bytes); any may match.
+        secrets: Vec<String>,
+    },
+    /// Standard Webhooks (and Svix): `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    StandardWebhooks {
+        /// `whsec_<base64>` keys for `v1,` HMAC signatures.
+        #[serde(default)]
+        secrets: Vec<String>,
+        /// `whpk_<base64>` ed25519 public keys for `v1a,` signatures.
+        #[serde(default)]
+        public_keys: Vec<String>,
+        /// Accepted clock difference, both directions (default `5m`).
+        tolerance: Option<String>,
+    },
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>`. GitHub signs no timestamp.
+    Github {
+        /// Webhook secrets; any may match.
+        secrets: Vec<String>,
+    },
+    /// Stripe: `Stripe-Signature: t=..,v1=..`.
+    Stripe {
+        /// Endpoint secrets (`whsec_...`, used as written); any may match.
+        secrets: Vec<String>,
+        /// Accepted clock difference, both directions (default `5m`).
+        tolerance: Option<String>,
+    },
+    /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:<ts>:<body>`.
+    Slack {
+        /// Signing secrets; any may match.
+        secrets: Vec<String>,
+        /// Accepted clock difference, both directions (default `5m`).
+        tolerance: Option<String>,
+    },
+}
+
+/// `algorithm` of an `hmac` auth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithmName {
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA1 (only for senders that still require it).
+    Sha1,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+/// `encoding` of an `hmac` auth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingName {
+    /// Lower- or upper-case hex.
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
 }

@@ -4,13 +4,19 @@
 //! They run before the body is read, so an unauthenticated sender never costs a body
 //! read. Every comparison goes through [`Secret::matches`] (constant time), and every
 //! configured secret is compared even after a match, so timing does not reveal which
-//! rotation slot matched. Signature schemes, which need the body, live in `signature`.
+//! rotation slot matched. Signature schemes, which need the body, live in `signature`:
+//! for them this stage only checks that a signature header is present, and
+//! [`Auth::verify_body`] does the verification once the body is read.
 
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, header::AUTHORIZATION};
 
-use crate::config::raw::RawAuth;
+use crate::config::raw::{EncodingName, HmacAlgorithmName, RawAuth};
 use crate::config::secret_source;
+use crate::pipeline::signature::{
+    self, GithubScheme, HmacAlgorithm, HmacScheme, SigEncoding, SignatureError, SlackScheme,
+    StandardWebhooksScheme, StripeScheme, Verifier,
+};
 use crate::secret::Secret;
 
 /// Why credentials were refused. The variant is logged; the sender only sees 401.
@@ -41,7 +47,12 @@ pub enum Auth {
     Basic(Vec<(Secret, Secret)>),
     /// Every named header present once, with one of its accepted values.
     Header(Vec<(HeaderName, Vec<Secret>)>),
+    /// A signature over the raw body (checked after the body is read).
+    Signature(Box<Verifier>),
 }
+
+/// Default signed-timestamp tolerance, both directions (the schemes' own libraries use 5 min).
+const DEFAULT_TOLERANCE: &str = "5m";
 
 impl Auth {
     /// Builds the check from the config, resolving `env:`/`file:` secrets. Errors carry
@@ -73,6 +84,91 @@ impl Auth {
                 }
                 Auth::Basic(pairs)
             }
+            RawAuth::Hmac {
+                header,
+                algorithm,
+                encoding,
+                prefix,
+                secrets,
+            } => {
+                let header = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                    (
+                        ".header".to_owned(),
+                        format!("{header:?} is not a header name"),
+                    )
+                })?;
+                Auth::Signature(Box::new(Verifier::Hmac(HmacScheme {
+                    header,
+                    algorithm: match algorithm.unwrap_or(HmacAlgorithmName::Sha256) {
+                        HmacAlgorithmName::Sha256 => HmacAlgorithm::Sha256,
+                        HmacAlgorithmName::Sha1 => HmacAlgorithm::Sha1,
+                        HmacAlgorithmName::Sha512 => HmacAlgorithm::Sha512,
+                    },
+                    encoding: match encoding.unwrap_or(EncodingName::Hex) {
+                        EncodingName::Hex => SigEncoding::Hex,
+                        EncodingName::Base64 => SigEncoding::Base64,
+                    },
+                    prefix: prefix.unwrap_or_default(),
+                    secrets: non_empty(&secrets, ".secrets")?,
+                })))
+            }
+            RawAuth::StandardWebhooks {
+                secrets,
+                public_keys,
+                tolerance,
+            } => {
+                if secrets.is_empty() && public_keys.is_empty() {
+                    return Err((
+                        ".secrets".into(),
+                        "list at least one whsec_ secret or whpk_ public key".into(),
+                    ));
+                }
+                let secrets = resolve_all(&secrets, ".secrets")?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        signature::decode_whsec(s.expose()).map_err(|e| {
+                            (format!(".secrets[{i}]"), format!("not a whsec_ key: {e}"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let public_keys = resolve_all(&public_keys, ".public_keys")?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        signature::decode_whpk(s.expose()).map_err(|e| {
+                            (
+                                format!(".public_keys[{i}]"),
+                                format!("not a whpk_ key: {e}"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Auth::Signature(Box::new(Verifier::StandardWebhooks(
+                    StandardWebhooksScheme {
+                        secrets,
+                        public_keys,
+                        tolerance: tolerance_of(tolerance.as_deref())?,
+                    },
+                )))
+            }
+            RawAuth::Github { secrets } => {
+                Auth::Signature(Box::new(Verifier::Github(GithubScheme {
+                    secrets: non_empty(&secrets, ".secrets")?,
+                })))
+            }
+            RawAuth::Stripe { secrets, tolerance } => {
+                Auth::Signature(Box::new(Verifier::Stripe(StripeScheme {
+                    secrets: non_empty(&secrets, ".secrets")?,
+                    tolerance: tolerance_of(tolerance.as_deref())?,
+                })))
+            }
+            RawAuth::Slack { secrets, tolerance } => {
+                Auth::Signature(Box::new(Verifier::Slack(SlackScheme {
+                    secrets: non_empty(&secrets, ".secrets")?,
+                    tolerance: tolerance_of(tolerance.as_deref())?,
+                })))
+            }
             RawAuth::Header { headers } => {
                 if headers.is_empty() {
                     return Err((".headers".into(), "must name at least one header".into()));
@@ -99,13 +195,44 @@ impl Auth {
             Auth::Bearer(_) => "bearer",
             Auth::Basic(_) => "basic",
             Auth::Header(_) => "header",
+            Auth::Signature(v) => match **v {
+                Verifier::Hmac(_) => "hmac",
+                Verifier::StandardWebhooks(_) => "standard-webhooks",
+                Verifier::Github(_) => "github",
+                Verifier::Stripe(_) => "stripe",
+                Verifier::Slack(_) => "slack",
+            },
         }
     }
 
-    /// Checks the request headers.
+    /// Verifies a body signature, for the signature schemes; other types pass.
+    pub fn verify_body(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: std::time::SystemTime,
+    ) -> Result<(), SignatureError> {
+        match self {
+            Auth::Signature(v) => v.verify(headers, body, now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the request headers. For signature schemes, only that a signature header is
+    /// present: an unsigned request is refused without reading its body.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), AuthError> {
         match self {
             Auth::None => Ok(()),
+            Auth::Signature(v) => {
+                let consumed = v.consumed_headers();
+                if consumed.iter().any(|h| headers.contains_key(h)) {
+                    Ok(())
+                } else {
+                    Err(AuthError::Missing(
+                        consumed.first().map(|h| h.to_string()).unwrap_or_default(),
+                    ))
+                }
+            }
             Auth::Bearer(tokens) => {
                 let value = single(headers, &AUTHORIZATION)?;
                 let token = strip_scheme(value, b"bearer")
@@ -148,8 +275,20 @@ impl Auth {
             Auth::None => Vec::new(),
             Auth::Bearer(_) | Auth::Basic(_) => vec![AUTHORIZATION],
             Auth::Header(checks) => checks.iter().map(|(n, _)| n.clone()).collect(),
+            Auth::Signature(v) => v.consumed_headers(),
         }
     }
+}
+
+fn non_empty(values: &[String], key: &str) -> Result<Vec<Secret>, (String, String)> {
+    if values.is_empty() {
+        return Err((key.to_owned(), "must list at least one secret".into()));
+    }
+    resolve_all(values, key)
+}
+
+fn tolerance_of(value: Option<&str>) -> Result<std::time::Duration, (String, String)> {
+    crate::config::parse_duration(".tolerance", value, DEFAULT_TOLERANCE)
 }
 
 fn resolve_all(values: &[String], key: &str) -> Result<Vec<Secret>, (String, String)> {

@@ -12,6 +12,7 @@ pub mod body;
 pub mod extract;
 pub mod json;
 pub mod ratelimit;
+pub mod signature;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -124,6 +125,9 @@ async fn run(gw: &Gateway, peer: SocketAddr, req: Request<Body>, started: Instan
             if let GatewayError::Auth(e) = &err {
                 tracing::debug!(reason = %e, "Credentials refused.");
             }
+            if let GatewayError::Signature(e) = &err {
+                tracing::debug!(reason = e.reason(), "Signature refused.");
+            }
             if let GatewayError::Delivery(e) = &err {
                 tracing::warn!(route = outcome.route.as_deref().unwrap_or("-"), error = %e, "Delivery failed.");
             }
@@ -190,7 +194,11 @@ async fn stages(
         deadline,
     )
     .await?;
-    // 6. JSON, depth-bounded before any tree is built.
+    // 6. signature over the raw bytes, before any parsing.
+    route
+        .auth
+        .verify_body(&parts.headers, &bytes, std::time::SystemTime::now())?;
+    // 6b. JSON, depth-bounded before any tree is built.
     let document = json::parse(&bytes, server.max_json_depth)?;
     // 7. schema.
     if let Some(schema) = &route.schema {

@@ -10,4 +10,5 @@ mod delivery;
 mod operability;
 mod routing;
 mod schema;
+mod signature;
 mod support;

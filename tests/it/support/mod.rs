@@ -1,6 +1,7 @@
 //! Test support: the real gateway on an ephemeral port, a real upstream on another.
 
 pub mod gateway;
+pub mod sign;
 pub mod upstream;
 
 use std::time::Duration;
