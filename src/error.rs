@@ -23,6 +23,9 @@ use crate::pipeline::signature::SignatureError;
 use crate::schema::Violation;
 use crate::verdict::{VERDICT_HEADER, Verdict};
 
+/// `Retry-After` of a 409 `in_flight`: the other delivery is usually done within it.
+pub const IN_FLIGHT_RETRY_SECS: u64 = 1;
+
 /// Why a request was not delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -61,6 +64,18 @@ pub enum GatewayError {
     /// A dedup/order key is missing or malformed.
     #[error(transparent)]
     Extract(#[from] ExtractError),
+    /// The event id was already delivered.
+    #[error("event already delivered")]
+    Duplicate,
+    /// The event is older than the newest delivered for its entity.
+    #[error("event older than the newest delivered for its entity")]
+    Stale,
+    /// The same event id, or another event of the same entity, is being delivered.
+    #[error("the same event (or entity) is being delivered right now")]
+    InFlight,
+    /// The store could not decide or persist.
+    #[error("store unavailable: {0}")]
+    Store(crate::store::StoreError),
     /// A bug: an invariant of the gateway did not hold.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -84,6 +99,10 @@ impl GatewayError {
             GatewayError::Json(_) => Verdict::InvalidJson,
             GatewayError::Delivery(_) => Verdict::UpstreamError,
             GatewayError::Internal(_) => Verdict::Internal,
+            GatewayError::Duplicate => Verdict::Duplicate,
+            GatewayError::Stale => Verdict::Stale,
+            GatewayError::InFlight => Verdict::InFlight,
+            GatewayError::Store(_) => Verdict::Unavailable,
             GatewayError::Schema(_) | GatewayError::Extract(_) => Verdict::InvalidSchema,
         }
     }
@@ -126,6 +145,15 @@ impl GatewayError {
                 answer.detail = json!("upstream unreachable");
             }
             GatewayError::Internal(_) => {}
+            GatewayError::InFlight => {
+                answer.headers.push((
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(IN_FLIGHT_RETRY_SECS),
+                ));
+                answer.detail = json!(self.to_string());
+            }
+            // Never expose store internals (paths) to senders.
+            GatewayError::Store(_) => answer.detail = json!("store unavailable, retry later"),
             GatewayError::Schema(violations) => answer.detail = json!(violations),
             GatewayError::Extract(e) => {
                 answer.detail = json!([Violation {

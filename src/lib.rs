@@ -20,6 +20,7 @@ pub mod providers;
 pub mod schema;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod validate;
 pub mod verdict;
@@ -34,6 +35,9 @@ pub enum StartError {
     /// A delivery target could not be prepared (file sink not writable, ...).
     #[error(transparent)]
     Delivery(#[from] delivery::DeliveryError),
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] store::StoreError),
     /// The SIGHUP handler could not be installed.
     #[error("cannot install the SIGHUP handler: {0}")]
     Signal(std::io::Error),
@@ -47,7 +51,8 @@ pub async fn run_reloadable(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let metrics = std::sync::Arc::new(telemetry::Metrics::new());
-    let gateway = pipeline::Gateway::new(settings, std::sync::Arc::clone(&metrics))?;
+    let store = open_store(&settings.store)?;
+    let gateway = pipeline::Gateway::new(settings, std::sync::Arc::clone(&metrics), store)?;
     let shared = server::Shared::new(gateway, metrics);
     #[cfg(unix)]
     let reloader = server::reload_on_sighup(shared.clone(), source).map_err(StartError::Signal)?;
@@ -67,7 +72,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let metrics = std::sync::Arc::new(telemetry::Metrics::new());
-    let gateway = pipeline::Gateway::new(settings, std::sync::Arc::clone(&metrics))?;
+    let store = open_store(&settings.store)?;
+    let gateway = pipeline::Gateway::new(settings, std::sync::Arc::clone(&metrics), store)?;
     server::serve(listener, server::Shared::new(gateway, metrics), shutdown).await;
     Ok(())
+}
+
+/// Opens the configured store backend.
+pub fn open_store(settings: &config::StoreSettings) -> Result<store::Store, store::StoreError> {
+    match settings.backend {
+        config::raw::StoreBackendName::Memory => Ok(store::Store::memory()),
+        // compile() refuses redis until that backend exists.
+        config::raw::StoreBackendName::Embedded | config::raw::StoreBackendName::Redis => {
+            store::Store::open_embedded(&settings.path)
+        }
+    }
 }

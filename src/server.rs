@@ -87,12 +87,34 @@ async fn healthz() -> Response {
         .into_response()
 }
 
-async fn readyz(State(_shared): State<Shared>) -> Response {
-    // The store arrives with the dedup stage; until then a loaded config is readiness.
+/// How long `/readyz` waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn readyz(State(shared): State<Shared>) -> Response {
+    let gw = shared.current();
+    let store = gw.store();
+    let ping = tokio::time::timeout(READY_TIMEOUT, store.ping()).await;
+    let (status, body) = match ping {
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            serde_json::json!({"status": "ready", "store": store.backend_name()}),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Readiness check: store unreachable.");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": "store unreachable"}),
+            )
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "store timed out"}),
+        ),
+    };
     (
-        StatusCode::OK,
+        status,
         [("content-type", "application/json")],
-        r#"{"status":"ready"}"#,
+        body.to_string(),
     )
         .into_response()
 }
@@ -124,6 +146,7 @@ async fn webhook(
 pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<Output = ()>) {
     let read_timeout = shared.current().settings.server.read_timeout;
     let evictor = tokio::spawn(evict_idle_rate_buckets(shared.clone()));
+    let purger = tokio::spawn(purge_expired_keys(shared.clone()));
     let app = router(shared);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -159,6 +182,11 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     }
     drop(listener);
     evictor.abort();
+    purger.abort();
+    // Wait for the background tasks to drop their store handles, so the store file is
+    // closed when `serve` returns.
+    let _ = evictor.await;
+    let _ = purger.await;
     tracing::info!("Shutting down: draining in-flight requests.");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
@@ -178,6 +206,30 @@ async fn evict_idle_rate_buckets(shared: Shared) {
         for route in shared.current().routes() {
             if let Some(limit) = &route.rate_limit {
                 limit.evict_idle();
+            }
+        }
+    }
+}
+
+/// How often expired dedup keys are purged, and how many at most per pass.
+const PURGE_EVERY: Duration = Duration::from_secs(30);
+const PURGE_BATCH: usize = 10_000;
+
+/// Reclaims the space of expired dedup keys in bounded passes. Expiry is checked on
+/// read anyway, so this only keeps the store from growing.
+async fn purge_expired_keys(shared: Shared) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        let gw = shared.current();
+        loop {
+            match gw.store().purge_expired(PURGE_BATCH).await {
+                Ok(n) if n == PURGE_BATCH => tokio::task::yield_now().await,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Purging expired dedup keys failed.");
+                    break;
+                }
             }
         }
     }
@@ -219,8 +271,15 @@ pub fn reload(shared: &Shared, source: &ConfigSource) {
             "The listen address changes only on restart."
         );
     }
+    if settings.store.backend != old.settings.store.backend
+        || settings.store.path != old.settings.store.path
+    {
+        tracing::warn!(
+            "The store backend and path change only on restart; the running store stays."
+        );
+    }
     let routes = settings.routes.len();
-    match Gateway::new(settings, Arc::clone(&shared.metrics)) {
+    match Gateway::new(settings, Arc::clone(&shared.metrics), old.store().clone()) {
         Ok(gw) => {
             shared.replace(gw);
             tracing::info!(routes, "Configuration reloaded.");

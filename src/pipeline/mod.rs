@@ -27,6 +27,7 @@ use crate::config::raw::SchemaMode;
 use crate::config::{Route, Settings};
 use crate::delivery::{Deliverer, DeliveryError, Outbound, forward_headers};
 use crate::error::{Answer, GatewayError};
+use crate::store::{EventTime, OrderPoint, ReserveOutcome, ReserveRequest, Store};
 use crate::telemetry::{DeliveryOutcome, Metrics};
 use crate::verdict::{VERDICT_HEADER, Verdict};
 
@@ -41,12 +42,17 @@ pub struct Gateway {
     routes: HashMap<String, Arc<Route>>,
     deliverer: Deliverer,
     metrics: Arc<Metrics>,
+    store: Store,
 }
 
 impl Gateway {
-    /// Builds the gateway: route table, HTTP client, file sinks. `metrics` outlives
-    /// the gateway across reloads.
-    pub fn new(settings: Settings, metrics: Arc<Metrics>) -> Result<Self, DeliveryError> {
+    /// Builds the gateway: route table, HTTP client, file sinks. `metrics` and `store`
+    /// outlive the gateway across reloads.
+    pub fn new(
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        store: Store,
+    ) -> Result<Self, DeliveryError> {
         for r in &settings.routes {
             metrics.init_route(&r.name);
         }
@@ -61,12 +67,18 @@ impl Gateway {
             routes,
             deliverer,
             metrics,
+            store,
         })
     }
 
     /// The routes, by path.
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.routes.values()
+    }
+
+    /// The dedup/order store.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The delivery half (for tests and tools).
@@ -226,7 +238,32 @@ async fn stages(
     // 8. event id, entity and time.
     let keys = route.keys.extract(&parts.headers, &bytes, &document)?;
     out.event_id = keys.event_id.clone();
-    // 9. delivery.
+    // 9. dedup + order: one atomic reservation in the store.
+    let reservation = if keys.event_id.is_some() || keys.order.is_some() {
+        let outcome = gw
+            .store
+            .reserve(ReserveRequest {
+                route: &route.name,
+                event_id: keys.event_id.as_deref(),
+                order: keys.order.as_ref().map(|(entity, nanos)| OrderPoint {
+                    entity,
+                    time: EventTime(*nanos),
+                }),
+                dedup_ttl: gw.settings.store.dedup_ttl,
+            })
+            .await
+            .map_err(GatewayError::Store)?;
+        match outcome {
+            ReserveOutcome::Reserved(r) => Some(r),
+            ReserveOutcome::Duplicate => return Err(GatewayError::Duplicate),
+            ReserveOutcome::Stale => return Err(GatewayError::Stale),
+            ReserveOutcome::InFlight => return Err(GatewayError::InFlight),
+        }
+    } else {
+        None
+    };
+    // 10. delivery; then the reservation is committed (2xx) or released. A dropped
+    // reservation (the request was cancelled) is released as well.
     let peer_ip = peer.ip().to_canonical();
     let peer_trusted = server.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
     let headers = forward_headers(
@@ -262,14 +299,26 @@ async fn stages(
             };
             gw.metrics.delivery(&route.name, outcome);
         })?;
+    let success = delivered.status.is_success();
     gw.metrics.delivery(
         &route.name,
-        if delivered.status.is_success() {
+        if success {
             DeliveryOutcome::success
         } else {
             DeliveryOutcome::rejected
         },
     );
+    if let Some(r) = reservation {
+        if success {
+            if let Err(e) = gw.store.commit(r).await {
+                // Delivered but not marked seen: a retry may be delivered again
+                // (at least once, never lost). The sender still gets the answer.
+                tracing::error!(route = %route.name, error = %e, "Delivered event could not be marked seen.");
+            }
+        } else {
+            gw.store.release(r).await.map_err(GatewayError::Store)?;
+        }
+    }
     out.verdict = Verdict::Forwarded;
     if matches!(route.upstream, crate::delivery::Target::File(_)) {
         return Ok(Answer::new(

@@ -1,0 +1,396 @@
+//! Embedded backend: one crash-safe redb file, `<store.path>/hookgate.redb`.
+//!
+//! The default backend for a single gateway (DESIGN.md §7). Dedup keys and
+//! watermarks survive restarts; in-flight reservations deliberately do not
+//! (they live in the shared in-memory ledger, see `mod.rs`).
+//!
+//! # Tables
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `dedup_v1` | `route NUL id` | expiry, unix nanos (`u64`) |
+//! | `dedup_expiry_v1` | `(expiry, route NUL id)` | `()` |
+//! | `watermarks_v1` | `route NUL entity` | newest committed event time, unix nanos (`i64`) |
+//!
+//! `dedup_expiry_v1` is an index of `dedup_v1` ordered by expiry, kept in the
+//! same transactions, so that a purge is a bounded range scan from the
+//! oldest expiry instead of a scan of every key.
+//!
+//! # Hot path
+//!
+//! * **Reads** (`reserve`): a redb read transaction (MVCC snapshot, never
+//!   blocked by the writer) run while the ledger mutex is held, which is what
+//!   makes check-and-reserve atomic (see `Ledger` in `mod.rs`). It runs
+//!   inline on the async worker, not in `spawn_blocking`: measured on the
+//!   2-core dev machine, a duplicate check costs ~0.7 µs with the key in
+//!   redb's page cache and ~3 µs for random keys over 1M stored ids, while a
+//!   `spawn_blocking` round trip alone costs 11-16 µs. The page cache is
+//!   capped at [`CACHE_BYTES`] and nothing else is cached beside redb, so
+//!   memory stays bounded however many ids are stored (~135 MB RSS with 1M
+//!   ids after random lookups, `examples/fill_million.rs`).
+//! * **Writes** (`commit`, `purge_expired`): one dedicated writer thread owns
+//!   every write transaction. It blocks for the first job, drains everything
+//!   else already queued (up to [`MAX_BATCH`] commits) and writes the whole
+//!   batch in one transaction with `Durability::Immediate` (fsync): group
+//!   commit, so N concurrent commits cost one fsync (measured: ~310 µs per
+//!   lone commit, ~12 µs per commit with 64 concurrent tasks). Only after the commit
+//!   returns does it take the batch's keys out of the in-flight ledger and
+//!   answer each waiter, so a concurrent `reserve` always sees either "in
+//!   flight" or the durable result.
+//!
+//! Dropping the last clone of the store stops the writer (its queue
+//! disconnects) and joins it, so the file is closed when the drop returns and
+//! can be reopened at once.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::{
+    Clock, Committed, EventTime, Ledger, Reservation, ReserveOutcome, ReserveRequest, StoreError,
+};
+
+/// The database file's name inside `store.path`.
+pub(super) const FILE_NAME: &str = "hookgate.redb";
+
+/// redb's page cache. redb's default is 1 GiB; the working set of a gateway's
+/// hot keys is far smaller, and this bounds the process's memory.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Most commits written in one transaction. Bounds the latency one batch adds
+/// to the commits queued behind it.
+const MAX_BATCH: usize = 4096;
+
+/// `route NUL id` → expiry (unix nanos).
+const DEDUP: TableDefinition<&str, u64> = TableDefinition::new("dedup_v1");
+/// `(expiry, route NUL id)` → `()`: `DEDUP` ordered by expiry, for purging.
+const DEDUP_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedup_expiry_v1");
+/// `route NUL entity` → newest committed event time (unix nanos).
+const WATERMARKS: TableDefinition<&str, i64> = TableDefinition::new("watermarks_v1");
+// TODO(delivery): the outbox and dead-letter tables (async delivery, DESIGN.md
+// §6) go here, written by the same writer thread so that an accepted event
+// and its dedup key can share one group commit.
+
+/// The embedded store. `Clone` shares the same file and writer thread.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+// Field order matters: `_writer` joins the thread on drop, which only returns
+// once `jobs` (dropped first) has disconnected the queue.
+struct Inner {
+    jobs: mpsc::Sender<Job>,
+    /// Never read: it exists for its `Drop`, which joins the writer thread.
+    _writer: Writer,
+    ledger: Arc<Ledger>,
+    db: Arc<Database>,
+    clock: Clock,
+    path: PathBuf,
+}
+
+/// Work for the writer thread.
+enum Job {
+    /// Joins the next group commit.
+    Commit(PendingCommit),
+    /// Runs after the group commit it arrived with.
+    Maintenance(Maintenance),
+}
+
+struct PendingCommit {
+    /// Holds the keys in flight until the batch is durable.
+    reservation: Reservation,
+    expires_at: u64,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+enum Maintenance {
+    Purge {
+        now: u64,
+        max: usize,
+        done: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    Ping {
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+impl EmbeddedStore {
+    pub(super) fn open(dir: &Path, clock: Clock) -> Result<EmbeddedStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            action: "create store directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)?;
+
+        // Create the tables up front so read transactions never meet a
+        // missing table.
+        let txn = db.begin_write()?;
+        txn.open_table(DEDUP)?;
+        txn.open_table(DEDUP_EXPIRY)?;
+        txn.open_table(WATERMARKS)?;
+        txn.commit()?;
+
+        let db = Arc::new(db);
+        let (jobs, queue) = mpsc::channel();
+        let writer_db = Arc::clone(&db);
+        let thread = std::thread::Builder::new()
+            .name("hookgate-store-writer".to_owned())
+            .spawn(move || run_writer(&writer_db, &queue))
+            .map_err(|source| StoreError::Io {
+                action: "start the writer thread for",
+                path: path.clone(),
+                source,
+            })?;
+
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                jobs,
+                _writer: Writer(Some(thread)),
+                ledger: Arc::default(),
+                db,
+                clock,
+                path,
+            }),
+        })
+    }
+
+    pub(super) fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
+        let now = self.inner.clock.now_nanos();
+        let db = &*self.inner.db;
+        self.inner.ledger.reserve(&req, now, |id_key, entity_key| {
+            lookup(db, id_key, entity_key)
+        })
+    }
+
+    pub(super) async fn commit(&self, r: Reservation) -> Result<(), StoreError> {
+        if !r.belongs_to(&self.inner.ledger) {
+            return Err(StoreError::ForeignReservation);
+        }
+        if r.is_empty() {
+            // Neither id nor entity: nothing to persist.
+            return Ok(());
+        }
+        let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
+        let (done, answer) = oneshot::channel();
+        self.send(Job::Commit(PendingCommit {
+            reservation: r,
+            expires_at,
+            done,
+        }))?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    pub(super) async fn purge_expired(&self, max: usize) -> Result<usize, StoreError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let now = self.inner.clock.now_nanos();
+        let (done, answer) = oneshot::channel();
+        self.send(Job::Maintenance(Maintenance::Purge { now, max, done }))?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.send(Job::Maintenance(Maintenance::Ping { done }))?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Queues a job. On failure the job (and any reservation in it) is
+    /// dropped, which releases the reservation.
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| StoreError::WriterStopped)
+    }
+}
+
+impl fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the committed state of one request's keys from a fresh snapshot.
+fn lookup(
+    db: &Database,
+    id_key: Option<&str>,
+    entity_key: Option<&str>,
+) -> Result<Committed, StoreError> {
+    if id_key.is_none() && entity_key.is_none() {
+        return Ok(Committed::default());
+    }
+    let txn = db.begin_read()?;
+    let seen_until = match id_key {
+        Some(key) => txn.open_table(DEDUP)?.get(key)?.map(|v| v.value()),
+        None => None,
+    };
+    let watermark = match entity_key {
+        Some(key) => txn
+            .open_table(WATERMARKS)?
+            .get(key)?
+            .map(|v| EventTime(v.value())),
+        None => None,
+    };
+    Ok(Committed {
+        seen_until,
+        watermark,
+    })
+}
+
+// === Writer thread ===
+
+/// Joins the writer thread when the store is dropped.
+struct Writer(Option<JoinHandle<()>>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("Embedded store writer thread panicked.");
+        }
+    }
+}
+
+/// The writer loop: group commits, then purges and pings, until every sender
+/// is gone.
+fn run_writer(db: &Database, queue: &mpsc::Receiver<Job>) {
+    let mut commits = Vec::new();
+    let mut others = Vec::new();
+    while let Ok(first) = queue.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next {
+            match job {
+                Job::Commit(pending) => commits.push(pending),
+                Job::Maintenance(job) => others.push(job),
+            }
+            next = if commits.len() < MAX_BATCH {
+                queue.try_recv().ok()
+            } else {
+                None
+            };
+        }
+
+        if !commits.is_empty() {
+            finish_batch(write_batch(db, &commits), &mut commits);
+        }
+        for job in others.drain(..) {
+            // A waiter that went away needs no answer.
+            match job {
+                Maintenance::Purge { now, max, done } => {
+                    let _ = done.send(purge(db, now, max).map_err(StoreError::from));
+                }
+                Maintenance::Ping { done } => {
+                    let _ = done.send(ping(db));
+                }
+            }
+        }
+    }
+}
+
+/// Releases the batch's keys from the ledger (the write is visible now, or it
+/// failed and the reservations are abandoned) and answers every waiter.
+fn finish_batch(result: Result<(), redb::Error>, commits: &mut Vec<PendingCommit>) {
+    let batch = commits.len();
+    let result = result.map_err(|err| {
+        tracing::error!(batch, error = %err, "Embedded store group commit failed.");
+        Arc::new(err)
+    });
+    tracing::trace!(batch, "Embedded store group commit done.");
+    for pending in commits.drain(..) {
+        drop(pending.reservation);
+        // A waiter that went away (its request was cancelled) needs no answer.
+        let _ = pending
+            .done
+            .send(result.clone().map_err(StoreError::WriteFailed));
+    }
+}
+
+/// Writes one group commit in a single durable transaction.
+fn write_batch(db: &Database, commits: &[PendingCommit]) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    // redb's default, stated because the contract depends on it: `commit`
+    // returns only after fsync.
+    txn.set_durability(Durability::Immediate)?;
+    {
+        let mut dedup = txn.open_table(DEDUP)?;
+        let mut by_expiry = txn.open_table(DEDUP_EXPIRY)?;
+        let mut watermarks = txn.open_table(WATERMARKS)?;
+        for pending in commits {
+            let r = &pending.reservation;
+            if let Some(key) = r.guard.id_key.as_deref() {
+                let old = dedup.insert(key, pending.expires_at)?.map(|v| v.value());
+                // A re-commit after expiry replaces the key's index entry.
+                if let Some(old) = old {
+                    by_expiry.remove((old, key))?;
+                }
+                by_expiry.insert((pending.expires_at, key), ())?;
+            }
+            if let (Some(key), Some((_, time))) = (r.guard.entity_key.as_deref(), &r.order) {
+                let old = watermarks.get(key)?.map(|v| v.value());
+                if old.is_none_or(|old| time.0 > old) {
+                    watermarks.insert(key, time.0)?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Deletes up to `max` dedup keys whose expiry is at or before `now`, oldest
+/// first, in one short transaction.
+///
+/// Durable like every write: a purge runs every few seconds at most, so its
+/// fsync is cheap, and a non-durable commit would hold freed pages until the
+/// next durable one.
+fn purge(db: &Database, now: u64, max: usize) -> Result<usize, redb::Error> {
+    let txn = db.begin_write()?;
+    let purged;
+    {
+        let mut by_expiry = txn.open_table(DEDUP_EXPIRY)?;
+        let mut dedup = txn.open_table(DEDUP)?;
+        // Every index entry below `(now + 1, "")` has expiry <= now.
+        let victims = by_expiry
+            .range::<(u64, &str)>(..(now.saturating_add(1), ""))?
+            .take(max)
+            .map(|entry| {
+                entry.map(|(key, _)| {
+                    let (expiry, key) = key.value();
+                    (expiry, key.to_owned())
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (expiry, key) in &victims {
+            by_expiry.remove((*expiry, key.as_str()))?;
+            // The index and the table move together, but check anyway: a
+            // key must never be deleted while it holds a newer expiry.
+            let current = dedup.get(key.as_str())?.map(|v| v.value());
+            if current == Some(*expiry) {
+                dedup.remove(key.as_str())?;
+            }
+        }
+        purged = victims.len();
+    }
+    txn.commit()?;
+    Ok(purged)
+}
+
+fn ping(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_read()?;
+    txn.open_table(DEDUP)?;
+    Ok(())
+}

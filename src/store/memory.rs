@@ -1,0 +1,120 @@
+//! In-memory backend: all state in process memory, lost on restart.
+//!
+//! For tests and throwaway runs (`store.backend = "memory"`). It implements
+//! the same contract as the embedded store (checked by `conformance.rs`),
+//! including expiry on read: an expired key that `purge_expired` has not
+//! removed yet is not a duplicate.
+//!
+//! Lock order: the ledger's in-flight maps, then `data`. `reserve` reads
+//! `data` while holding the ledger; `commit` writes `data`, releases it, and
+//! only then drops the reservation (which takes the ledger), so the two never
+//! wait on each other in opposite orders.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::{
+    Clock, Committed, EventTime, Ledger, Reservation, ReserveOutcome, ReserveRequest, StoreError,
+};
+
+/// The in-memory store. `Clone` shares the same state.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ledger: Arc<Ledger>,
+    data: Mutex<Data>,
+    clock: Clock,
+}
+
+#[derive(Default)]
+struct Data {
+    /// `route NUL id` → expiry (unix nanos).
+    seen: HashMap<String, u64>,
+    /// `(expiry, key)` for every entry of `seen`, so a purge finds the
+    /// oldest expired keys without scanning everything.
+    by_expiry: BTreeSet<(u64, String)>,
+    /// `route NUL entity` → newest committed event time. Never shrinks.
+    watermarks: HashMap<String, EventTime>,
+}
+
+impl MemoryStore {
+    pub(super) fn new(clock: Clock) -> MemoryStore {
+        MemoryStore {
+            inner: Arc::new(Inner {
+                ledger: Arc::default(),
+                data: Mutex::default(),
+                clock,
+            }),
+        }
+    }
+
+    fn data(&self) -> MutexGuard<'_, Data> {
+        // Every critical section is a handful of map operations that cannot
+        // leave `Data` half-updated in a way that matters: keep serving.
+        self.inner
+            .data
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
+        let now = self.inner.clock.now_nanos();
+        self.inner.ledger.reserve(&req, now, |id_key, entity_key| {
+            let data = self.data();
+            Ok(Committed {
+                seen_until: id_key.and_then(|k| data.seen.get(k).copied()),
+                watermark: entity_key.and_then(|k| data.watermarks.get(k).copied()),
+            })
+        })
+    }
+
+    pub(super) fn commit(&self, r: Reservation) -> Result<(), StoreError> {
+        if !r.belongs_to(&self.inner.ledger) {
+            return Err(StoreError::ForeignReservation);
+        }
+        let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
+        let mut data = self.data();
+        if let Some(key) = &r.guard.id_key {
+            if let Some(old) = data.seen.insert(key.clone(), expires_at) {
+                data.by_expiry.remove(&(old, key.clone()));
+            }
+            data.by_expiry.insert((expires_at, key.clone()));
+        }
+        if let (Some(key), Some((_, time))) = (&r.guard.entity_key, &r.order) {
+            let watermark = data.watermarks.entry(key.clone()).or_insert(*time);
+            *watermark = (*watermark).max(*time);
+        }
+        drop(data);
+        // The commit is visible now: leave the in-flight maps.
+        drop(r);
+        Ok(())
+    }
+
+    pub(super) fn purge_expired(&self, max: usize) -> usize {
+        let now = self.inner.clock.now_nanos();
+        let mut data = self.data();
+        let mut purged = 0;
+        while purged < max {
+            match data.by_expiry.first() {
+                Some((expiry, _)) if *expiry <= now => {}
+                _ => break,
+            }
+            let Some((_, key)) = data.by_expiry.pop_first() else {
+                break;
+            };
+            data.seen.remove(&key);
+            purged += 1;
+        }
+        purged
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}

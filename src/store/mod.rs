@@ -1,0 +1,526 @@
+//! The dedup/order store: the one place where the gateway decides, atomically,
+//! whether an authenticated and schema-valid event may be delivered.
+//!
+//! # Place in the pipeline
+//!
+//! ```text
+//! ... ─► validate schema ─► extract id / entity / time ─► Store::reserve ─► deliver ─► Store::commit | Store::release
+//! ```
+//!
+//! The verdict is split in two on purpose (DESIGN.md §5): an event id is marked
+//! *seen* only after its delivery succeeded, so a failed delivery never causes
+//! the sender's retry to be dropped as a duplicate. Between the two calls the
+//! event is *in flight*: a concurrent copy of it, or another event for the
+//! same entity, is answered `409 in_flight` and the sender retries later.
+//!
+//! # The contract (every backend, checked by `conformance.rs`)
+//!
+//! * **One atomic step.** [`Store::reserve`] checks dedup and order together,
+//!   and its outcome is decided in this precedence:
+//!   1. the id was committed and has not expired → [`ReserveOutcome::Duplicate`];
+//!   2. the id is reserved by another request in flight → [`ReserveOutcome::InFlight`];
+//!   3. the entity's committed watermark is *greater* than the event time →
+//!      [`ReserveOutcome::Stale`] (an *equal* time is not stale);
+//!   4. another event of the same entity is in flight → [`ReserveOutcome::InFlight`].
+//!      At most one event per entity is in flight, so an older event can never
+//!      be forwarded after a newer one that overtook it on the wire;
+//!   5. otherwise [`ReserveOutcome::Reserved`]: the id and the entity are now in
+//!      flight until the [`Reservation`] is committed, released or dropped.
+//!
+//!   The id and the order point are independent and both optional: a route
+//!   with no dedup key passes `event_id: None`, one with no order key
+//!   `order: None`.
+//! * **Only commit marks seen.** [`Store::commit`] marks the id seen until
+//!   `now + dedup_ttl` and raises the entity watermark to `max(old, time)`.
+//!   [`Store::release`] (delivery failed) leaves no trace, and so does
+//!   dropping a [`Reservation`] (for example when the request future is
+//!   cancelled because the client went away): no event is ever lost to dedup.
+//!   If `commit` itself fails, the reservation is released as well; the
+//!   event may then be delivered twice (at least once, never zero times).
+//! * **TTL is checked on read.** A key whose expiry has passed is not a
+//!   duplicate even while it is still stored. Purging ([`Store::purge_expired`])
+//!   only reclaims space and never changes an outcome. This avoids the drift
+//!   svix's memory cache had, where `set_if_not_exists` ignored expiry until
+//!   its sweep ran. Expiry uses the wall clock ([`std::time::SystemTime`]),
+//!   because it is persisted across restarts.
+//! * **Namespaced by route.** The same id, or the same entity, on two routes
+//!   is two independent keys. Keys are `route NUL id` and `route NUL entity`,
+//!   so a route name must not contain NUL (rejected with
+//!   [`StoreError::InvalidRoute`]); ids and entities may contain anything.
+//! * **Watermarks are kept forever**, one per (route, entity) ever committed.
+//!   TODO(store): bound them (an LRU or an age limit per route) once real
+//!   entity cardinalities are known.
+//! * **In-flight state is process-local memory** for every backend, behind a
+//!   std `Mutex` that is never held across an `.await`. It is deliberately not
+//!   durable: after a crash, a reservation that never committed must not
+//!   block the sender's retry.
+//! * **Errors** ([`StoreError`]) mean the store could not decide or could not
+//!   persist; the gateway answers 503 and the sender retries.
+//!
+//! # Sharing
+//!
+//! [`Store`] is `Clone`: every backend keeps its state behind an `Arc`, so a
+//! clone is a pointer copy and all clones see the same state.
+//!
+//! # Layout
+//!
+//! * `mod.rs`: the public types, the [`Store`] enum that dispatches to a
+//!   backend, and the in-flight ledger shared by all backends.
+//! * `memory.rs`: everything in process memory; lost on restart.
+//! * `embedded.rs`: redb file `hookgate.redb`, group-committed by one writer thread.
+//! * `conformance.rs`: the one test suite every backend must pass.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+mod embedded;
+mod memory;
+
+#[cfg(test)]
+mod conformance;
+
+pub use embedded::EmbeddedStore;
+pub use memory::MemoryStore;
+
+// === Public request / outcome types ===
+
+/// What the gateway asks the store to reserve for one event, after the body
+/// passed authentication and schema validation.
+#[derive(Clone, Copy, Debug)]
+pub struct ReserveRequest<'a> {
+    /// The route's configured name. Must not contain NUL.
+    pub route: &'a str,
+    /// The dedup key's value; `None` when the route has no dedup key.
+    pub event_id: Option<&'a str>,
+    /// The ordering point; `None` when the route has no order key.
+    pub order: Option<OrderPoint<'a>>,
+    /// How long the id counts as seen after a successful commit.
+    pub dedup_ttl: Duration,
+}
+
+/// The entity an event belongs to and its event time, for ordering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderPoint<'a> {
+    /// The entity key value (e.g. an incident id).
+    pub entity: &'a str,
+    /// The event time, compared against the entity's watermark.
+    pub time: EventTime,
+}
+
+/// Event time normalised to integer nanoseconds since the Unix epoch (UTC).
+///
+/// `i64` nanoseconds cover the years 1677 to 2262, which is every time a
+/// webhook can plausibly carry; the extractor must reject (or saturate) a
+/// value outside that range rather than wrap it. Negative values (before
+/// 1970) are valid and compare as expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventTime(pub i64);
+
+/// The verdict of [`Store::reserve`].
+#[derive(Debug)]
+#[must_use = "a Reserved outcome holds a reservation that must be committed or released"]
+pub enum ReserveOutcome {
+    /// Go ahead and deliver; then commit or release the reservation.
+    Reserved(Reservation),
+    /// The id was already delivered within its TTL (answer 200 `duplicate`).
+    Duplicate,
+    /// The id, or another event of the same entity, is being delivered right
+    /// now (answer 409 `in_flight` with `Retry-After`).
+    InFlight,
+    /// The event time is older than the newest delivered for its entity
+    /// (answer 200 `stale`).
+    Stale,
+}
+
+/// A held reservation: the id and entity stay in flight while it lives.
+///
+/// Pass it to exactly one of [`Store::commit`] or [`Store::release`]. Dropping
+/// it has the same effect as `release`, so a cancelled request never leaves a
+/// key stuck in flight. It is deliberately not `Clone`.
+pub struct Reservation {
+    route: String,
+    event_id: Option<String>,
+    order: Option<(String, EventTime)>,
+    dedup_ttl: Duration,
+    /// Holds the keys in flight; removes them when the reservation is dropped.
+    guard: InFlightGuard,
+}
+
+impl Reservation {
+    /// The route this reservation belongs to.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// The reserved event id, if the route deduplicates.
+    pub fn event_id(&self) -> Option<&str> {
+        self.event_id.as_deref()
+    }
+
+    /// The reserved entity and event time, if the route orders.
+    pub fn order(&self) -> Option<OrderPoint<'_>> {
+        self.order.as_ref().map(|(entity, time)| OrderPoint {
+            entity,
+            time: *time,
+        })
+    }
+
+    /// True when the reservation was made by the store owning `ledger`.
+    fn belongs_to(&self, ledger: &Arc<Ledger>) -> bool {
+        Arc::ptr_eq(&self.guard.ledger, ledger)
+    }
+
+    /// Whether a commit has anything to write.
+    fn is_empty(&self) -> bool {
+        self.guard.id_key.is_none() && self.guard.entity_key.is_none()
+    }
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("route", &self.route)
+            .field("event_id", &self.event_id)
+            .field("order", &self.order)
+            .field("token", &self.guard.token)
+            .finish()
+    }
+}
+
+/// Why the store could not decide or persist. The gateway answers 503 for
+/// every variant: the sender should retry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The embedded store's directory could not be created, or its writer
+    /// thread could not be started.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The directory or file concerned.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// redb reported an error (I/O, corruption, file already open, ...).
+    #[error("embedded store: {0}")]
+    Embedded(#[from] redb::Error),
+    /// A group commit failed; every commit of the batch gets this error.
+    #[error("embedded store write failed: {0}")]
+    WriteFailed(#[source] Arc<redb::Error>),
+    /// The embedded store's writer thread has stopped (it panicked).
+    #[error("embedded store writer thread is not running")]
+    WriterStopped,
+    /// The route name contains NUL, which the key encoding reserves.
+    #[error("route name {route:?} contains NUL")]
+    InvalidRoute {
+        /// The offending route name.
+        route: String,
+    },
+    /// The reservation was made by another store instance; it was released.
+    #[error("reservation belongs to another store instance")]
+    ForeignReservation,
+}
+
+// redb has one error type per operation; all of them fold into `redb::Error`.
+macro_rules! from_redb {
+    ($($ty:ty),* $(,)?) => {$(
+        impl From<$ty> for StoreError {
+            fn from(err: $ty) -> Self {
+                StoreError::Embedded(err.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+);
+
+// === Store: enum dispatch ===
+
+/// The dedup/order store. See the module docs for the contract.
+///
+/// Cheap to share: `Clone` copies an `Arc`; clones share all state.
+/// A Redis variant will be added for multi-gateway deployments.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// Process memory; lost on restart. For tests and throwaway runs.
+    Memory(MemoryStore),
+    /// One crash-safe redb file; survives restarts. The default.
+    Embedded(EmbeddedStore),
+}
+
+impl Store {
+    /// A fresh, empty in-memory store.
+    pub fn memory() -> Store {
+        Store::Memory(MemoryStore::new(Clock::System))
+    }
+
+    /// Opens (or creates) the embedded store in `dir`, creating the directory
+    /// and the file `dir/hookgate.redb`. Blocking: call it at start-up. Fails
+    /// if another process (or store instance) has the file open.
+    pub fn open_embedded(dir: &Path) -> Result<Store, StoreError> {
+        EmbeddedStore::open(dir, Clock::System).map(Store::Embedded)
+    }
+
+    /// Decides, in one atomic step, whether this event may be delivered. See
+    /// the module docs for the precedence of the outcomes.
+    pub async fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
+        match self {
+            Store::Memory(s) => s.reserve(req),
+            Store::Embedded(s) => s.reserve(req),
+        }
+    }
+
+    /// Delivery succeeded: marks the id seen until `now + dedup_ttl` and raises
+    /// the entity's watermark to `max(old, time)`. For the embedded store the
+    /// change is durable (fsynced) when this returns `Ok`. The id and entity
+    /// stay in flight until the change is visible, so no concurrent
+    /// `reserve` can slip between the two. On `Err` the reservation is
+    /// released (the sender's retry will be delivered again).
+    pub async fn commit(&self, r: Reservation) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.commit(r),
+            Store::Embedded(s) => s.commit(r).await,
+        }
+    }
+
+    /// Delivery failed: forgets the reservation without a trace, so the
+    /// sender's retry is `Reserved` again. Same as dropping it.
+    pub async fn release(&self, r: Reservation) -> Result<(), StoreError> {
+        drop(r);
+        Ok(())
+    }
+
+    /// Checks that the store can serve requests (for `/readyz`). For the
+    /// embedded store this round-trips through the writer thread, so a wedged
+    /// disk makes it wait: the caller should bound it with a timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Embedded(s) => s.ping().await,
+        }
+    }
+
+    /// Deletes up to `max` expired dedup keys and returns how many it deleted.
+    /// The gateway calls it periodically; each call does bounded work (oldest
+    /// expiry first) so it never holds the write lock for long.
+    pub async fn purge_expired(&self, max: usize) -> Result<usize, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.purge_expired(max)),
+            Store::Embedded(s) => s.purge_expired(max).await,
+        }
+    }
+
+    /// The backend's name, for logs and metrics labels.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Embedded(_) => "embedded",
+        }
+    }
+
+    /// An in-memory store whose expiry clock the test controls.
+    #[cfg(test)]
+    pub(crate) fn memory_with_clock(clock: Clock) -> Store {
+        Store::Memory(MemoryStore::new(clock))
+    }
+
+    /// An embedded store whose expiry clock the test controls.
+    #[cfg(test)]
+    pub(crate) fn open_embedded_with_clock(dir: &Path, clock: Clock) -> Result<Store, StoreError> {
+        EmbeddedStore::open(dir, clock).map(Store::Embedded)
+    }
+}
+
+// === Clock ===
+
+/// Wall-clock source for dedup expiry, in nanoseconds since the Unix epoch.
+///
+/// An enum rather than `Arc<dyn Fn>`: production always reads `SystemTime`,
+/// tests swap in a manual clock (tokio's paused time does not move
+/// `SystemTime`, so it cannot drive persisted expiries).
+#[derive(Clone, Debug)]
+pub(crate) enum Clock {
+    /// `SystemTime::now()`.
+    System,
+    /// A value the test sets; shared by clones.
+    #[cfg(test)]
+    Manual(Arc<AtomicU64>),
+}
+
+impl Clock {
+    fn now_nanos(&self) -> u64 {
+        match self {
+            // A clock set before 1970 counts as 0: everything is then "not
+            // expired yet", the safe direction for dedup.
+            Clock::System => SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, duration_nanos),
+            #[cfg(test)]
+            Clock::Manual(now) => now.load(Ordering::SeqCst),
+        }
+    }
+
+    /// `now + ttl`, saturating (a huge TTL means "never expires").
+    fn expiry_after(&self, ttl: Duration) -> u64 {
+        self.now_nanos().saturating_add(duration_nanos(ttl))
+    }
+}
+
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+// === Keys ===
+
+/// `route NUL value`: the namespaced key for an id or an entity.
+fn scoped_key(route: &str, value: &str) -> String {
+    let mut key = String::with_capacity(route.len() + 1 + value.len());
+    key.push_str(route);
+    key.push('\0');
+    key.push_str(value);
+    key
+}
+
+// === Ledger: in-flight state shared by all backends ===
+
+/// What a backend has committed for one request's keys, as read inside the
+/// ledger's critical section.
+#[derive(Clone, Copy, Debug, Default)]
+struct Committed {
+    /// Expiry (unix nanos) of the id's dedup key, if one is stored; it may
+    /// already have passed.
+    seen_until: Option<u64>,
+    /// The entity's watermark, if any event of it was committed.
+    watermark: Option<EventTime>,
+}
+
+/// The process-local record of reservations in flight.
+///
+/// Atomicity argument: a backend's committed state for a key changes only
+/// through the commit of the one reservation holding that key in flight, and
+/// that reservation leaves the ledger only *after* its write is visible. So a
+/// `reserve` that holds `maps` while it reads the committed state sees, for
+/// each of its keys, either the key in flight or the committed result, never
+/// neither. (Purge only deletes expired keys, which read as absent anyway.)
+#[derive(Debug, Default)]
+struct Ledger {
+    maps: Mutex<InFlightMaps>,
+    next_token: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct InFlightMaps {
+    /// `route NUL id` → token of the reservation holding it.
+    ids: HashMap<String, u64>,
+    /// `route NUL entity` → token of the reservation holding it.
+    entities: HashMap<String, u64>,
+}
+
+impl Ledger {
+    fn lock(&self) -> MutexGuard<'_, InFlightMaps> {
+        // A panic inside the critical section can only happen between plain
+        // map operations, which leave the maps consistent: keep serving.
+        self.maps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The atomic check-and-reserve. `lookup` reads the backend's committed
+    /// state for `(id_key, entity_key)` and runs while the ledger is locked.
+    fn reserve(
+        self: &Arc<Self>,
+        req: &ReserveRequest<'_>,
+        now: u64,
+        lookup: impl FnOnce(Option<&str>, Option<&str>) -> Result<Committed, StoreError>,
+    ) -> Result<ReserveOutcome, StoreError> {
+        if req.route.contains('\0') {
+            return Err(StoreError::InvalidRoute {
+                route: req.route.to_owned(),
+            });
+        }
+        let id_key = req.event_id.map(|id| scoped_key(req.route, id));
+        let entity_key = req.order.map(|o| scoped_key(req.route, o.entity));
+
+        let mut maps = self.lock();
+        let committed = lookup(id_key.as_deref(), entity_key.as_deref())?;
+
+        if committed.seen_until.is_some_and(|until| until > now) {
+            return Ok(ReserveOutcome::Duplicate);
+        }
+        if id_key.as_ref().is_some_and(|k| maps.ids.contains_key(k)) {
+            return Ok(ReserveOutcome::InFlight);
+        }
+        if let (Some(watermark), Some(order)) = (committed.watermark, req.order) {
+            // Equal is not stale: two events stamped the same instant both pass.
+            if watermark > order.time {
+                return Ok(ReserveOutcome::Stale);
+            }
+        }
+        if entity_key
+            .as_ref()
+            .is_some_and(|k| maps.entities.contains_key(k))
+        {
+            return Ok(ReserveOutcome::InFlight);
+        }
+
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        if let Some(k) = &id_key {
+            maps.ids.insert(k.clone(), token);
+        }
+        if let Some(k) = &entity_key {
+            maps.entities.insert(k.clone(), token);
+        }
+        drop(maps);
+
+        Ok(ReserveOutcome::Reserved(Reservation {
+            route: req.route.to_owned(),
+            event_id: req.event_id.map(str::to_owned),
+            order: req.order.map(|o| (o.entity.to_owned(), o.time)),
+            dedup_ttl: req.dedup_ttl,
+            guard: InFlightGuard {
+                ledger: Arc::clone(self),
+                token,
+                id_key,
+                entity_key,
+            },
+        }))
+    }
+}
+
+/// Takes a reservation's keys out of the ledger when dropped.
+struct InFlightGuard {
+    ledger: Arc<Ledger>,
+    token: u64,
+    /// `route NUL id`, present iff the reservation has an event id.
+    id_key: Option<String>,
+    /// `route NUL entity`, present iff the reservation has an order point.
+    entity_key: Option<String>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut maps = self.ledger.lock();
+        // Remove only our own entry: the token check keeps a (buggy) double
+        // removal from freeing a key another reservation now holds.
+        if let Some(k) = &self.id_key
+            && maps.ids.get(k) == Some(&self.token)
+        {
+            maps.ids.remove(k);
+        }
+        if let Some(k) = &self.entity_key
+            && maps.entities.get(k) == Some(&self.token)
+        {
+            maps.entities.remove(k);
+        }
+    }
+}
