@@ -201,16 +201,25 @@ impl Answer {
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
-        let body = json!({
-            "verdict": self.verdict.as_str(),
-            "route": self.route.as_deref(),
-            "event_id": self.event_id,
-            "detail": self.detail,
-        });
+        // A struct, not `json!`, so the fields keep the contract's order.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            verdict: &'static str,
+            route: Option<&'a str>,
+            event_id: Option<&'a str>,
+            detail: &'a Value,
+        }
+        let body = serde_json::to_string(&Body {
+            verdict: self.verdict.as_str(),
+            route: self.route.as_deref(),
+            event_id: self.event_id.as_deref(),
+            detail: &self.detail,
+        })
+        .unwrap_or_default();
         let mut response = (
             self.status,
             [(http::header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
+            body,
         )
             .into_response();
         let headers = response.headers_mut();

@@ -140,15 +140,78 @@ fn summary(r: &config::Route) -> String {
         .as_ref()
         .map_or("any".to_owned(), |a| format!("{} networks", a.len()));
     format!(
-        "route {} path={} methods={} allow_ips={} auth={} delivery={} upstream={}",
+        "route {} path={} methods={} allow_ips={} auth={} schema={} dedup={} order={} delivery={} upstream={}",
         r.name,
         r.path,
         methods,
         allow,
         r.auth.type_name(),
+        schema_name(r),
+        r.keys.dedup.as_ref().map_or("-".to_owned(), dedup_name),
+        r.keys
+            .order
+            .as_ref()
+            .map_or("-".to_owned(), |o| o.entity.clone()),
         r.delivery.as_str(),
         r.upstream
     )
+}
+
+fn schema_name(r: &config::Route) -> String {
+    r.schema.as_ref().map_or("-".to_owned(), |s| {
+        if r.schema_mode == config::raw::SchemaMode::Monitor {
+            format!("{} (monitor)", s.name())
+        } else {
+            s.name().to_owned()
+        }
+    })
+}
+
+fn dedup_name(k: &hookgate::pipeline::extract::DedupKey) -> String {
+    use hookgate::pipeline::extract::DedupKey;
+    match k {
+        DedupKey::Pointer(p) => p.clone(),
+        DedupKey::Header(h) => format!("header:{h}"),
+        DedupKey::BodySha256 => "body-sha256".to_owned(),
+    }
+}
+
+/// The start-up table of `serve`: one aligned row per route.
+fn route_table(routes: &[std::sync::Arc<config::Route>]) -> Vec<String> {
+    let mut rows = vec![[
+        "PATH".to_owned(),
+        "AUTH".to_owned(),
+        "SCHEMA".to_owned(),
+        "DEDUP".to_owned(),
+        "DELIVERY".to_owned(),
+        "UPSTREAM".to_owned(),
+    ]];
+    for r in routes {
+        rows.push([
+            r.path.clone(),
+            r.auth.type_name().to_owned(),
+            schema_name(r),
+            r.keys.dedup.as_ref().map_or("-".to_owned(), dedup_name),
+            r.delivery.as_str().to_owned(),
+            r.upstream.to_string(),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            format!("  {}", cells.join("  ").trim_end())
+        })
+        .collect()
 }
 
 fn init_logs(format: LogFormat) {
@@ -195,8 +258,8 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "hookgate listening on {bound} (config: {source})");
-            for r in &settings.routes {
-                let _ = writeln!(out, "  {}", summary(r));
+            for line in route_table(&settings.routes) {
+                let _ = writeln!(out, "{line}");
             }
             let _ = out.flush();
         }

@@ -125,6 +125,19 @@ fn serve_default_config_delivers_to_file_sink_and_exits_cleanly() {
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut first = String::new();
     stdout.read_line(&mut first).expect("read");
+    let mut header = String::new();
+    stdout.read_line(&mut header).expect("read");
+    let mut row = String::new();
+    stdout.read_line(&mut row).expect("read");
+    for col in ["PATH", "AUTH", "SCHEMA", "DELIVERY"] {
+        assert!(header.contains(col), "start-up table header: {header}");
+    }
+    assert!(
+        row.contains("/hooks/flashduty-incident")
+            && row.contains("flashduty-incident")
+            && row.contains("sync"),
+        "start-up table row: {row}"
+    );
     // Closing stdout early must not matter to the gateway: drop the rest unread.
     drop(stdout);
     let addr = first
