@@ -9,6 +9,7 @@ mod cli;
 mod dedup;
 mod delivery;
 mod operability;
+mod ordering;
 mod routing;
 mod schema;
 mod signature;
