@@ -11,15 +11,12 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use hookgate::pipeline::Gateway;
-use hookgate::server::{Shared, router};
-use hookgate::telemetry::Metrics;
+use hookgate::server::router;
 use tower::ServiceExt as _;
 
 fn body() -> serde_json::Value {
@@ -42,10 +39,7 @@ fn app(
     );
     let settings = hookgate::config::from_str(&config, "bench").expect("config");
     let _guard = rt.enter();
-    let store = hookgate::open_store(&settings.store).expect("store");
-    let metrics = Arc::new(Metrics::new());
-    let gw = Gateway::new(settings, Arc::clone(&metrics), store).expect("gateway");
-    router(Shared::new(gw, metrics))
+    router(hookgate::build(settings).expect("gateway"))
 }
 
 async fn send(app: &axum::Router, path: &str, body: Vec<u8>) -> u16 {

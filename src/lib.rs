@@ -50,17 +50,17 @@ pub async fn run_reloadable(
     settings: config::Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let metrics = std::sync::Arc::new(telemetry::Metrics::new());
-    let store = open_store(&settings.store)?;
-    let gateway = pipeline::Gateway::new(settings, std::sync::Arc::clone(&metrics), store)?;
-    let shared = server::Shared::new(gateway, metrics);
+    let shared = build(settings)?;
     #[cfg(unix)]
     let reloader = server::reload_on_sighup(shared.clone(), source).map_err(StartError::Signal)?;
     #[cfg(not(unix))]
     let _ = source;
     server::serve(listener, shared, shutdown).await;
     #[cfg(unix)]
-    reloader.abort();
+    {
+        reloader.abort();
+        let _ = reloader.await;
+    }
     Ok(())
 }
 
@@ -71,11 +71,17 @@ pub async fn run(
     settings: config::Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    server::serve(listener, build(settings)?, shutdown).await;
+    Ok(())
+}
+
+/// Opens the store and builds the gateway with a fresh metrics registry: everything
+/// [`server::serve`] needs. Benches and fuzz targets drive [`server::router`] with it.
+pub fn build(settings: config::Settings) -> Result<server::Shared, StartError> {
     let metrics = std::sync::Arc::new(telemetry::Metrics::new());
     let store = open_store(&settings.store)?;
     let gateway = pipeline::Gateway::new(settings, std::sync::Arc::clone(&metrics), store)?;
-    server::serve(listener, server::Shared::new(gateway, metrics), shutdown).await;
-    Ok(())
+    Ok(server::Shared::new(gateway, metrics))
 }
 
 /// Opens the configured store backend.

@@ -124,19 +124,9 @@ impl Schema {
             name: name.to_owned(),
             reason: e.to_string(),
         })?;
-        let validator = jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft202012)
-            .should_validate_formats(true)
-            .with_retriever(LocalRetriever { root: None })
-            .build(&value)
-            .map_err(|e| SchemaError::Compile {
-                name: name.to_owned(),
-                reason: e.to_string(),
-            })?;
-        Ok(Schema {
-            name: name.to_owned(),
-            validator,
-        })
+        // Ours: assert `format`, so bundled timestamps must be real dates.
+        let options = jsonschema::options().should_validate_formats(true);
+        Schema::build(options, &value, name, None)
     }
 
     /// Compiles a user's schema file; relative `$ref`s resolve to files beside it.
@@ -159,10 +149,22 @@ impl Schema {
         file: Option<&Path>,
         root: Option<PathBuf>,
     ) -> Result<Schema, SchemaError> {
-        let mut options = jsonschema::options().with_retriever(LocalRetriever { root });
+        let mut options = jsonschema::options();
         if let Some(file) = file {
             options = options.with_base_uri(format!("file://{}", file.display()));
         }
+        Schema::build(options, value, name, root)
+    }
+
+    /// The one place a validator is built: no network retriever, draft 2020-12 unless
+    /// the schema names its own.
+    fn build(
+        options: jsonschema::ValidationOptions<'_>,
+        value: &Value,
+        name: &str,
+        root: Option<PathBuf>,
+    ) -> Result<Schema, SchemaError> {
+        let mut options = options.with_retriever(LocalRetriever { root });
         if value.get("$schema").is_none() {
             options = options.with_draft(jsonschema::Draft::Draft202012);
         }

@@ -52,12 +52,14 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
     })
 }
 
-/// True when arrays/objects nest deeper than `max` (strings are skipped, escapes honoured).
-pub fn depth_exceeds(bytes: &[u8], max: usize) -> bool {
-    let mut depth = 0usize;
+/// Walks `bytes`, calling `f(byte, in_string)`, where `in_string` tells whether the byte
+/// belongs to a string literal (escapes honoured; a string's opening quote counts as
+/// outside, its closing quote as inside). `f` returns false to stop early.
+fn scan(bytes: &[u8], mut f: impl FnMut(u8, bool) -> bool) {
     let mut in_string = false;
     let mut escaped = false;
     for &b in bytes {
+        let inside = in_string;
         if in_string {
             if escaped {
                 escaped = false;
@@ -66,50 +68,43 @@ pub fn depth_exceeds(bytes: &[u8], max: usize) -> bool {
             } else if b == b'"' {
                 in_string = false;
             }
-            continue;
+        } else if b == b'"' {
+            in_string = true;
         }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+        if !f(b, inside) {
+            return;
         }
     }
-    false
+}
+
+/// True when arrays/objects nest deeper than `max` (strings are skipped, escapes honoured).
+pub fn depth_exceeds(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut exceeded = false;
+    scan(bytes, |b, in_string| {
+        if !in_string {
+            match b {
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        exceeded = depth > max;
+        !exceeded
+    });
+    exceeded
 }
 
 /// Removes the whitespace outside strings of a valid JSON document, so it fits on one
 /// line byte-for-byte otherwise (key order, number spelling and escapes unchanged).
 pub fn minify(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in bytes {
-        if in_string {
+    scan(bytes, |b, in_string| {
+        if in_string || !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
             out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
         }
-        match b {
-            b' ' | b'\t' | b'\n' | b'\r' => {}
-            b'"' => {
-                in_string = true;
-                out.push(b);
-            }
-            _ => out.push(b),
-        }
-    }
+        true
+    });
     out
 }
 

@@ -1,10 +1,12 @@
 //! The request pipeline: one webhook request, stage by stage (DESIGN.md §1).
 //!
-//! [`handle`] reads top to bottom in the order that is the security model: cheap
-//! rejections that need no body (route, method, address, header credentials) come first;
-//! only then is the body read, bounded in size and time; it is parsed as JSON before
-//! anything is forwarded; the body that reaches the upstream is the body that was
-//! received, byte for byte.
+//! `stages` reads top to bottom in the order that is the security model: cheap
+//! rejections that need no body (route, method, address, rate limit, header credentials)
+//! come first; only then is the body read, bounded in size and time; the signature is
+//! checked over the raw bytes before anything parses them; then JSON, schema, key
+//! extraction, and only a verified, valid event reaches the dedup/order store. The body
+//! that reaches the upstream is the body that was received, byte for byte, and the
+//! store's reservation is committed only when the upstream answered 2xx.
 
 pub mod allowlist;
 pub mod auth;
@@ -210,59 +212,16 @@ async fn stages(
     route
         .auth
         .verify_body(&parts.headers, &bytes, std::time::SystemTime::now())?;
-    // 6b. JSON, depth-bounded before any tree is built.
+    // 7. JSON, depth-bounded before any tree is built.
     let document = json::parse(&bytes, server.max_json_depth)?;
-    // 7. schema.
-    if let Some(schema) = &route.schema {
-        let violations = schema.violations(&document, MAX_VIOLATIONS);
-        if !violations.is_empty() {
-            gw.metrics.schema_violation(&route.name);
-            match route.schema_mode {
-                SchemaMode::Enforce => return Err(GatewayError::Schema(violations)),
-                SchemaMode::Monitor => {
-                    // Paths and keywords only: messages quote body values.
-                    let paths: Vec<String> = violations
-                        .iter()
-                        .map(|v| format!("{} ({})", v.instance_path, v.keyword))
-                        .collect();
-                    tracing::warn!(
-                        route = %route.name,
-                        count = violations.len(),
-                        violations = ?paths,
-                        "Schema violation forwarded (monitor mode)."
-                    );
-                }
-            }
-        }
-    }
-    // 8. event id, entity and time.
+    // 8. schema.
+    check_schema(gw, route, &document)?;
+    // 9. event id, entity and time.
     let keys = route.keys.extract(&parts.headers, &bytes, &document)?;
     out.event_id = keys.event_id.clone();
-    // 9. dedup + order: one atomic reservation in the store.
-    let reservation = if keys.event_id.is_some() || keys.order.is_some() {
-        let outcome = gw
-            .store
-            .reserve(ReserveRequest {
-                route: &route.name,
-                event_id: keys.event_id.as_deref(),
-                order: keys.order.as_ref().map(|(entity, nanos)| OrderPoint {
-                    entity,
-                    time: EventTime(*nanos),
-                }),
-                dedup_ttl: gw.settings.store.dedup_ttl,
-            })
-            .await
-            .map_err(GatewayError::Store)?;
-        match outcome {
-            ReserveOutcome::Reserved(r) => Some(r),
-            ReserveOutcome::Duplicate => return Err(GatewayError::Duplicate),
-            ReserveOutcome::Stale => return Err(GatewayError::Stale),
-            ReserveOutcome::InFlight => return Err(GatewayError::InFlight),
-        }
-    } else {
-        None
-    };
-    // 10. delivery; then the reservation is committed (2xx) or released. A dropped
+    // 10. dedup + order: one atomic reservation in the store.
+    let reservation = reserve(gw, route, &keys).await?;
+    // 11. delivery; then the reservation is committed (2xx) or released. A dropped
     // reservation (the request was cancelled) is released as well.
     let peer_ip = peer.ip().to_canonical();
     let peer_trusted = server.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
@@ -315,8 +274,10 @@ async fn stages(
                 // (at least once, never lost). The sender still gets the answer.
                 tracing::error!(route = %route.name, error = %e, "Delivered event could not be marked seen.");
             }
-        } else {
-            gw.store.release(r).await.map_err(GatewayError::Store)?;
+        } else if let Err(e) = gw.store.release(r).await {
+            // The sender still gets the upstream's answer; the reservation is gone
+            // with the request either way.
+            tracing::warn!(route = %route.name, error = %e, "Reservation release failed.");
         }
     }
     out.verdict = Verdict::Forwarded;
@@ -339,4 +300,69 @@ async fn stages(
         HeaderValue::from_static(Verdict::Forwarded.as_str()),
     );
     Ok(response)
+}
+
+/// Validates `document` against the route's schema: 422 in enforce mode, a counted and
+/// logged violation in monitor mode.
+fn check_schema(
+    gw: &Gateway,
+    route: &Route,
+    document: &serde_json::Value,
+) -> Result<(), GatewayError> {
+    let Some(schema) = &route.schema else {
+        return Ok(());
+    };
+    let violations = schema.violations(document, MAX_VIOLATIONS);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    gw.metrics.schema_violation(&route.name);
+    match route.schema_mode {
+        SchemaMode::Enforce => Err(GatewayError::Schema(violations)),
+        SchemaMode::Monitor => {
+            // Paths and keywords only: messages quote body values.
+            let paths: Vec<String> = violations
+                .iter()
+                .map(|v| format!("{} ({})", v.instance_path, v.keyword))
+                .collect();
+            tracing::warn!(
+                route = %route.name,
+                count = violations.len(),
+                violations = ?paths,
+                "Schema violation forwarded (monitor mode)."
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The dedup + order verdict, one atomic step in the store. `None` when the route
+/// extracts neither an id nor an order point from this event.
+async fn reserve(
+    gw: &Gateway,
+    route: &Route,
+    keys: &extract::Extracted,
+) -> Result<Option<crate::store::Reservation>, GatewayError> {
+    if keys.event_id.is_none() && keys.order.is_none() {
+        return Ok(None);
+    }
+    let outcome = gw
+        .store
+        .reserve(ReserveRequest {
+            route: &route.name,
+            event_id: keys.event_id.as_deref(),
+            order: keys.order.as_ref().map(|(entity, nanos)| OrderPoint {
+                entity,
+                time: EventTime(*nanos),
+            }),
+            dedup_ttl: gw.settings.store.dedup_ttl,
+        })
+        .await
+        .map_err(GatewayError::Store)?;
+    match outcome {
+        ReserveOutcome::Reserved(r) => Ok(Some(r)),
+        ReserveOutcome::Duplicate => Err(GatewayError::Duplicate),
+        ReserveOutcome::Stale => Err(GatewayError::Stale),
+        ReserveOutcome::InFlight => Err(GatewayError::InFlight),
+    }
 }
