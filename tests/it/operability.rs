@@ -326,3 +326,44 @@ async fn sighup_reloads_routes_and_refuses_bad_config() {
     assert_eq!(post("/hooks/a").await, 200);
     assert_eq!(post("/hooks/b").await, 200);
 }
+
+#[tokio::test]
+async fn per_address_rate_limit_keeps_senders_apart() {
+    let up = Upstream::start().await;
+    // The loopback peer is a trusted proxy, so X-Forwarded-For names the sender.
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+trusted_proxies = ["127.0.0.1"]
+[store]
+backend = "memory"
+[[route]]
+name = "pa"
+path = "/hooks/pa"
+upstream = "{}"
+rate_limit = {{ per_second = 1, burst = 1, per_address = true }}
+"#,
+        up.url("/in")
+    ))
+    .await;
+    let c = client();
+    let send = |addr: &'static str| {
+        c.post(gw.url("/hooks/pa"))
+            .header("x-forwarded-for", addr)
+            .body("{}")
+            .send()
+    };
+    assert_eq!(send("203.0.113.1").await.expect("send").status(), 200);
+    let r = send("203.0.113.1").await.expect("send");
+    assert_eq!(r.status(), 429);
+    assert_eq!(verdict(&r), "rate_limited");
+    // Another sender has its own bucket.
+    assert_eq!(send("203.0.113.2").await.expect("send").status(), 200);
+    // The same IPv6 /64 shares one.
+    assert_eq!(send("2001:db8::1").await.expect("send").status(), 200);
+    assert_eq!(send("2001:db8::2").await.expect("send").status(), 429);
+    up.next().await;
+    up.next().await;
+    up.next().await;
+    up.assert_nothing().await;
+}
