@@ -336,6 +336,17 @@ fn check_schema(
     }
 }
 
+/// How long a request waits for an in-flight delivery of the same event or entity to
+/// settle before it is answered 409 `in_flight`.
+///
+/// Many senders never retry a 409 (Flashduty retries only network errors), so answering
+/// it at once would lose the newer of two events for one incident that arrive together.
+/// Waiting a little lets the other delivery finish: this request then becomes a
+/// duplicate, a stale event, or the next delivery, and order still holds because it only
+/// proceeds once the store reserves it. The wait stays well below senders' own answer
+/// timeouts (Flashduty: 2 s).
+pub const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The dedup + order verdict, one atomic step in the store. `None` when the route
 /// extracts neither an id nor an order point from this event.
 async fn reserve(
@@ -346,23 +357,36 @@ async fn reserve(
     if keys.event_id.is_none() && keys.order.is_none() {
         return Ok(None);
     }
-    let outcome = gw
-        .store
-        .reserve(ReserveRequest {
-            route: &route.name,
-            event_id: keys.event_id.as_deref(),
-            order: keys.order.as_ref().map(|(entity, nanos)| OrderPoint {
-                entity,
-                time: EventTime(*nanos),
-            }),
-            dedup_ttl: gw.settings.store.dedup_ttl,
-        })
-        .await
-        .map_err(GatewayError::Store)?;
-    match outcome {
-        ReserveOutcome::Reserved(r) => Ok(Some(r)),
-        ReserveOutcome::Duplicate => Err(GatewayError::Duplicate),
-        ReserveOutcome::Stale => Err(GatewayError::Stale),
-        ReserveOutcome::InFlight => Err(GatewayError::InFlight),
+    let request = || ReserveRequest {
+        route: &route.name,
+        event_id: keys.event_id.as_deref(),
+        order: keys.order.as_ref().map(|(entity, nanos)| OrderPoint {
+            entity,
+            time: EventTime(*nanos),
+        }),
+        dedup_ttl: gw.settings.store.dedup_ttl,
+    };
+    let deadline = Instant::now() + IN_FLIGHT_WAIT;
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        let outcome = gw
+            .store
+            .reserve(request())
+            .await
+            .map_err(GatewayError::Store)?;
+        match outcome {
+            ReserveOutcome::Reserved(r) => return Ok(Some(r)),
+            ReserveOutcome::Duplicate => return Err(GatewayError::Duplicate),
+            ReserveOutcome::Stale => return Err(GatewayError::Stale),
+            ReserveOutcome::InFlight if Instant::now() + pause > deadline => {
+                return Err(GatewayError::InFlight);
+            }
+            // Polling with backoff: waiters are bounded by the requests in flight, and
+            // the store's in-flight check is a map lookup under a mutex.
+            ReserveOutcome::InFlight => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+        }
     }
 }

@@ -382,3 +382,67 @@ async fn readiness_reports_the_store() {
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["store"], "embedded");
 }
+
+/// Two events of one incident arriving together: the second waits for the first
+/// delivery instead of being refused (many senders never retry a 409), then goes out
+/// after it, in order.
+#[tokio::test]
+async fn events_of_one_entity_arriving_together_are_both_delivered_in_order() {
+    let up = Upstream::start().await;
+    up.set_delay(Duration::from_millis(300));
+    let gw = Gateway::start(&config(&up.url("/in"), &memory(), "")).await;
+    let t = 1_712_000_000_000i64;
+    let first = event("ack", "inc-1", json!(t));
+    let second = event("resolve", "inc-1", json!(t + 5));
+    let (c, url) = (client(), gw.url("/hooks/fd"));
+    let a = tokio::spawn({
+        let (c, url) = (c.clone(), url.clone());
+        async move { c.post(url).body(first).send().await.map(|r| verdict(&r)) }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let b = c
+        .post(url)
+        .body(second)
+        .send()
+        .await
+        .map(|r| verdict(&r))
+        .expect("send");
+    assert_eq!(a.await.expect("join").expect("send"), "forwarded");
+    assert_eq!(b, "forwarded");
+    let got: Vec<serde_json::Value> = vec![
+        serde_json::from_slice(&up.next().await.body).expect("json"),
+        serde_json::from_slice(&up.next().await.body).expect("json"),
+    ];
+    assert_eq!(got[0]["event_id"], "ack");
+    assert_eq!(got[1]["event_id"], "resolve");
+}
+
+/// When the other delivery takes longer than the gateway waits, the copy is answered
+/// 409 `in_flight` with `Retry-After`, and nothing more reaches the upstream.
+#[tokio::test]
+async fn a_copy_during_a_long_delivery_is_409_in_flight() {
+    let up = Upstream::start().await;
+    up.set_delay(Duration::from_millis(2500));
+    let gw = Gateway::start(&config(
+        &up.url("/in"),
+        &memory(),
+        "upstream_timeout = \"5s\"",
+    ))
+    .await;
+    let e = event("slow", "inc-slow", json!(1_712_000_000_000i64));
+    let (c, url) = (client(), gw.url("/hooks/fd"));
+    let first = tokio::spawn({
+        let (c, url, e) = (c.clone(), url.clone(), e.clone());
+        async move { c.post(url).body(e).send().await.map(|r| verdict(&r)) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = c.post(&url).body(e.clone()).send().await.expect("send");
+    assert_eq!(r.status(), 409);
+    assert_eq!(verdict(&r), "in_flight");
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(first.await.expect("join").expect("send"), "forwarded");
+    up.next().await;
+    // Now it is a duplicate.
+    assert_eq!(send(&gw, &e).await.1, "duplicate");
+    up.assert_nothing().await;
+}
