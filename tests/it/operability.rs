@@ -309,6 +309,10 @@ async fn sighup_reloads_routes_and_refuses_bad_config() {
     };
     assert_eq!(post("/hooks/b").await, 404);
 
+    // A request in flight during the reload finishes on the old configuration.
+    up.set_delay(std::time::Duration::from_millis(800));
+    let in_flight = tokio::spawn(post("/hooks/a"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     std::fs::write(
         &cfg,
         route_config(&[("a", "/hooks/a"), ("b", "/hooks/b")], &up.url("/in")),
@@ -316,6 +320,12 @@ async fn sighup_reloads_routes_and_refuses_bad_config() {
     .expect("write");
     s.signal("-HUP");
     s.logs_until("Configuration reloaded");
+    assert_eq!(
+        in_flight.await.expect("join"),
+        200,
+        "in-flight request dropped by the reload"
+    );
+    up.set_delay(std::time::Duration::ZERO);
     assert_eq!(post("/hooks/b").await, 200);
 
     // A bad config is refused; the old one keeps serving.
