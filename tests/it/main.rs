@@ -10,6 +10,7 @@ mod dedup;
 mod delivery;
 mod operability;
 mod ordering;
+mod robustness;
 mod routing;
 mod schema;
 mod signature;
