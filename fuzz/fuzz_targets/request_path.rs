@@ -92,10 +92,9 @@ fuzz_target!(|input: (u8, u8, Vec<(u8, Vec<u8>)>, Vec<u8>)| {
     };
     let peer: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
     req.extensions_mut().insert(ConnectInfo(peer));
-    let response = w
-        .rt
-        .block_on(w.app.clone().oneshot(req))
-        .expect("infallible");
+    let response =
+        w.rt.block_on(w.app.clone().oneshot(req))
+            .expect("infallible");
     if path == "/healthz" {
         return;
     }

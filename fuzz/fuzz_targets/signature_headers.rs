@@ -50,12 +50,21 @@ fuzz_target!(|input: (Vec<(u8, Vec<u8>)>, Vec<u8>, u32)| {
             tolerance,
         }),
         Verifier::Github(GithubScheme { secrets: secrets() }),
-        Verifier::Stripe(StripeScheme { secrets: secrets(), tolerance }),
-        Verifier::Slack(SlackScheme { secrets: secrets(), tolerance }),
+        Verifier::Stripe(StripeScheme {
+            secrets: secrets(),
+            tolerance,
+        }),
+        Verifier::Slack(SlackScheme {
+            secrets: secrets(),
+            tolerance,
+        }),
     ];
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(now));
     for v in &verifiers {
         // A forged MAC under a secret the input never saw: accepting it would be a bug.
-        assert!(v.verify(&headers, &body, at).is_err(), "{v:?} accepted fuzz input");
+        assert!(
+            v.verify(&headers, &body, at).is_err(),
+            "{v:?} accepted fuzz input"
+        );
     }
 });
