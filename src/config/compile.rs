@@ -75,6 +75,9 @@ pub struct Route {
     pub allow_ips: Option<Allowlist>,
     /// Credentials the sender must present.
     pub auth: Auth,
+    /// The credential headers `auth` consumes, removed before forwarding (computed
+    /// once here rather than on every request).
+    pub consumed_headers: Vec<http::HeaderName>,
     /// Where events go.
     pub upstream: Target,
     /// How events are delivered.
@@ -327,6 +330,7 @@ fn compile_route(
         }
     };
     Ok(Route {
+        consumed_headers: auth.consumed_headers(),
         schema,
         schema_mode: r.schema_mode.unwrap_or_default(),
         keys: EventKeys {

@@ -227,7 +227,7 @@ async fn stages(
     let peer_trusted = server.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
     let headers = forward_headers(
         &parts.headers,
-        &route.auth.consumed_headers(),
+        &route.consumed_headers,
         peer_ip,
         peer_trusted,
         &route.name,
