@@ -116,7 +116,7 @@ pub(super) async fn send(
         .map_err(|e| classify(e, out.timeout))?;
     let status = response.status();
     let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
-    let body = read_capped(response, out.timeout).await?;
+    let body = read_capped(response).await;
     Ok(Delivered {
         status,
         content_type,
@@ -124,28 +124,23 @@ pub(super) async fn send(
     })
 }
 
-async fn read_capped(
-    response: reqwest::Response,
-    timeout: std::time::Duration,
-) -> Result<Bytes, DeliveryError> {
+/// The upstream's answer body, at most [`MAX_UPSTREAM_BODY`] bytes.
+///
+/// Once the status has arrived the delivery outcome is known: a body that is too large,
+/// cut off, or slower than the timeout is dropped and the status stands. Turning a 2xx
+/// into a 504 here would release the event id and have the sender's retry delivered a
+/// second time.
+async fn read_capped(response: reqwest::Response) -> Bytes {
     if response
         .content_length()
         .is_some_and(|n| n > MAX_UPSTREAM_BODY as u64)
     {
-        return Ok(Bytes::new());
+        return Bytes::new();
     }
     let limited = http_body_util::Limited::new(reqwest::Body::from(response), MAX_UPSTREAM_BODY);
     match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if let Some(re) = e.downcast_ref::<reqwest::Error>()
-                && re.is_timeout()
-            {
-                return Err(DeliveryError::Timeout(timeout));
-            }
-            // Too large, or the upstream hung up after its status: the status stands.
-            Ok(Bytes::new())
-        }
+        Ok(c) => c.to_bytes(),
+        Err(_) => Bytes::new(),
     }
 }
 
@@ -153,7 +148,9 @@ fn classify(e: reqwest::Error, timeout: std::time::Duration) -> DeliveryError {
     if e.is_timeout() {
         DeliveryError::Timeout(timeout)
     } else {
-        // reqwest's Display hides the cause chain; keep it for the log line.
+        // reqwest's Display hides the cause chain; keep it for the log line. The URL is
+        // left out: it may carry credentials (`http://user:pass@host`).
+        let e = e.without_url();
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {

@@ -56,6 +56,13 @@ impl Target {
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            // Credentials in the URL are never printed (start-up table, `check`, logs).
+            Target::Http(u) if u.password().is_some() || !u.username().is_empty() => {
+                let mut shown = u.clone();
+                let _ = shown.set_username("***");
+                let _ = shown.set_password(None);
+                write!(f, "{shown}")
+            }
             Target::Http(u) => write!(f, "{u}"),
             Target::File(p) => write!(f, "file://{}", p.display()),
         }
@@ -198,5 +205,7 @@ mod tests {
         assert!(Target::parse("ftp://x").is_err());
         assert!(Target::parse("not a url").is_err());
         assert!(Target::parse("file://").is_err());
+        let with_creds = Target::parse("https://user:s3cret@example.com/x").expect("url");
+        assert_eq!(with_creds.to_string(), "https://***@example.com/x");
     }
 }

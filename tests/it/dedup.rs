@@ -446,3 +446,42 @@ async fn a_copy_during_a_long_delivery_is_409_in_flight() {
     assert_eq!(send(&gw, &e).await.1, "duplicate");
     up.assert_nothing().await;
 }
+
+/// An upstream that answers 200 but never finishes its body has still accepted the
+/// event: the gateway passes the status on and marks the id seen, so the sender's retry
+/// is a duplicate rather than a second delivery.
+#[tokio::test]
+async fn a_2xx_with_a_stalled_body_counts_as_delivered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let _ = tx.send(());
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            });
+        }
+    });
+    let gw = Gateway::start(&config(
+        &format!("http://{addr}/in"),
+        &memory(),
+        "upstream_timeout = \"300ms\"",
+    ))
+    .await;
+    let e = event("stalled", "inc-st", json!(1_712_000_000_000i64));
+    let (s, v, _) = send(&gw, &e).await;
+    assert_eq!((s, v.as_str()), (200, "forwarded"));
+    rx.recv().await.expect("delivered once");
+    assert_eq!(send(&gw, &e).await.1, "duplicate");
+    assert!(rx.try_recv().is_err(), "delivered twice");
+}
