@@ -99,7 +99,8 @@ pub struct Route {
 /// Paths the gateway answers itself; no route may take them.
 pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
-/// The largest `max_json_depth`: serde_json refuses deeper documents on its own.
+/// The largest `max_json_depth` (DESIGN.md's default): deeper trees cost stack in the
+/// parser, the validator and `Drop`, so the bound is a fixed ceiling.
 pub const JSON_DEPTH_CEILING: usize = 128;
 
 pub(super) fn compile(
@@ -351,14 +352,25 @@ fn compile_route(
     })
 }
 
+/// The longest duration any key accepts. Longer values are typos or attempts to say
+/// "never"; refusing them keeps every `now + duration` the gateway computes (deadlines,
+/// expiries, tolerances) far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// Parses a duration string like `"500ms"` or `"24h"`; zero is refused (it would disable
-/// the limit in a surprising way).
+/// the limit in a surprising way), and so is anything beyond [`MAX_DURATION`].
 pub fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, KeyError> {
     let text = value.unwrap_or(default);
     let d = humantime::parse_duration(text)
         .map_err(|e| (key.to_owned(), format!("{text:?} is not a duration ({e})")))?;
     if d.is_zero() {
         return Err((key.to_owned(), "must be greater than zero".to_owned()));
+    }
+    if d > MAX_DURATION {
+        return Err((
+            key.to_owned(),
+            format!("{text:?} is longer than the maximum of 3650 days"),
+        ));
     }
     Ok(d)
 }

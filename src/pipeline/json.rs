@@ -1,6 +1,6 @@
 //! JSON parsing with a depth bound checked before any tree is built.
 //!
-//! serde_json has a fixed recursion limit but no configurable one, so the depth is
+//! serde_json has a fixed recursion limit (127) but no configurable one, so the depth is
 //! measured first by a byte scan (hand-written: no crate offers a depth-only pre-pass,
 //! and the scan is a few lines with no allocation). The scan also powers [`minify`], used
 //! by the file sink to put an event on one line without reordering keys or reformatting
@@ -45,11 +45,19 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
     if depth_exceeds(bytes, max_depth) {
         return Err(JsonError::TooDeep { max: max_depth });
     }
-    serde_json::from_slice(bytes).map_err(|e| JsonError::Syntax {
+    // serde_json's own recursion limit (127 levels) would refuse a document exactly at
+    // the configured ceiling of 128; the scan above has already bounded the depth, so the
+    // parser's limit is switched off rather than allowed to disagree with the config.
+    let syntax = |e: serde_json::Error| JsonError::Syntax {
         line: e.line(),
         column: e.column(),
         message: e.to_string(),
-    })
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = <Value as serde::Deserialize>::deserialize(&mut de).map_err(syntax)?;
+    de.end().map_err(syntax)?;
+    Ok(value)
 }
 
 /// Walks `bytes`, calling `f(byte, in_string)`, where `in_string` tells whether the byte

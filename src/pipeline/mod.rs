@@ -197,7 +197,11 @@ async fn stages(
     // 4. header credentials: no body read.
     route.auth.check(&parts.headers)?;
     // 5. the body, bounded in size and time.
-    let deadline = started + server.read_timeout;
+    // The config caps durations, but a deadline that cannot be represented must still
+    // never panic a request: it means "no deadline worth having", so take the cap.
+    let deadline = started
+        .checked_add(server.read_timeout)
+        .unwrap_or_else(|| started + crate::config::MAX_DURATION);
     let unread = body
         .take()
         .ok_or(GatewayError::Internal("body taken twice"))?;

@@ -9,6 +9,7 @@ mod cli;
 mod dedup;
 mod delivery;
 mod operability;
+mod oracle;
 mod ordering;
 mod robustness;
 mod routing;

@@ -1,0 +1,100 @@
+//! Invariants shared by the property tests (`robustness.rs`) and the cargo-fuzz targets
+//! (`fuzz/`, which include this file by path): one statement of what the config loader
+//! promises, checked by both explorers.
+
+use std::collections::HashSet;
+
+use hookgate::config::{ConfigError, JSON_DEPTH_CEILING, MAX_DURATION, RESERVED_PATHS, Settings};
+
+/// Fails with a message unless `cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+/// Loads `text` as a config named `origin`: a refusal must name its origin and say why
+/// (an `Invalid` one names a real key); an acceptance must uphold every bound the compile
+/// step promises (depth 1..=ceiling, non-zero sizes, durations in (0, cap], unique,
+/// well-formed, unreserved route names and paths, at least one method).
+pub fn check_config(text: &str, origin: &str) -> Result<(), String> {
+    match hookgate::config::from_str(text, origin) {
+        Err(e) => {
+            let msg = e.to_string();
+            let rest = msg.strip_prefix(&format!("{origin}: "));
+            ensure!(
+                rest.is_some_and(|r| !r.trim().is_empty()),
+                "message {msg:?} does not name the origin and a reason"
+            );
+            match &e {
+                ConfigError::Invalid { key, reason, .. } => {
+                    ensure!(
+                        ["server.", "store.", "route["]
+                            .iter()
+                            .any(|p| key.starts_with(p)),
+                        "key {key:?} ({reason})"
+                    );
+                    ensure!(!reason.trim().is_empty(), "no reason for {key}");
+                }
+                ConfigError::Parse { message, .. } => {
+                    ensure!(!message.trim().is_empty(), "empty parse message");
+                }
+                ConfigError::Read { .. } => return Err(format!("from_str read a file: {msg}")),
+            }
+        }
+        Ok(s) => check_settings(&s)?,
+    }
+    Ok(())
+}
+
+fn check_settings(s: &Settings) -> Result<(), String> {
+    let in_range = |d: std::time::Duration| !d.is_zero() && d <= MAX_DURATION;
+    let srv = &s.server;
+    ensure!(
+        (1..=JSON_DEPTH_CEILING).contains(&srv.max_json_depth),
+        "max_json_depth {}",
+        srv.max_json_depth
+    );
+    ensure!(srv.max_body_bytes >= 1, "max_body_bytes 0");
+    ensure!(
+        in_range(srv.read_timeout),
+        "read_timeout {:?}",
+        srv.read_timeout
+    );
+    ensure!(
+        in_range(s.store.dedup_ttl),
+        "dedup_ttl {:?}",
+        s.store.dedup_ttl
+    );
+    let mut names = HashSet::new();
+    let mut paths = HashSet::new();
+    for r in &s.routes {
+        ensure!(
+            !r.name.is_empty()
+                && r.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "name {:?}",
+            r.name
+        );
+        ensure!(
+            r.path.starts_with('/')
+                && !r.path.contains(['?', '#'])
+                && !r.path.contains(char::is_whitespace)
+                && !RESERVED_PATHS.contains(&r.path.as_str()),
+            "path {:?}",
+            r.path
+        );
+        ensure!(!r.methods.is_empty(), "route {} has no method", r.name);
+        ensure!(
+            in_range(r.upstream_timeout),
+            "upstream_timeout {:?}",
+            r.upstream_timeout
+        );
+        ensure!(names.insert(r.name.clone()), "duplicate name {}", r.name);
+        ensure!(paths.insert(r.path.clone()), "duplicate path {}", r.path);
+    }
+    Ok(())
+}
