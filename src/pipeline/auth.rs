@@ -218,21 +218,14 @@ impl Auth {
         }
     }
 
-    /// Checks the request headers. For signature schemes, only that a signature header is
-    /// present: an unsigned request is refused without reading its body.
+    /// Checks the request headers. For signature schemes, only that the scheme's signature
+    /// header is present: an unsigned request is refused without reading its body.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), AuthError> {
         match self {
             Auth::None => Ok(()),
-            Auth::Signature(v) => {
-                let consumed = v.consumed_headers();
-                if consumed.iter().any(|h| headers.contains_key(h)) {
-                    Ok(())
-                } else {
-                    Err(AuthError::Missing(
-                        consumed.first().map(|h| h.to_string()).unwrap_or_default(),
-                    ))
-                }
-            }
+            Auth::Signature(v) => v
+                .signature_present(headers)
+                .map_err(|name| AuthError::Missing(name.to_owned())),
             Auth::Bearer(tokens) => {
                 let value = single(headers, &AUTHORIZATION)?;
                 let token = strip_scheme(value, b"bearer")

@@ -52,6 +52,11 @@ pub const MAX_HEADER_BYTES: usize = 4096;
 pub const MAX_SIGNATURE_ENTRIES: usize = 16;
 
 /// Largest MAC or signature we decode: HMAC-SHA512 and ed25519 are both 64 bytes.
+/// How many `v1a` (ed25519) signatures of one request are tried; a sender rotating keys
+/// lists two, so four leaves room while bounding the public-key work an unsigned request
+/// can cause.
+pub const MAX_V1A_ENTRIES: usize = 4;
+
 const MAX_TAG_BYTES: usize = 64;
 
 /// Scratch space for decoding a presented base64 tag: the largest tag is 64 bytes (88
@@ -364,11 +369,40 @@ impl Verifier {
             Verifier::Stripe(_) => &[STRIPE_SIGNATURE],
             Verifier::Slack(_) => &[SLACK_SIGNATURE, SLACK_TIMESTAMP],
         };
-        names
-            .iter()
-            .map(|name| HeaderName::from_static(name))
-            .collect()
+        static_names(names)
     }
+
+    /// Whether a header carrying the signature itself is present: a request with none
+    /// is unsigned and can be refused before its body is read. A timestamp alone, or
+    /// GitHub's legacy SHA-1 header (stripped but never trusted), is not enough. On
+    /// `Err`, the name of the header the scheme expects.
+    pub fn signature_present(&self, headers: &HeaderMap) -> Result<(), &str> {
+        let names: &[&'static str] = match self {
+            Verifier::Hmac(scheme) => {
+                return if headers.contains_key(&scheme.header) {
+                    Ok(())
+                } else {
+                    Err(scheme.header.as_str())
+                };
+            }
+            Verifier::StandardWebhooks(_) => &[WEBHOOK_SIGNATURE, SVIX_SIGNATURE],
+            Verifier::Github(_) => &[GITHUB_SIGNATURE],
+            Verifier::Stripe(_) => &[STRIPE_SIGNATURE],
+            Verifier::Slack(_) => &[SLACK_SIGNATURE],
+        };
+        if names.iter().any(|name| headers.contains_key(*name)) {
+            Ok(())
+        } else {
+            Err(names[0])
+        }
+    }
+}
+
+fn static_names(names: &[&'static str]) -> Vec<HeaderName> {
+    names
+        .iter()
+        .map(|name| HeaderName::from_static(name))
+        .collect()
 }
 
 // === impl StandardWebhooksScheme ===
@@ -452,7 +486,7 @@ impl StandardWebhooksScheme {
 
         let signed: [&[u8]; 5] = [id, b".", ts_raw, b".", body];
         if !v1.is_empty()
-            && self.secrets.iter().any(|secret| {
+            && any_secret(&self.secrets, |secret| {
                 mac_matches(
                     HmacAlgorithm::Sha256,
                     secret.expose(),
@@ -464,9 +498,11 @@ impl StandardWebhooksScheme {
             return Ok(());
         }
         // ed25519 hashes `R || A || message`, so each (signature, key) pair costs one pass
-        // over the body; MAX_SIGNATURE_ENTRIES bounds that. `multipart_verify` takes the
+        // over the body plus a curve check (~30 µs): only the first MAX_V1A_ENTRIES
+        // signatures are tried, so an unauthenticated sender cannot buy more than
+        // MAX_V1A_ENTRIES × keys of that work per request. `multipart_verify` takes the
         // message in pieces, so even here the body is not copied into a joined buffer.
-        for tag in v1a.as_slice() {
+        for tag in v1a.as_slice().iter().take(MAX_V1A_ENTRIES) {
             let Ok(bytes) = <[u8; ed25519_dalek::SIGNATURE_LENGTH]>::try_from(tag.as_slice())
             else {
                 continue;
@@ -620,14 +656,22 @@ fn any_secret_matches(
 ) -> Result<(), SignatureError> {
     // One MAC per secret, compared against every tag: the body is hashed once per secret,
     // however many signatures the sender listed.
-    if secrets
-        .iter()
-        .any(|secret| mac_matches(algorithm, secret.expose(), signed, tags))
-    {
+    if any_secret(secrets, |secret| {
+        mac_matches(algorithm, secret.expose(), signed, tags)
+    }) {
         Ok(())
     } else {
         Err(SignatureError::NoMatch)
     }
+}
+
+/// Whether `matches` holds for any secret, trying every one: stopping at the first hit
+/// would let the response time tell which secret (the old or the new, during a rotation)
+/// a forged signature came close to.
+fn any_secret(secrets: &[Secret], mut matches: impl FnMut(&Secret) -> bool) -> bool {
+    secrets
+        .iter()
+        .fold(false, |found, secret| matches(secret) | found)
 }
 
 fn mac_matches(algorithm: HmacAlgorithm, key: &[u8], signed: &[&[u8]], tags: &[Tag]) -> bool {
@@ -1188,6 +1232,28 @@ mod tests {
         let header = format!("{SW_SIG} v9,abc {}", v1a(&signing, SW_ID, SW_TS, SW_BODY));
         let h = std_headers(SW_ID, SW_TS, &header);
         assert_eq!(v.verify(&h, SW_BODY, at(SW_TS)), Ok(()));
+    }
+
+    #[test]
+    fn ed25519_tries_only_the_first_v1a_entries() {
+        let signing = SigningKey::from_bytes(&SEED);
+        let v = std_verifier(vec![], vec![signing.verifying_key()]);
+        let junk = format!("v1a,{}", b64(&[1u8; 64]));
+        let good = v1a(&signing, SW_ID, SW_TS, SW_BODY);
+        let with_junk_first = |n: usize| {
+            let mut entries = vec![junk.clone(); n];
+            entries.push(good.clone());
+            std_headers(SW_ID, SW_TS, &entries.join(" "))
+        };
+        // The right signature as the last tried entry verifies; one place later it is
+        // never looked at.
+        let h = with_junk_first(MAX_V1A_ENTRIES - 1);
+        assert_eq!(v.verify(&h, SW_BODY, at(SW_TS)), Ok(()));
+        let h = with_junk_first(MAX_V1A_ENTRIES);
+        assert_eq!(
+            v.verify(&h, SW_BODY, at(SW_TS)),
+            Err(SignatureError::NoMatch)
+        );
     }
 
     #[test]
@@ -1801,6 +1867,39 @@ mod tests {
         assert_eq!(
             names(&slack(&["k"])),
             ["x-slack-signature", "x-slack-request-timestamp"]
+        );
+    }
+
+    #[test]
+    fn only_the_signature_header_itself_counts_as_signed() {
+        fn present<'v>(v: &'v Verifier, pairs: &[(&str, &str)]) -> Result<(), &'v str> {
+            v.signature_present(&headers(pairs))
+        }
+        let sw = std_verifier(vec![whsec(SW_SECRET)], vec![]);
+        assert_eq!(
+            present(&sw, &[("webhook-timestamp", "1"), ("webhook-id", "m")]),
+            Err("webhook-signature")
+        );
+        assert_eq!(present(&sw, &[("svix-signature", "v1,x")]), Ok(()));
+        assert_eq!(present(&sw, &[("webhook-signature", "v1,x")]), Ok(()));
+        let gh = github(&["k"]);
+        assert_eq!(
+            present(&gh, &[("x-hub-signature", "sha1=00")]),
+            Err("x-hub-signature-256")
+        );
+        assert_eq!(
+            present(&gh, &[("x-hub-signature-256", "sha256=00")]),
+            Ok(())
+        );
+        let sl = slack(&["k"]);
+        assert_eq!(
+            present(&sl, &[("x-slack-request-timestamp", "1")]),
+            Err("x-slack-signature")
+        );
+        assert_eq!(present(&stripe(&["k"]), &[]), Err("stripe-signature"));
+        assert_eq!(
+            present(&hmac_sha256_hex(&["k"]), &[("x-signature", "00")]),
+            Ok(())
         );
     }
 

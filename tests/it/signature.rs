@@ -207,6 +207,53 @@ async fn wrong_secret_is_refused_for_every_scheme() {
     }
 }
 
+/// A request with every header of its scheme except the signature itself (a timestamp,
+/// an id, GitHub's legacy SHA-1 header) is unsigned: refused with 401 before its body is
+/// read, so a sender that never finishes the body gets 401 at once, not 408 after
+/// `read_timeout`.
+#[tokio::test]
+async fn unsigned_requests_are_refused_before_the_body_is_read() {
+    let up = Upstream::start().await;
+    for case in cases() {
+        let gw = gateway(&case, &up).await;
+        let mut head = String::from("POST /hooks/s HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n");
+        for (k, v) in (case.sign)(0, now(), BODY) {
+            if k != case.signature_header {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+        }
+        if case.name == "github" {
+            head.push_str("x-hub-signature: sha1=0000000000000000000000000000000000000000\r\n");
+        }
+        head.push_str("\r\n{\"partial\": ");
+        let started = std::time::Instant::now();
+        let answer = crate::support::raw_exchange(
+            gw.addr,
+            head.as_bytes(),
+            std::time::Duration::from_secs(5),
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 401"),
+            "{}: {answer}",
+            case.name
+        );
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("x-hookgate-verdict: unauthorized"),
+            "{}: {answer}",
+            case.name
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{}",
+            case.name
+        );
+        up.assert_nothing().await;
+    }
+}
+
 #[tokio::test]
 async fn svix_header_names_are_accepted() {
     let up = Upstream::start().await;
