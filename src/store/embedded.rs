@@ -71,6 +71,8 @@ const DEDUP: TableDefinition<&str, u64> = TableDefinition::new("dedup_v1");
 const DEDUP_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedup_expiry_v1");
 /// `route NUL entity` → newest committed event time (unix nanos).
 const WATERMARKS: TableDefinition<&str, i64> = TableDefinition::new("watermarks_v1");
+/// Small bookkeeping rows: `ready_probe` → unix seconds of the last readiness write.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
 // TODO(delivery): the outbox and dead-letter tables (async delivery, DESIGN.md
 // §6) go here, written by the same writer thread so that an accepted event
 // and its dedup key can share one group commit.
@@ -287,6 +289,9 @@ fn run_writer(db: &Database, queue: &mpsc::Receiver<Job>) {
         if !commits.is_empty() {
             finish_batch(write_batch(db, &commits), &mut commits);
         }
+        // Pings that arrived together share one probe write: a flood of `/readyz`
+        // calls costs one fsync per writer pass, not one each.
+        let mut probe = None;
         for job in others.drain(..) {
             // A waiter that went away needs no answer.
             match job {
@@ -294,7 +299,8 @@ fn run_writer(db: &Database, queue: &mpsc::Receiver<Job>) {
                     let _ = done.send(purge(db, now, max).map_err(StoreError::from));
                 }
                 Maintenance::Ping { done } => {
-                    let _ = done.send(ping(db));
+                    let result = probe.get_or_insert_with(|| ping(db).map_err(Arc::new));
+                    let _ = done.send(result.clone().map_err(StoreError::WriteFailed));
                 }
             }
         }
@@ -389,8 +395,53 @@ fn purge(db: &Database, now: u64, max: usize) -> Result<usize, redb::Error> {
     Ok(purged)
 }
 
-fn ping(db: &Database) -> Result<(), StoreError> {
-    let txn = db.begin_read()?;
-    txn.open_table(DEDUP)?;
+/// A durable write of the probe row: reading alone would call a store ready
+/// whose disk refuses writes (full, read-only remount, failing), where every
+/// commit fails and dedup silently stops recording deliveries.
+fn ping(db: &Database) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        meta.insert("ready_probe", now)?;
+    }
+    txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    /// Readiness is a durable write, not a read: after a ping the probe row holds the
+    /// current time, and a burst of pings all succeed (sharing probe writes).
+    #[tokio::test]
+    async fn ping_writes_the_probe_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), Clock::System).unwrap();
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let pings: Vec<_> = (0..32)
+            .map(|_| {
+                let s = store.clone();
+                tokio::spawn(async move { s.ping().await })
+            })
+            .collect();
+        for p in pings {
+            p.await.unwrap().unwrap();
+        }
+        let txn = store.inner.db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let written = meta.get("ready_probe").unwrap().map(|v| v.value());
+        assert!(
+            written.is_some_and(|t| t >= before && t <= before + 5),
+            "{written:?}"
+        );
+    }
 }

@@ -303,8 +303,9 @@ impl Store {
     }
 
     /// Checks that the store can serve requests (for `/readyz`). For the
-    /// embedded store this round-trips through the writer thread, so a wedged
-    /// disk makes it wait: the caller should bound it with a timeout.
+    /// embedded store this is a durable write of a probe row through the writer
+    /// thread (so a disk that refuses writes is not called ready, and a wedged
+    /// one makes it wait: the caller should bound it with a timeout).
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Memory(_) => Ok(()),
