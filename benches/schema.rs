@@ -40,6 +40,14 @@ fn bench(c: &mut Criterion) {
                 })
             },
         );
+        // The gateway's own parse: UTF-8 check, depth pre-scan, duplicate-key check.
+        group.bench_with_input(
+            BenchmarkId::new("gateway_parse", schema_name),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| hookgate::pipeline::json::parse(black_box(bytes), 128).expect("json"))
+            },
+        );
         group.bench_with_input(BenchmarkId::new("is_valid", schema_name), &doc, |b, doc| {
             b.iter(|| schema.is_valid(black_box(doc)))
         });

@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-// The same oracle the stable property tests use.
+// The same oracle the stable property tests use (this target needs only some of it).
+#[allow(dead_code)]
 #[path = "../../tests/it/oracle.rs"]
 mod oracle;
 

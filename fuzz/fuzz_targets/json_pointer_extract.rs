@@ -16,6 +16,11 @@ use hookgate::pipeline::json::{self, JsonError};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
+// The reference models the stable property tests use (this target needs only some).
+#[allow(dead_code)]
+#[path = "../../tests/it/oracle.rs"]
+mod oracle;
+
 const MAX_DEPTH: usize = 32;
 /// Nodes examined per document: bounds the work per input.
 const MAX_NODES: usize = 64;
@@ -138,10 +143,14 @@ fuzz_target!(|data: &[u8]| {
             assert!(serde_json::from_slice::<Value>(data).is_err());
             return;
         }
+        Err(JsonError::DuplicateKey { key, .. }) => {
+            assert!(oracle::repeated_keys(data).contains(&key), "{key:?}");
+            return;
+        }
         Ok(doc) => doc,
     };
-    // Depth: within the bound, and the pre-scan is tight from below (the text can be
-    // deeper than the tree: of duplicate keys serde_json keeps the last).
+    assert!(oracle::repeated_keys(data).is_empty());
+    // Depth: within the bound, and the pre-scan is tight from below.
     let d = depth(&doc);
     assert!(d <= MAX_DEPTH);
     assert!(!json::depth_exceeds(data, MAX_DEPTH));

@@ -6,6 +6,7 @@
 //! by the file sink to put an event on one line without reordering keys or reformatting
 //! numbers.
 
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// Why a body is not acceptable JSON.
@@ -22,6 +23,19 @@ pub enum JsonError {
     TooDeep {
         /// The limit.
         max: usize,
+    },
+    /// An object names the same key twice. RFC 8259 leaves the meaning open and parsers
+    /// differ (first or last wins), so the gateway could validate and dedup one value
+    /// while the upstream acts on the other: such bodies are refused (as I-JSON,
+    /// RFC 7493, requires).
+    #[error("duplicate object key {key:?} at line {line}, column {column}")]
+    DuplicateKey {
+        /// The key, as decoded.
+        key: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (just after the repeated member).
+        column: usize,
     },
     /// Not JSON.
     #[error("invalid JSON at line {line}, column {column}: {message}")]
@@ -48,16 +62,105 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
     // serde_json's own recursion limit (127 levels) would refuse a document exactly at
     // the configured ceiling of 128; the scan above has already bounded the depth, so the
     // parser's limit is switched off rather than allowed to disagree with the config.
-    let syntax = |e: serde_json::Error| JsonError::Syntax {
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
+    let duplicate = std::cell::RefCell::new(None);
+    let refused = |e: serde_json::Error| match duplicate.borrow_mut().take() {
+        Some(key) => JsonError::DuplicateKey {
+            key,
+            line: e.line(),
+            column: e.column(),
+        },
+        None => JsonError::Syntax {
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        },
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     de.disable_recursion_limit();
-    let value = <Value as serde::Deserialize>::deserialize(&mut de).map_err(syntax)?;
-    de.end().map_err(syntax)?;
+    let value = UniqueKeys {
+        duplicate: &duplicate,
+    }
+    .deserialize(&mut de)
+    .map_err(refused)?;
+    de.end().map_err(refused)?;
     Ok(value)
+}
+
+/// Builds a [`Value`] like serde_json's own `Deserialize`, but fails on the first object
+/// that repeats a key, recording the key in `duplicate`. Hand-written because serde_json
+/// offers no duplicate check and the candidate crates deserialize into their own types.
+#[derive(Clone, Copy)]
+struct UniqueKeys<'a> {
+    duplicate: &'a std::cell::RefCell<Option<String>>,
+}
+
+impl<'de> DeserializeSeed<'de> for UniqueKeys<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueKeys<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self)?;
+            match object.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(taken) => {
+                    *self.duplicate.borrow_mut() = Some(taken.key().clone());
+                    return Err(serde::de::Error::custom("duplicate object key"));
+                }
+            }
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// Walks `bytes`, calling `f(byte, in_string)`, where `in_string` tells whether the byte
@@ -138,6 +241,21 @@ mod tests {
             Err(JsonError::TooDeep { max: 2 })
         ));
         assert!(matches!(parse(b"{", 8), Err(JsonError::Syntax { .. })));
+        // Keys compare after unescaping; nested objects are checked too; equal keys in
+        // different objects are fine.
+        for doc in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1,"\u0061":2}"#,
+            r#"[{"x":{"id":1,"id":1}}]"#,
+        ] {
+            assert!(
+                matches!(parse(doc.as_bytes(), 8), Err(JsonError::DuplicateKey { ref key, .. }) if key == "a" || key == "id"),
+                "{doc}: {:?}",
+                parse(doc.as_bytes(), 8)
+            );
+        }
+        let v = parse(br#"{"a":{"a":1},"b":[{"a":2},{"a":3}]}"#, 8).expect("no duplicate");
+        assert_eq!(v["b"][1]["a"], 3);
         assert!(parse(b"{\"a\": 1}", 8).is_ok());
     }
 

@@ -101,6 +101,10 @@ async fn malformed_bodies_are_400_invalid_json() {
         ("trailing garbage", b"{} x".to_vec()),
         ("not utf-8", b"{\"a\":\"\xff\xfe\"}".to_vec()),
         ("too deep", b"[[[[[[[[[1]]]]]]]]]".to_vec()),
+        (
+            "duplicate key",
+            br#"{"event_id":"a","n":{"k":1,"\u006b":2}}"#.to_vec(),
+        ),
     ];
     for (name, body) in cases {
         let r = client()
@@ -114,6 +118,10 @@ async fn malformed_bodies_are_400_invalid_json() {
         let body: serde_json::Value = r.json().await.expect("json");
         assert_eq!(body["route"], "r");
         assert!(body["detail"].is_string(), "{name}");
+        if name == "duplicate key" {
+            let detail = body["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains("duplicate object key \"k\""), "{detail}");
+        }
     }
     // Depth exactly at the limit is fine.
     let r = client()

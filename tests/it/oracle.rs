@@ -1,6 +1,6 @@
-//! Invariants shared by the property tests (`robustness.rs`) and the cargo-fuzz targets
-//! (`fuzz/`, which include this file by path): one statement of what the config loader
-//! promises, checked by both explorers.
+//! Invariants and reference models shared by the property tests (`robustness.rs`) and
+//! the cargo-fuzz targets (`fuzz/`, which include this file by path): one statement of
+//! what the config loader and the JSON parser promise, checked by both explorers.
 
 use std::collections::HashSet;
 
@@ -97,4 +97,62 @@ fn check_settings(s: &Settings) -> Result<(), String> {
         ensure!(paths.insert(r.path.clone()), "duplicate path {}", r.path);
     }
     Ok(())
+}
+
+/// Reference model for duplicate keys: every key that some object names more than once
+/// (after unescaping), found by walking serde_json's own event stream as far as the
+/// document is well-formed (a parser may stop at the first duplicate before it sees a
+/// later syntax error, so keys repeated before such an error count too).
+pub fn repeated_keys(bytes: &[u8]) -> HashSet<String> {
+    use serde::de::{MapAccess, SeqAccess, Visitor};
+    struct Walk<'a>(&'a std::cell::RefCell<HashSet<String>>);
+    impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Walk(self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value_seed(Walk(self.0))?;
+                if !seen.insert(key.clone()) {
+                    self.0.borrow_mut().insert(key);
+                }
+            }
+            Ok(())
+        }
+    }
+    let found = std::cell::RefCell::new(HashSet::new());
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let _ = serde::de::DeserializeSeed::deserialize(Walk(&found), &mut de);
+    found.into_inner()
 }

@@ -462,8 +462,12 @@ proptest! {
                 prop_assert!(!message.is_empty());
                 prop_assert!(serde_json::from_slice::<Value>(&bytes).is_err());
             }
+            Err(JsonError::DuplicateKey { key, .. }) => {
+                prop_assert!(crate::oracle::repeated_keys(&bytes).contains(&key), "{:?} not repeated", key);
+            }
             Ok(v) => {
                 prop_assert!(depth(&v) <= max);
+                prop_assert!(crate::oracle::repeated_keys(&bytes).is_empty());
                 prop_assert_eq!(serde_json::from_slice::<Value>(&bytes).ok(), Some(v));
             }
         }
@@ -485,6 +489,10 @@ proptest! {
                     prop_assert_eq!(&parsed, &v);
                 }
                 Err(JsonError::TooDeep { .. }) => prop_assert!(d > max),
+                Err(JsonError::DuplicateKey { key, .. }) => {
+                    prop_assert!(d <= max);
+                    prop_assert!(crate::oracle::repeated_keys(bytes).contains(&key), "{:?} not repeated", key);
+                }
                 Err(e) => return Err(TestCaseError::fail(format!("valid JSON refused: {e}"))),
             }
         }
