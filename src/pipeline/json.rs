@@ -59,9 +59,6 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
     if depth_exceeds(bytes, max_depth) {
         return Err(JsonError::TooDeep { max: max_depth });
     }
-    // serde_json's own recursion limit (127 levels) would refuse a document exactly at
-    // the configured ceiling of 128; the scan above has already bounded the depth, so the
-    // parser's limit is switched off rather than allowed to disagree with the config.
     let duplicate = std::cell::RefCell::new(None);
     let refused = |e: serde_json::Error| match duplicate.borrow_mut().take() {
         Some(key) => JsonError::DuplicateKey {
@@ -76,6 +73,9 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
         },
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
+    // serde_json's own recursion limit (127 levels) would refuse a document exactly at
+    // the configured ceiling of 128; the scan above has already bounded the depth, so the
+    // parser's limit is switched off rather than allowed to disagree with the config.
     de.disable_recursion_limit();
     let value = UniqueKeys {
         duplicate: &duplicate,

@@ -51,12 +51,12 @@ pub const MAX_HEADER_BYTES: usize = 4096;
 /// request: each ed25519 entry costs a hash of the body per public key.
 pub const MAX_SIGNATURE_ENTRIES: usize = 16;
 
-/// Largest MAC or signature we decode: HMAC-SHA512 and ed25519 are both 64 bytes.
 /// How many `v1a` (ed25519) signatures of one request are tried; a sender rotating keys
 /// lists two, so four leaves room while bounding the public-key work an unsigned request
 /// can cause.
 pub const MAX_V1A_ENTRIES: usize = 4;
 
+/// Largest MAC or signature we decode: HMAC-SHA512 and ed25519 are both 64 bytes.
 const MAX_TAG_BYTES: usize = 64;
 
 /// Scratch space for decoding a presented base64 tag: the largest tag is 64 bytes (88
@@ -666,8 +666,8 @@ fn any_secret_matches(
 }
 
 /// Whether `matches` holds for any secret, trying every one: stopping at the first hit
-/// would let the response time tell which secret (the old or the new, during a rotation)
-/// a forged signature came close to.
+/// would let the response time tell which of the rotated secrets (old or new) signed a
+/// request, and make the cost of a request depend on it.
 fn any_secret(secrets: &[Secret], mut matches: impl FnMut(&Secret) -> bool) -> bool {
     secrets
         .iter()
