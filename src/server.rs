@@ -214,7 +214,8 @@ async fn evict_idle_rate_buckets(shared: Shared) {
 /// How often expired dedup keys are purged, how many at most per pass, and the pause
 /// between full passes. Each pass is one write transaction on the embedded store's
 /// writer thread, where group commits wait behind it: small passes with a pause keep the
-/// added commit latency to a few milliseconds while still reclaiming tens of thousands of keys a second.
+/// added commit latency to a few milliseconds while still reclaiming tens of thousands
+/// of keys a second.
 const PURGE_EVERY: Duration = Duration::from_secs(30);
 const PURGE_BATCH: usize = 1_000;
 const PURGE_PAUSE: Duration = Duration::from_millis(10);
