@@ -1,10 +1,12 @@
-//! JSON parsing with a depth bound checked before any tree is built.
+//! JSON parsing for request bodies: UTF-8, a configurable depth bound, and no repeated
+//! keys, checked while the tree is built (see [`parse`]).
 //!
-//! serde_json has a fixed recursion limit (127) but no configurable one, so the depth is
-//! measured first by a byte scan (hand-written: no crate offers a depth-only pre-pass,
-//! and the scan is a few lines with no allocation). The scan also powers [`minify`], used
-//! by the file sink to put an event on one line without reordering keys or reformatting
-//! numbers.
+//! A byte scan that knows string boundaries (hand-written: a few lines, no allocation)
+//! powers [`minify`], used by the file sink to put an event on one line without
+//! reordering keys or reformatting numbers, and [`depth_exceeds`], the depth of a text
+//! without parsing it.
+
+use std::cell::RefCell;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -56,12 +58,10 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
             offset: e.valid_up_to(),
         });
     }
-    if depth_exceeds(bytes, max_depth) {
-        return Err(JsonError::TooDeep { max: max_depth });
-    }
-    let duplicate = std::cell::RefCell::new(None);
-    let refused = |e: serde_json::Error| match duplicate.borrow_mut().take() {
-        Some(key) => JsonError::DuplicateKey {
+    let refusal = RefCell::new(None);
+    let refused = |e: serde_json::Error| match refusal.borrow_mut().take() {
+        Some(Refusal::TooDeep) => JsonError::TooDeep { max: max_depth },
+        Some(Refusal::DuplicateKey(key)) => JsonError::DuplicateKey {
             key,
             line: e.line(),
             column: e.column(),
@@ -74,11 +74,14 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     // serde_json's own recursion limit (127 levels) would refuse a document exactly at
-    // the configured ceiling of 128; the scan above has already bounded the depth, so the
-    // parser's limit is switched off rather than allowed to disagree with the config.
+    // the configured ceiling of 128. Recursion happens only through `Checked`, which
+    // refuses to open a level past `max_depth`, so the parser's limit is switched off
+    // rather than allowed to disagree with the config.
     de.disable_recursion_limit();
-    let value = UniqueKeys {
-        duplicate: &duplicate,
+    let value = Checked {
+        refusal: &refusal,
+        depth: 0,
+        max_depth,
     }
     .deserialize(&mut de)
     .map_err(refused)?;
@@ -86,15 +89,39 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
     Ok(value)
 }
 
-/// Builds a [`Value`] like serde_json's own `Deserialize`, but fails on the first object
-/// that repeats a key, recording the key in `duplicate`. Hand-written because serde_json
-/// offers no duplicate check and the candidate crates deserialize into their own types.
-#[derive(Clone, Copy)]
-struct UniqueKeys<'a> {
-    duplicate: &'a std::cell::RefCell<Option<String>>,
+/// Why [`Checked`] stopped the parser (serde's error type cannot carry it).
+enum Refusal {
+    TooDeep,
+    DuplicateKey(String),
 }
 
-impl<'de> DeserializeSeed<'de> for UniqueKeys<'_> {
+/// Builds a [`Value`] like serde_json's own `Deserialize`, but stops at the first array
+/// or object nested past `max_depth` (before descending into it) and at the first object
+/// that repeats a key, recording why in `refusal`. Hand-written because serde_json has
+/// no configurable depth and no duplicate check, and the candidate crates deserialize
+/// into their own types; checking both while the tree is built costs one pass, where a
+/// separate depth pre-scan cost another.
+#[derive(Clone, Copy)]
+struct Checked<'a> {
+    refusal: &'a RefCell<Option<Refusal>>,
+    /// Nesting level of the value being read: the document itself is 0.
+    depth: usize,
+    max_depth: usize,
+}
+
+impl<'a> Checked<'a> {
+    /// The visitor for the members of a container opened at this level, or the refusal.
+    fn descend<E: serde::de::Error>(self) -> Result<Checked<'a>, E> {
+        let depth = self.depth + 1;
+        if depth > self.max_depth {
+            *self.refusal.borrow_mut() = Some(Refusal::TooDeep);
+            return Err(E::custom("nested too deep"));
+        }
+        Ok(Checked { depth, ..self })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Checked<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
@@ -102,7 +129,7 @@ impl<'de> DeserializeSeed<'de> for UniqueKeys<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for UniqueKeys<'_> {
+impl<'de> Visitor<'de> for Checked<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,23 +165,25 @@ impl<'de> Visitor<'de> for UniqueKeys<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.descend()?;
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element_seed(self)? {
+        while let Some(item) = seq.next_element_seed(inner)? {
             items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.descend()?;
         let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(self)?;
+            let value = map.next_value_seed(inner)?;
             match object.entry(key) {
                 serde_json::map::Entry::Vacant(slot) => {
                     slot.insert(value);
                 }
                 serde_json::map::Entry::Occupied(taken) => {
-                    *self.duplicate.borrow_mut() = Some(taken.key().clone());
+                    *self.refusal.borrow_mut() = Some(Refusal::DuplicateKey(taken.key().clone()));
                     return Err(serde::de::Error::custom("duplicate object key"));
                 }
             }
