@@ -172,10 +172,15 @@ struct Served {
 }
 
 fn serve(config: &std::path::Path, extra: &[&str]) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .args(extra)
+    let mut command = Command::new(BIN);
+    command.args(["serve", "--config"]).arg(config).args(extra);
+    serve_command(command)
+}
+
+/// Starts `command` (which runs `hookgate serve`), reads the address from its first
+/// line and collects its log.
+fn serve_command(mut command: Command) -> Served {
+    let mut child = command
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -376,4 +381,77 @@ rate_limit = {{ per_second = 1, burst = 1, per_address = true }}
     up.next().await;
     up.next().await;
     up.assert_nothing().await;
+}
+
+/// When the disk refuses writes (here: the process may not grow any file past 128 KiB,
+/// `ulimit -f`), `/readyz` turns 503, and events are still delivered: an event whose
+/// dedup mark could not be written is forwarded again on retry (at least once, never
+/// lost), not answered `duplicate` on a promise the store never kept.
+#[tokio::test]
+async fn a_store_that_cannot_write_is_not_ready_and_loses_no_event() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nbackend = \"embedded\"\npath = \"{}\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"{}\"\ndedup_key = \"/id\"\n",
+            dir.path().join("data").display(),
+            up.url("/in")
+        ),
+    )
+    .expect("write");
+    // SIGXFSZ is ignored so that a write past the limit fails with EFBIG instead of
+    // killing the process; an ignored signal stays ignored across exec.
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 128; exec \"$0\" serve --config \"$1\"")
+        .arg(BIN)
+        .arg(&cfg);
+    let s = serve_command(command);
+    let c = client();
+    let ready = || {
+        let c = c.clone();
+        let url = format!("http://{}/readyz", s.addr);
+        async move { c.get(url).send().await.expect("readyz").status().as_u16() }
+    };
+    let post = |id: String| {
+        let c = c.clone();
+        let url = format!("http://{}/r", s.addr);
+        async move {
+            // Long ids make the store file grow quickly.
+            let body = format!(r#"{{"id":"{id}","pad":"{}"}}"#, "x".repeat(64));
+            let r = c.post(url).body(body.clone()).send().await.expect("send");
+            (r.status().as_u16(), verdict(&r), body)
+        }
+    };
+    assert_eq!(ready().await, 200);
+
+    let mut sent = 0;
+    while ready().await == 200 {
+        assert!(sent < 2_000, "the store never failed to write");
+        let id = format!("evt-{sent:05}-{}", "i".repeat(200));
+        let (status, v, body) = post(id).await;
+        assert_eq!((status, v.as_str()), (200, "forwarded"), "event {sent}");
+        assert_eq!(up.next().await.body, body.as_bytes(), "event {sent}");
+        sent += 1;
+    }
+    // Not ready, and it stays so.
+    assert_eq!(ready().await, 503);
+
+    // An event delivered now cannot be marked seen: its retry is delivered again.
+    let id = format!("after-failure-{}", "i".repeat(200));
+    for attempt in 0..2 {
+        let (status, v, body) = post(id.clone()).await;
+        assert_eq!(
+            (status, v.as_str()),
+            (200, "forwarded"),
+            "attempt {attempt}"
+        );
+        assert_eq!(up.next().await.body, body.as_bytes(), "attempt {attempt}");
+    }
+    let logs = s.logs_until("could not be marked seen");
+    assert!(logs.contains("could not be marked seen"), "{logs}");
+    assert_eq!(ready().await, 503);
 }
