@@ -277,6 +277,7 @@ async fn stages(
                 // Delivered but not marked seen: a retry may be delivered again
                 // (at least once, never lost). The sender still gets the answer.
                 tracing::error!(route = %route.name, error = %e, "Delivered event could not be marked seen.");
+                gw.metrics.unrecorded_delivery(&route.name);
             }
         } else if let Err(e) = gw.store.release(r).await {
             // The sender still gets the upstream's answer; the reservation is gone

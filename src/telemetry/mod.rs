@@ -84,6 +84,7 @@ pub struct Metrics {
     outbox_pending: Family<RouteLabels, Gauge>,
     dead_letters: Family<RouteLabels, Gauge>,
     schema_violations: Family<RouteLabels, Counter>,
+    unrecorded_deliveries: Family<RouteLabels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -109,6 +110,7 @@ impl Metrics {
         let outbox_pending = Family::<RouteLabels, Gauge>::default();
         let dead_letters = Family::<RouteLabels, Gauge>::default();
         let schema_violations = Family::<RouteLabels, Counter>::default();
+        let unrecorded_deliveries = Family::<RouteLabels, Counter>::default();
         registry.register(
             "hookgate_requests",
             "Webhook requests by route and verdict",
@@ -139,6 +141,11 @@ impl Metrics {
             "Events that violated their route's schema (enforced or monitored)",
             schema_violations.clone(),
         );
+        registry.register(
+            "hookgate_unrecorded_deliveries",
+            "Delivered events the store could not mark seen (a retry is delivered again)",
+            unrecorded_deliveries.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -147,6 +154,7 @@ impl Metrics {
             outbox_pending,
             dead_letters,
             schema_violations,
+            unrecorded_deliveries,
         }
     }
 
@@ -159,6 +167,7 @@ impl Metrics {
         let _ = self.outbox_pending.get_or_create(&labels);
         let _ = self.dead_letters.get_or_create(&labels);
         let _ = self.schema_violations.get_or_create(&labels);
+        let _ = self.unrecorded_deliveries.get_or_create(&labels);
     }
 
     /// Counts one answered request.
@@ -188,6 +197,16 @@ impl Metrics {
     /// Counts one schema violation (enforced or monitored).
     pub fn schema_violation(&self, route: &Arc<str>) {
         self.schema_violations
+            .get_or_create(&RouteLabels {
+                route: Arc::clone(route),
+            })
+            .inc();
+    }
+
+    /// Counts one delivered event whose dedup/order mark the store failed to write:
+    /// dedup and ordering are not being recorded, so alert on any increase.
+    pub fn unrecorded_delivery(&self, route: &Arc<str>) {
+        self.unrecorded_deliveries
             .get_or_create(&RouteLabels {
                 route: Arc::clone(route),
             })

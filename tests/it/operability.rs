@@ -108,6 +108,11 @@ auth = {{ type = "bearer", tokens = ["t"] }}
         series(&text, "hookgate_dead_letters{route=\"m\"}"),
         Some(0.0)
     );
+    // Every forwarded event was recorded by the store.
+    assert_eq!(
+        series(&text, "hookgate_unrecorded_deliveries_total{route=\"m\"}"),
+        Some(0.0)
+    );
 }
 
 #[tokio::test]
@@ -454,4 +459,18 @@ async fn a_store_that_cannot_write_is_not_ready_and_loses_no_event() {
     let logs = s.logs_until("could not be marked seen");
     assert!(logs.contains("could not be marked seen"), "{logs}");
     assert_eq!(ready().await, 503);
+    // Both attempts of the last event at least went unrecorded, and say so.
+    let metrics = c
+        .get(format!("http://{}/metrics", s.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let unrecorded = series(
+        &metrics,
+        "hookgate_unrecorded_deliveries_total{route=\"r\"}",
+    );
+    assert!(unrecorded.is_some_and(|n| n >= 2.0), "{metrics}");
 }
