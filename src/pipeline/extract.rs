@@ -167,20 +167,29 @@ fn dedup_value(
     match key {
         DedupKey::BodySha256 => {
             let digest = sha2::Sha256::digest(raw);
-            Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+            let mut hex = [0u8; 64];
+            // 32 bytes always fit 64 hex digits; fail closed rather than panic.
+            base16ct::lower::encode_str(&digest, &mut hex)
+                .map(str::to_owned)
+                .map_err(|_| ExtractError::Invalid {
+                    key: "dedup_key",
+                    location: "body-sha256".into(),
+                    reason: "digest encoding failed".into(),
+                })
         }
         DedupKey::Header(name) => {
-            let location = format!("header:{name}");
+            // The location is only spelled out when something is wrong.
+            let location = || format!("header:{name}");
             let v = headers.get(name).ok_or_else(|| ExtractError::Missing {
                 key: "dedup_key",
-                location: location.clone(),
+                location: location(),
             })?;
             let s = v.to_str().map_err(|_| ExtractError::Invalid {
                 key: "dedup_key",
-                location: location.clone(),
+                location: location(),
                 reason: "not visible ASCII".into(),
             })?;
-            bounded("dedup_key", &location, s.trim().to_owned())
+            bounded("dedup_key", location, s.trim().to_owned())
         }
         DedupKey::Pointer(p) => key_text("dedup_key", p, doc),
     }
@@ -209,14 +218,18 @@ fn key_text(key: &'static str, pointer: &str, doc: &Value) -> Result<String, Ext
             });
         }
     };
-    bounded(key, pointer, text)
+    bounded(key, || pointer.to_owned(), text)
 }
 
-fn bounded(key: &'static str, location: &str, text: String) -> Result<String, ExtractError> {
+fn bounded(
+    key: &'static str,
+    location: impl FnOnce() -> String,
+    text: String,
+) -> Result<String, ExtractError> {
     if text.len() > MAX_KEY_BYTES || text.is_empty() {
         return Err(ExtractError::Invalid {
             key,
-            location: location.to_owned(),
+            location: location(),
             reason: format!("must be 1 to {MAX_KEY_BYTES} bytes"),
         });
     }

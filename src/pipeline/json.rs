@@ -53,11 +53,9 @@ pub enum JsonError {
 
 /// Parses `bytes` as one JSON document nested at most `max_depth` levels.
 pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(JsonError::NotUtf8 {
-            offset: e.valid_up_to(),
-        });
-    }
+    let text = std::str::from_utf8(bytes).map_err(|e| JsonError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
     let refusal = RefCell::new(None);
     let refused = |e: serde_json::Error| match refusal.borrow_mut().take() {
         Some(Refusal::TooDeep) => JsonError::TooDeep { max: max_depth },
@@ -72,7 +70,9 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
             message: e.to_string(),
         },
     };
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    // From the checked `str`: serde_json's slice reader would validate the UTF-8 of
+    // every string again.
+    let mut de = serde_json::Deserializer::from_str(text);
     // serde_json's own recursion limit (127 levels) would refuse a document exactly at
     // the configured ceiling of 128. Recursion happens only through `Checked`, which
     // refuses to open a level past `max_depth`, so the parser's limit is switched off

@@ -103,18 +103,16 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Body>) -> R
     let started = Instant::now();
     let outcome = run(&gw, peer, req, started).await;
     let status = outcome.response.status().as_u16();
-    gw.metrics.request(
-        outcome.route.as_ref(),
-        outcome.verdict,
-        started.elapsed().as_secs_f64(),
-    );
+    let seconds = started.elapsed().as_secs_f64();
+    gw.metrics
+        .request(outcome.route.as_ref(), outcome.verdict, seconds);
     tracing::info!(
         route = outcome.route.as_deref().unwrap_or("-"),
         verdict = outcome.verdict.as_str(),
         client = %outcome.client.map(|c| c.to_string()).unwrap_or_else(|| peer.ip().to_string()),
         event_id = outcome.event_id.as_deref().unwrap_or("-"),
         status,
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = seconds * 1000.0,
         "Request handled."
     );
     outcome.response
@@ -253,37 +251,28 @@ async fn stages(
                 timeout: route.upstream_timeout,
             },
         )
-        .await
-        .inspect_err(|e| {
-            let outcome = match e {
-                DeliveryError::Unreachable(_) => DeliveryOutcome::unreachable,
-                DeliveryError::Timeout(_) => DeliveryOutcome::timeout,
-                DeliveryError::File(_) => DeliveryOutcome::file_error,
-            };
-            gw.metrics.delivery(&route.name, outcome);
-        })?;
-    let success = delivered.status.is_success();
+        .await;
     gw.metrics.delivery(
         &route.name,
-        if success {
-            DeliveryOutcome::success
-        } else {
-            DeliveryOutcome::rejected
+        match &delivered {
+            Ok(d) if d.status.is_success() => DeliveryOutcome::success,
+            Ok(_) => DeliveryOutcome::rejected,
+            Err(DeliveryError::Unreachable(_)) => DeliveryOutcome::unreachable,
+            Err(DeliveryError::Timeout(_)) => DeliveryOutcome::timeout,
+            Err(DeliveryError::File(_)) => DeliveryOutcome::file_error,
         },
     );
-    if let Some(r) = reservation {
-        if success {
-            if let Err(e) = gw.store.commit(r).await {
-                // Delivered but not marked seen: a retry may be delivered again
-                // (at least once, never lost). The sender still gets the answer.
-                tracing::error!(route = %route.name, error = %e, "Delivered event could not be marked seen.");
-                gw.metrics.unrecorded_delivery(&route.name);
-            }
-        } else if let Err(e) = gw.store.release(r).await {
-            // The sender still gets the upstream's answer; the reservation is gone
-            // with the request either way.
-            tracing::warn!(route = %route.name, error = %e, "Reservation release failed.");
-        }
+    let delivered = delivered?;
+    // Only a 2xx marks the event seen; otherwise the reservation is dropped, which
+    // releases it (the sender's retry goes through).
+    if delivered.status.is_success()
+        && let Some(r) = reservation
+        && let Err(e) = gw.store.commit(r).await
+    {
+        // Delivered but not marked seen: a retry may be delivered again
+        // (at least once, never lost). The sender still gets the answer.
+        tracing::error!(route = %route.name, error = %e, "Delivered event could not be marked seen.");
+        gw.metrics.unrecorded_delivery(&route.name);
     }
     out.verdict = Verdict::Forwarded;
     if matches!(route.upstream, crate::delivery::Target::File(_)) {

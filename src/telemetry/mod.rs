@@ -85,6 +85,8 @@ pub struct Metrics {
     dead_letters: Family<RouteLabels, Gauge>,
     schema_violations: Family<RouteLabels, Counter>,
     unrecorded_deliveries: Family<RouteLabels, Counter>,
+    /// The `route` label of requests that matched no route, built once.
+    no_route: Arc<str>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -155,6 +157,7 @@ impl Metrics {
             dead_letters,
             schema_violations,
             unrecorded_deliveries,
+            no_route: Arc::from(NO_ROUTE_LABEL),
         }
     }
 
@@ -172,7 +175,7 @@ impl Metrics {
 
     /// Counts one answered request.
     pub fn request(&self, route: Option<&Arc<str>>, verdict: Verdict, seconds: f64) {
-        let route = route.cloned().unwrap_or_else(|| Arc::from(NO_ROUTE_LABEL));
+        let route = route.map_or_else(|| Arc::clone(&self.no_route), Arc::clone);
         self.requests
             .get_or_create(&RequestLabels {
                 route: Arc::clone(&route),
