@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::pipeline::signature::{HmacAlgorithm, SigEncoding};
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,9 +204,9 @@ pub enum RawAuth {
         /// The header carrying the MAC.
         header: String,
         /// `sha256` (default), `sha1` or `sha512`.
-        algorithm: Option<HmacAlgorithmName>,
+        algorithm: Option<HmacAlgorithm>,
         /// `hex` (default) or `base64`.
-        encoding: Option<EncodingName>,
+        encoding: Option<SigEncoding>,
         /// Text before the MAC, e.g. `sha256=`.
         prefix: Option<String>,
         /// Keys (secret values, used as bytes); any may match.
@@ -240,26 +242,4 @@ pub enum RawAuth {
         /// Accepted clock difference, both directions (default `5m`).
         tolerance: Option<String>,
     },
-}
-
-/// `algorithm` of an `hmac` auth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacAlgorithmName {
-    /// HMAC-SHA256.
-    Sha256,
-    /// HMAC-SHA1 (only for senders that still require it).
-    Sha1,
-    /// HMAC-SHA512.
-    Sha512,
-}
-
-/// `encoding` of an `hmac` auth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EncodingName {
-    /// Lower- or upper-case hex.
-    Hex,
-    /// Standard base64 with padding.
-    Base64,
 }

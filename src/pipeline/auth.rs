@@ -11,7 +11,7 @@
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, header::AUTHORIZATION};
 
-use crate::config::raw::{EncodingName, HmacAlgorithmName, RawAuth};
+use crate::config::raw::RawAuth;
 use crate::config::secret_source;
 use crate::pipeline::signature::{
     self, GithubScheme, HmacAlgorithm, HmacScheme, SigEncoding, SignatureError, SlackScheme,
@@ -99,15 +99,8 @@ impl Auth {
                 })?;
                 Auth::Signature(Box::new(Verifier::Hmac(HmacScheme {
                     header,
-                    algorithm: match algorithm.unwrap_or(HmacAlgorithmName::Sha256) {
-                        HmacAlgorithmName::Sha256 => HmacAlgorithm::Sha256,
-                        HmacAlgorithmName::Sha1 => HmacAlgorithm::Sha1,
-                        HmacAlgorithmName::Sha512 => HmacAlgorithm::Sha512,
-                    },
-                    encoding: match encoding.unwrap_or(EncodingName::Hex) {
-                        EncodingName::Hex => SigEncoding::Hex,
-                        EncodingName::Base64 => SigEncoding::Base64,
-                    },
+                    algorithm: algorithm.unwrap_or(HmacAlgorithm::Sha256),
+                    encoding: encoding.unwrap_or(SigEncoding::Hex),
                     prefix: prefix.unwrap_or_default(),
                     secrets: non_empty(&secrets, ".secrets")?,
                 })))
@@ -225,7 +218,7 @@ impl Auth {
             Auth::None => Ok(()),
             Auth::Signature(v) => v
                 .signature_present(headers)
-                .map_err(|name| AuthError::Missing(name.to_owned())),
+                .map_err(|name| AuthError::Missing(name.to_string())),
             Auth::Bearer(tokens) => {
                 let value = single(headers, &AUTHORIZATION)?;
                 let token = strip_scheme(value, b"bearer")

@@ -64,25 +64,34 @@ const MAX_TAG_BYTES: usize = 64;
 /// decoded-length estimate.
 const BASE64_SCRATCH_BYTES: usize = 96;
 
-const WEBHOOK_ID: &str = "webhook-id";
-const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
-const WEBHOOK_SIGNATURE: &str = "webhook-signature";
-const SVIX_ID: &str = "svix-id";
-const SVIX_TIMESTAMP: &str = "svix-timestamp";
-const SVIX_SIGNATURE: &str = "svix-signature";
-const GITHUB_SIGNATURE: &str = "x-hub-signature-256";
-const GITHUB_LEGACY_SIGNATURE: &str = "x-hub-signature";
-const STRIPE_SIGNATURE: &str = "stripe-signature";
-const SLACK_SIGNATURE: &str = "x-slack-signature";
-const SLACK_TIMESTAMP: &str = "x-slack-request-timestamp";
+// Built at compile time (`from_static` is `const`), not on every request.
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const SVIX_ID: HeaderName = HeaderName::from_static("svix-id");
+const SVIX_TIMESTAMP: HeaderName = HeaderName::from_static("svix-timestamp");
+const SVIX_SIGNATURE: HeaderName = HeaderName::from_static("svix-signature");
+const GITHUB_SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
+const GITHUB_LEGACY_SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature");
+const STRIPE_SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
+const SLACK_SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
+const SLACK_TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
 
-/// The hash behind an HMAC signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Standard Webhooks' header families, `[id, timestamp, signature]`: the spec's own
+/// names first (the default), then Svix's.
+static STANDARD_WEBHOOKS_FAMILIES: [[HeaderName; 3]; 2] = [
+    [WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE],
+    [SVIX_ID, SVIX_TIMESTAMP, SVIX_SIGNATURE],
+];
+
+/// The hash behind an HMAC signature (also the `algorithm` of an `hmac` auth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum HmacAlgorithm {
-    /// HMAC-SHA1 (20-byte MAC). Legacy senders only.
-    Sha1,
     /// HMAC-SHA256 (32-byte MAC).
     Sha256,
+    /// HMAC-SHA1 (20-byte MAC). Legacy senders only.
+    Sha1,
     /// HMAC-SHA512 (64-byte MAC).
     Sha512,
 }
@@ -98,8 +107,9 @@ impl HmacAlgorithm {
     }
 }
 
-/// How a MAC is written in its header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a MAC is written in its header (also the `encoding` of an `hmac` auth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SigEncoding {
     /// Hexadecimal; upper, lower or mixed case is accepted.
     Hex,
@@ -334,7 +344,7 @@ impl Verifier {
             Verifier::StandardWebhooks(scheme) => scheme.verify(headers, body, now),
             Verifier::Github(scheme) => verify_single_mac(
                 headers,
-                &HeaderName::from_static(GITHUB_SIGNATURE),
+                &GITHUB_SIGNATURE,
                 b"sha256=",
                 HmacAlgorithm::Sha256,
                 SigEncoding::Hex,
@@ -357,52 +367,39 @@ impl Verifier {
     /// `X-Hub-Signature` is stripped with the SHA-256 one for the same reason: it is the
     /// same credential under a weaker MAC, and the gateway has already checked the body.
     pub fn consumed_headers(&self) -> Vec<HeaderName> {
-        let names: &[&'static str] = match self {
-            Verifier::Hmac(scheme) => return vec![scheme.header.clone()],
-            Verifier::StandardWebhooks(_) => &[
+        match self {
+            Verifier::Hmac(scheme) => vec![scheme.header.clone()],
+            Verifier::StandardWebhooks(_) => vec![
                 WEBHOOK_SIGNATURE,
                 WEBHOOK_TIMESTAMP,
                 SVIX_SIGNATURE,
                 SVIX_TIMESTAMP,
             ],
-            Verifier::Github(_) => &[GITHUB_SIGNATURE, GITHUB_LEGACY_SIGNATURE],
-            Verifier::Stripe(_) => &[STRIPE_SIGNATURE],
-            Verifier::Slack(_) => &[SLACK_SIGNATURE, SLACK_TIMESTAMP],
-        };
-        static_names(names)
+            Verifier::Github(_) => vec![GITHUB_SIGNATURE, GITHUB_LEGACY_SIGNATURE],
+            Verifier::Stripe(_) => vec![STRIPE_SIGNATURE],
+            Verifier::Slack(_) => vec![SLACK_SIGNATURE, SLACK_TIMESTAMP],
+        }
     }
 
     /// Whether a header carrying the signature itself is present: a request with none
     /// is unsigned and can be refused before its body is read. A timestamp alone, or
     /// GitHub's legacy SHA-1 header (stripped but never trusted), is not enough. On
-    /// `Err`, the name of the header the scheme expects.
-    pub fn signature_present(&self, headers: &HeaderMap) -> Result<(), &str> {
-        let names: &[&'static str] = match self {
-            Verifier::Hmac(scheme) => {
-                return if headers.contains_key(&scheme.header) {
-                    Ok(())
-                } else {
-                    Err(scheme.header.as_str())
-                };
-            }
+    /// `Err`, the header the scheme expects.
+    pub fn signature_present(&self, headers: &HeaderMap) -> Result<(), HeaderName> {
+        let expected: &[HeaderName] = match self {
+            Verifier::Hmac(scheme) => std::slice::from_ref(&scheme.header),
             Verifier::StandardWebhooks(_) => &[WEBHOOK_SIGNATURE, SVIX_SIGNATURE],
             Verifier::Github(_) => &[GITHUB_SIGNATURE],
             Verifier::Stripe(_) => &[STRIPE_SIGNATURE],
             Verifier::Slack(_) => &[SLACK_SIGNATURE],
         };
-        if names.iter().any(|name| headers.contains_key(*name)) {
-            Ok(())
-        } else {
-            Err(names[0])
+        match expected {
+            [first, ..] if !expected.iter().any(|name| headers.contains_key(name)) => {
+                Err(first.clone())
+            }
+            _ => Ok(()),
         }
     }
-}
-
-fn static_names(names: &[&'static str]) -> Vec<HeaderName> {
-    names
-        .iter()
-        .map(|name| HeaderName::from_static(name))
-        .collect()
 }
 
 // === impl StandardWebhooksScheme ===
@@ -420,33 +417,21 @@ impl StandardWebhooksScheme {
 
         // One family or the other, never a mix: a request carrying any `webhook-*` header
         // is a Standard Webhooks request and must carry all three.
-        let webhook_family = [WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE]
+        let [id_name, ts_name, sig_name] = STANDARD_WEBHOOKS_FAMILIES
             .iter()
-            .any(|name| headers.contains_key(*name));
-        let (id_name, ts_name, sig_name) = if webhook_family {
-            (WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE)
-        } else if [SVIX_ID, SVIX_TIMESTAMP, SVIX_SIGNATURE]
-            .iter()
-            .any(|name| headers.contains_key(*name))
-        {
-            (SVIX_ID, SVIX_TIMESTAMP, SVIX_SIGNATURE)
-        } else {
-            (WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE)
-        };
-        let id_name = HeaderName::from_static(id_name);
-        let ts_name = HeaderName::from_static(ts_name);
-        let sig_name = HeaderName::from_static(sig_name);
+            .find(|family| family.iter().any(|name| headers.contains_key(name)))
+            .unwrap_or(&STANDARD_WEBHOOKS_FAMILIES[0]);
 
-        let id = required_header(headers, &id_name)?;
+        let id = required_header(headers, id_name)?;
         // The id and timestamp are joined with '.', so a '.' inside either would make the
         // signed content ambiguous (the spec forbids it).
         if id.contains(&b'.') {
-            return Err(malformed(&id_name, "id contains '.'"));
+            return Err(malformed(id_name, "id contains '.'"));
         }
-        let ts_raw = required_header(headers, &ts_name)?;
-        let ts = parse_timestamp(&ts_name, ts_raw)?;
+        let ts_raw = required_header(headers, ts_name)?;
+        let ts = parse_timestamp(ts_name, ts_raw)?;
         check_freshness(ts, now, self.tolerance)?;
-        let signatures = required_header(headers, &sig_name)?;
+        let signatures = required_header(headers, sig_name)?;
 
         let mut v1 = TagList::new();
         let mut v1a = TagList::new();
@@ -474,11 +459,11 @@ impl StandardWebhooksScheme {
             }
         }
         if entries == 0 {
-            return Err(malformed(&sig_name, "no signature entries"));
+            return Err(malformed(sig_name, "no signature entries"));
         }
         if v1.is_empty() && v1a.is_empty() {
             return Err(if malformed_seen {
-                malformed(&sig_name, "no well-formed v1 or v1a entry")
+                malformed(sig_name, "no well-formed v1 or v1a entry")
             } else {
                 SignatureError::NoSupportedSignature
             });
@@ -486,14 +471,8 @@ impl StandardWebhooksScheme {
 
         let signed: [&[u8]; 5] = [id, b".", ts_raw, b".", body];
         if !v1.is_empty()
-            && any_secret(&self.secrets, |secret| {
-                mac_matches(
-                    HmacAlgorithm::Sha256,
-                    secret.expose(),
-                    &signed,
-                    v1.as_slice(),
-                )
-            })
+            && any_secret_matches(&self.secrets, HmacAlgorithm::Sha256, &signed, v1.as_slice())
+                .is_ok()
         {
             return Ok(());
         }
@@ -533,7 +512,7 @@ impl StripeScheme {
         if self.secrets.is_empty() {
             return Err(SignatureError::NoKeysConfigured);
         }
-        let name = HeaderName::from_static(STRIPE_SIGNATURE);
+        let name = STRIPE_SIGNATURE;
         let value = required_header(headers, &name)?;
 
         let mut timestamp: Option<&[u8]> = None;
@@ -589,8 +568,7 @@ impl SlackScheme {
         if self.secrets.is_empty() {
             return Err(SignatureError::NoKeysConfigured);
         }
-        let ts_name = HeaderName::from_static(SLACK_TIMESTAMP);
-        let sig_name = HeaderName::from_static(SLACK_SIGNATURE);
+        let (ts_name, sig_name) = (SLACK_TIMESTAMP, SLACK_SIGNATURE);
         let ts_raw = required_header(headers, &ts_name)?;
         let ts = parse_timestamp(&ts_name, ts_raw)?;
         check_freshness(ts, now, self.tolerance)?;
@@ -1872,20 +1850,21 @@ mod tests {
 
     #[test]
     fn only_the_signature_header_itself_counts_as_signed() {
-        fn present<'v>(v: &'v Verifier, pairs: &[(&str, &str)]) -> Result<(), &'v str> {
+        fn present(v: &Verifier, pairs: &[(&str, &str)]) -> Result<(), String> {
             v.signature_present(&headers(pairs))
+                .map_err(|name| name.to_string())
         }
         let sw = std_verifier(vec![whsec(SW_SECRET)], vec![]);
         assert_eq!(
             present(&sw, &[("webhook-timestamp", "1"), ("webhook-id", "m")]),
-            Err("webhook-signature")
+            Err("webhook-signature".to_owned())
         );
         assert_eq!(present(&sw, &[("svix-signature", "v1,x")]), Ok(()));
         assert_eq!(present(&sw, &[("webhook-signature", "v1,x")]), Ok(()));
         let gh = github(&["k"]);
         assert_eq!(
             present(&gh, &[("x-hub-signature", "sha1=00")]),
-            Err("x-hub-signature-256")
+            Err("x-hub-signature-256".to_owned())
         );
         assert_eq!(
             present(&gh, &[("x-hub-signature-256", "sha256=00")]),
@@ -1894,9 +1873,12 @@ mod tests {
         let sl = slack(&["k"]);
         assert_eq!(
             present(&sl, &[("x-slack-request-timestamp", "1")]),
-            Err("x-slack-signature")
+            Err("x-slack-signature".to_owned())
         );
-        assert_eq!(present(&stripe(&["k"]), &[]), Err("stripe-signature"));
+        assert_eq!(
+            present(&stripe(&["k"]), &[]),
+            Err("stripe-signature".to_owned())
+        );
         assert_eq!(
             present(&hmac_sha256_hex(&["k"]), &[("x-signature", "00")]),
             Ok(())
