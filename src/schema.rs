@@ -80,7 +80,8 @@ pub enum SchemaError {
     },
 }
 
-fn bundled_names() -> String {
+/// The bundled schema names, comma-separated (for error messages).
+pub(crate) fn bundled_names() -> String {
     BUNDLED
         .iter()
         .map(|(n, _)| *n)

@@ -172,11 +172,10 @@ pub fn schemas(show: Option<&str>, out: &mut dyn Write, err: &mut dyn Write) -> 
                 EXIT_VALID
             }
             None => {
-                let names: Vec<_> = BUNDLED.iter().map(|(n, _)| *n).collect();
                 let _ = writeln!(
                     err,
                     "hookgate schemas: no bundled schema {name:?} (known: {})",
-                    names.join(", ")
+                    crate::schema::bundled_names()
                 );
                 EXIT_UNREADABLE
             }

@@ -92,8 +92,6 @@ pub struct Route {
     pub schema_mode: SchemaMode,
     /// What is extracted for dedup and ordering.
     pub keys: EventKeys,
-    /// The preset the route was built from.
-    pub preset: Option<String>,
 }
 
 /// Paths the gateway answers itself; no route may take them.
@@ -339,7 +337,6 @@ fn compile_route(
             order,
             missing: r.missing_key.unwrap_or_default(),
         },
-        preset: r.preset.clone(),
         rate_limit,
         name: Arc::from(name),
         path,

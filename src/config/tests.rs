@@ -93,7 +93,7 @@ fn default_config_has_one_route_per_preset_with_loopback_and_published_addresses
     let s = from_str(DEFAULT_CONFIG, "default").expect("default config");
     let presets = crate::providers::presets().expect("presets");
     assert_eq!(s.routes.len(), presets.len());
-    for (name, preset) in &presets {
+    for (name, preset) in presets {
         let route = s
             .routes
             .iter()

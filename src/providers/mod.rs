@@ -38,17 +38,23 @@ pub struct Preset {
 
 /// All presets by name. The bundled file is checked by a unit test, so a parse error here
 /// is a build defect; it is still reported, not panicked on.
-pub fn presets() -> Result<BTreeMap<String, Preset>, String> {
-    toml::from_str(PRESETS_TOML).map_err(|e| format!("bundled presets.toml: {e}"))
+/// Parsed on first use and kept: every route naming a preset, at start-up and on each
+/// reload, reads the same table.
+pub fn presets() -> Result<&'static BTreeMap<String, Preset>, String> {
+    static PRESETS: std::sync::LazyLock<Result<BTreeMap<String, Preset>, String>> =
+        std::sync::LazyLock::new(|| {
+            toml::from_str(PRESETS_TOML).map_err(|e| format!("bundled presets.toml: {e}"))
+        });
+    PRESETS.as_ref().map_err(Clone::clone)
 }
 
 /// Fills the keys `route` leaves out from its preset, if it names one.
 pub fn apply(route: &mut RawRoute) -> Result<(), String> {
-    let Some(name) = route.preset.clone() else {
+    let Some(name) = &route.preset else {
         return Ok(());
     };
     let all = presets()?;
-    let preset = all.get(&name).ok_or_else(|| {
+    let preset = all.get(name).ok_or_else(|| {
         format!(
             "unknown preset {name:?} (known: {})",
             all.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -78,7 +84,7 @@ mod tests {
     fn every_preset_parses_and_names_a_bundled_schema() {
         let all = presets().expect("presets");
         assert_eq!(all.len(), crate::schema::BUNDLED.len());
-        for (name, p) in &all {
+        for (name, p) in all {
             let schema = p.schema.as_deref().expect("schema");
             assert!(crate::schema::bundled(schema).is_some(), "{name}");
         }
