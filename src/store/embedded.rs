@@ -71,7 +71,7 @@ const DEDUP: TableDefinition<&str, u64> = TableDefinition::new("dedup_v1");
 const DEDUP_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedup_expiry_v1");
 /// `route NUL entity` → newest committed event time (unix nanos).
 const WATERMARKS: TableDefinition<&str, i64> = TableDefinition::new("watermarks_v1");
-/// Small bookkeeping rows: `ready_probe` → unix seconds of the last readiness write.
+/// Small bookkeeping rows: `ready_probe` → unix nanos of the last readiness write.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
 // TODO(delivery): the outbox and dead-letter tables (async delivery, DESIGN.md
 // §6) go here, written by the same writer thread so that an accepted event
@@ -117,6 +117,8 @@ enum Maintenance {
         done: oneshot::Sender<Result<usize, StoreError>>,
     },
     Ping {
+        /// The store clock's time, written to the probe row.
+        now: u64,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
 }
@@ -182,13 +184,14 @@ impl EmbeddedStore {
             return Ok(());
         }
         let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
-        let (done, answer) = oneshot::channel();
-        self.send(Job::Commit(PendingCommit {
-            reservation: r,
-            expires_at,
-            done,
-        }))?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        self.call(|done| {
+            Job::Commit(PendingCommit {
+                reservation: r,
+                expires_at,
+                done,
+            })
+        })
+        .await
     }
 
     pub(super) async fn purge_expired(&self, max: usize) -> Result<usize, StoreError> {
@@ -196,24 +199,29 @@ impl EmbeddedStore {
             return Ok(0);
         }
         let now = self.inner.clock.now_nanos();
-        let (done, answer) = oneshot::channel();
-        self.send(Job::Maintenance(Maintenance::Purge { now, max, done }))?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        self.call(|done| Job::Maintenance(Maintenance::Purge { now, max, done }))
+            .await
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        let (done, answer) = oneshot::channel();
-        self.send(Job::Maintenance(Maintenance::Ping { done }))?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        let now = self.inner.clock.now_nanos();
+        self.call(|done| Job::Maintenance(Maintenance::Ping { now, done }))
+            .await
     }
 
-    /// Queues a job. On failure the job (and any reservation in it) is
-    /// dropped, which releases the reservation.
-    fn send(&self, job: Job) -> Result<(), StoreError> {
+    /// Queues the job `make` builds around its answer channel and waits for
+    /// the writer's answer. If the writer is gone the job (and any
+    /// reservation in it) is dropped, which releases the reservation.
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        let (done, answer) = oneshot::channel();
         self.inner
             .jobs
-            .send(job)
-            .map_err(|_| StoreError::WriterStopped)
+            .send(make(done))
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 }
 
@@ -231,9 +239,6 @@ fn lookup(
     id_key: Option<&str>,
     entity_key: Option<&str>,
 ) -> Result<Committed, StoreError> {
-    if id_key.is_none() && entity_key.is_none() {
-        return Ok(Committed::default());
-    }
     let txn = db.begin_read()?;
     let seen_until = match id_key {
         Some(key) => txn.open_table(DEDUP)?.get(key)?.map(|v| v.value()),
@@ -298,8 +303,8 @@ fn run_writer(db: &Database, queue: &mpsc::Receiver<Job>) {
                 Maintenance::Purge { now, max, done } => {
                     let _ = done.send(purge(db, now, max).map_err(StoreError::from));
                 }
-                Maintenance::Ping { done } => {
-                    let result = probe.get_or_insert_with(|| ping(db).map_err(Arc::new));
+                Maintenance::Ping { now, done } => {
+                    let result = probe.get_or_insert_with(|| ping(db, now).map_err(Arc::new));
                     let _ = done.send(result.clone().map_err(StoreError::WriteFailed));
                 }
             }
@@ -398,14 +403,11 @@ fn purge(db: &Database, now: u64, max: usize) -> Result<usize, redb::Error> {
 /// A durable write of the probe row: reading alone would call a store ready
 /// whose disk refuses writes (full, read-only remount, failing), where every
 /// commit fails and dedup silently stops recording deliveries.
-fn ping(db: &Database) -> Result<(), redb::Error> {
+fn ping(db: &Database, now: u64) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     {
         let mut meta = txn.open_table(META)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         meta.insert("ready_probe", now)?;
     }
     txn.commit()?;
@@ -438,7 +440,10 @@ mod tests {
         }
         let txn = store.inner.db.begin_read().unwrap();
         let meta = txn.open_table(META).unwrap();
-        let written = meta.get("ready_probe").unwrap().map(|v| v.value());
+        let written = meta
+            .get("ready_probe")
+            .unwrap()
+            .map(|v| v.value() / 1_000_000_000);
         assert!(
             written.is_some_and(|t| t >= before && t <= before + 5),
             "{written:?}"

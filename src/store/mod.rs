@@ -453,7 +453,12 @@ impl Ledger {
         let entity_key = req.order.map(|o| scoped_key(req.route, o.entity));
 
         let mut maps = self.lock();
-        let committed = lookup(id_key.as_deref(), entity_key.as_deref())?;
+        // Neither key: nothing was ever committed for this request, in any backend.
+        let committed = if id_key.is_none() && entity_key.is_none() {
+            Committed::default()
+        } else {
+            lookup(id_key.as_deref(), entity_key.as_deref())?
+        };
 
         if committed.seen_until.is_some_and(|until| until > now) {
             return Ok(ReserveOutcome::Duplicate);
