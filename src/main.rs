@@ -147,7 +147,7 @@ fn summary(r: &config::Route) -> String {
         allow,
         r.auth.type_name(),
         schema_name(r),
-        r.keys.dedup.as_ref().map_or("-".to_owned(), dedup_name),
+        dedup_label(r),
         r.keys
             .order
             .as_ref()
@@ -167,13 +167,11 @@ fn schema_name(r: &config::Route) -> String {
     })
 }
 
-fn dedup_name(k: &hookgate::pipeline::extract::DedupKey) -> String {
-    use hookgate::pipeline::extract::DedupKey;
-    match k {
-        DedupKey::Pointer(p) => p.clone(),
-        DedupKey::Header(h) => format!("header:{h}"),
-        DedupKey::BodySha256 => "body-sha256".to_owned(),
-    }
+fn dedup_label(r: &config::Route) -> String {
+    r.keys
+        .dedup
+        .as_ref()
+        .map_or("-".to_owned(), ToString::to_string)
 }
 
 /// The start-up table of `serve`: one aligned row per route.
@@ -191,7 +189,7 @@ fn route_table(routes: &[std::sync::Arc<config::Route>]) -> Vec<String> {
             r.path.clone(),
             r.auth.type_name().to_owned(),
             schema_name(r),
-            r.keys.dedup.as_ref().map_or("-".to_owned(), dedup_name),
+            dedup_label(r),
             r.delivery.as_str().to_owned(),
             r.upstream.to_string(),
         ]);

@@ -46,6 +46,17 @@ impl DedupKey {
     }
 }
 
+/// The config spelling, as [`DedupKey::parse`] reads it.
+impl std::fmt::Display for DedupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DedupKey::Pointer(p) => f.write_str(p),
+            DedupKey::Header(h) => write!(f, "header:{h}"),
+            DedupKey::BodySha256 => f.write_str("body-sha256"),
+        }
+    }
+}
+
 /// A JSON pointer is `""` or starts with `/` (RFC 6901).
 pub fn check_pointer(text: &str) -> Result<(), String> {
     if text.is_empty() || text.starts_with('/') {
