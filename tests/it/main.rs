@@ -14,5 +14,6 @@ mod ordering;
 mod robustness;
 mod routing;
 mod schema;
+mod regression;
 mod signature;
 mod support;

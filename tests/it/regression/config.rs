@@ -1,0 +1,1 @@
+//! Regressions: configurations `check` must refuse, and data the store must keep apart.

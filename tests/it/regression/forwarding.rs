@@ -1,0 +1,1 @@
+//! Regressions: client attribution, forwarding headers, loops and upstream answers.

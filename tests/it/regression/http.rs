@@ -1,0 +1,1 @@
+//! Regressions: the HTTP exchange itself (hang-ups, `Expect`, answers without a verdict).

@@ -1,0 +1,6 @@
+//! Regression tests, one per defect, named for the defect (ripgrep's `regression.rs`
+//! habit). Each failed before its fix.
+
+mod config;
+mod forwarding;
+mod http;
