@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
 
@@ -10,6 +10,33 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("hookgate.toml");
     std::fs::write(&p, text).expect("write config");
     p
+}
+
+fn check(config: &Path) -> Output {
+    Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("run check")
+}
+
+/// A route to `upstream` with `extra` keys, on a memory store.
+fn route_config(extra: &str, upstream: &str) -> String {
+    format!(
+        "[store]\nbackend = \"memory\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"{upstream}\"\n{extra}\n"
+    )
+}
+
+/// `check` on `text` exits 1 and its message names `key` and contains `reason`.
+fn assert_refused(text: &str, key: &str, reason: &str) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = check(&write_config(dir.path(), text));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "accepted:\n{text}\n{stderr}");
+    assert!(
+        stderr.contains(key) && stderr.contains(reason),
+        "expected {key:?} / {reason:?} in: {stderr}"
+    );
 }
 
 /// A running `hookgate serve`, killed on drop.
@@ -112,4 +139,179 @@ upstream = "file://{}"
         })
         .collect();
     assert_eq!(ids, ["a", "b", "d"]);
+}
+
+/// Issue 10, defect 11: a route path with a NUL or another control character passed
+/// `check` (which printed it raw) though no request can ever reach it.
+#[test]
+fn issue_10_check_refuses_control_characters_in_route_path() {
+    for (spelled, shown) in [
+        (r"\u0000", r"\0"),
+        (r"\u0007", r"\u{7}"),
+        (r"\u0085", r"\u{85}"),
+    ] {
+        let text = format!(
+            "[store]\nbackend = \"memory\"\n[[route]]\nname = \"r\"\npath = \"/hooks/a{spelled}b\"\nupstream = \"http://127.0.0.1:9/\"\n"
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = check(&write_config(dir.path(), &text));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("route[0].path"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("/hooks/a{shown}b")),
+            "escaped: {stderr}"
+        );
+        assert!(
+            !out.stderr
+                .iter()
+                .chain(&out.stdout)
+                .any(|&b| b == 0 || b == 7),
+            "control character printed raw"
+        );
+    }
+}
+
+/// Issue 10, defect 11: a directory as `file://` sink passed `check`, and `serve` then
+/// printed "listening" and exited 1. Now `check` refuses it, and a sink `serve` cannot
+/// open stops it before it says "listening".
+#[test]
+fn issue_10_check_refuses_directory_as_file_sink() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let target = dir.path().display().to_string();
+    assert_refused(
+        &route_config("", &format!("file://{target}")),
+        "route[0].upstream",
+        "is a directory",
+    );
+    assert_refused(
+        &route_config("", "file:///tmp/somewhere/"),
+        "route[0].upstream",
+        "is a directory",
+    );
+
+    // A sink under a regular file passes `check` (nothing to see without creating it)
+    // but cannot be opened: `serve` exits 1 without announcing a listener.
+    let blocker = dir.path().join("plain-file");
+    std::fs::write(&blocker, b"").expect("write");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}",
+            route_config("", &format!("file://{}/out.jsonl", blocker.display()))
+        ),
+    );
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run serve");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(!stdout.contains("listening"), "announced: {stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("plain-file"),
+        "names the sink"
+    );
+}
+
+/// Issue 10, defect 11: tokens and header values no request can carry (blank, a
+/// newline, whitespace HTTP strips) passed `check`; every sender then got 401.
+#[test]
+fn issue_10_check_refuses_credentials_that_can_never_match() {
+    let up = "http://127.0.0.1:9/";
+    for (auth, key) in [
+        (
+            r#"auth = { type = "bearer", tokens = ["  "] }"#,
+            "route[0].auth.tokens[0]",
+        ),
+        (
+            r#"auth = { type = "bearer", tokens = ["ok", "tok\n"] }"#,
+            "route[0].auth.tokens[1]",
+        ),
+        (
+            r#"auth = { type = "bearer", tokens = [" tok"] }"#,
+            "route[0].auth.tokens[0]",
+        ),
+        (
+            r#"auth = { type = "header", headers = { "X-Token" = ["v\u0000"] } }"#,
+            "route[0].auth.headers.X-Token[0]",
+        ),
+        (
+            r#"auth = { type = "header", headers = { "X-Token" = ["v "] } }"#,
+            "route[0].auth.headers.X-Token[0]",
+        ),
+    ] {
+        assert_refused(&route_config(auth, up), key, "no request can ever match it");
+    }
+    // A tab inside a value can arrive, so it stays accepted.
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = check(&write_config(
+        dir.path(),
+        &route_config(
+            r#"auth = { type = "header", headers = { "X-Token" = ["a\tb"] } }"#,
+            up,
+        ),
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 10, defect 11: `trusted_proxies = ["0.0.0.0/0"]` lets every sender choose its
+/// own client address; `check` accepted it silently. It still exits 0, with a warning.
+#[test]
+fn issue_10_check_warns_about_trusting_every_peer() {
+    for net in ["0.0.0.0/0", "::/0"] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let text = format!(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"{net}\"]\n{}",
+            route_config("", "http://127.0.0.1:9/")
+        );
+        let out = check(&write_config(dir.path(), &text));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("warning")
+                && stderr.contains(net)
+                && stderr.contains("trusts every peer"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("10.0.0.0/8"),
+            "only the catch-all is flagged: {stderr}"
+        );
+    }
+}
+
+/// Issue 10, defect 11: `dedup_key = "header:Authorization"` made the secret the event
+/// id (logged, stored, forwarded as X-Hookgate-Event-Id).
+#[test]
+fn issue_10_check_refuses_credential_header_as_dedup_key() {
+    let up = "http://127.0.0.1:9/";
+    for extra in [
+        "dedup_key = \"header:Authorization\"",
+        "dedup_key = \"header:cookie\"",
+        "dedup_key = \"header:Proxy-Authorization\"",
+        "dedup_key = \"header:x-token\"\nauth = { type = \"header\", headers = { \"X-Token\" = [\"s3cret\"] } }",
+        "dedup_key = \"header:x-hub-signature-256\"\nauth = { type = \"github\", secrets = [\"s3cret\"] }",
+    ] {
+        assert_refused(
+            &route_config(extra, up),
+            "route[0].dedup_key",
+            "carries credentials",
+        );
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = check(&write_config(
+        dir.path(),
+        &route_config("dedup_key = \"header:webhook-id\"", up),
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
