@@ -315,3 +315,91 @@ fn issue_10_check_refuses_credential_header_as_dedup_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 10, defect 5: numeric ids and entity keys were compared through `f64`:
+/// `20000000000000000002` was a duplicate of `…001` and never delivered, long fractions
+/// collided, and two entities with such ids shared one ordering clock. Fractional event
+/// times lost their nanoseconds the same way.
+#[tokio::test]
+async fn issue_10_numeric_ids_and_entity_keys_are_exact() {
+    use crate::support::{client, gateway::Gateway, upstream::Upstream, verdict};
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&format!(
+        r#"
+[store]
+backend = "memory"
+[[route]]
+name = "n"
+path = "/n"
+dedup_key = "/id"
+order_key = "/entity"
+order_time = "/t"
+order_time_unit = "s"
+upstream = "{}"
+"#,
+        up.url("/up")
+    ))
+    .await;
+    let c = client();
+    let send = |body: &'static str| {
+        let req = c.post(gw.url("/n")).body(body);
+        async move {
+            let r = req.send().await.expect("send");
+            (r.status().as_u16(), verdict(&r))
+        }
+    };
+    let forwarded = (200, "forwarded".to_owned());
+    let duplicate = (200, "duplicate".to_owned());
+    let stale = (200, "stale".to_owned());
+    // Ids past u64 that differ in the last digit are two events.
+    assert_eq!(
+        send(r#"{"id":20000000000000000001,"entity":1,"t":1}"#).await,
+        forwarded
+    );
+    assert_eq!(
+        send(r#"{"id":20000000000000000002,"entity":1,"t":1}"#).await,
+        forwarded
+    );
+    // So are fractions that differ past f64's precision.
+    assert_eq!(
+        send(r#"{"id":0.10000000000000000001,"entity":1,"t":1}"#).await,
+        forwarded
+    );
+    assert_eq!(
+        send(r#"{"id":0.10000000000000000002,"entity":1,"t":1}"#).await,
+        forwarded
+    );
+    // One value in other spellings is one id; the string "100" is the number 100.
+    assert_eq!(send(r#"{"id":100,"entity":1,"t":1}"#).await, forwarded);
+    assert_eq!(send(r#"{"id":1e2,"entity":1,"t":1}"#).await, duplicate);
+    assert_eq!(send(r#"{"id":100.000,"entity":1,"t":1}"#).await, duplicate);
+    assert_eq!(send(r#"{"id":"100","entity":1,"t":1}"#).await, duplicate);
+    // Two incidents with such ids keep separate clocks: a newer event of one does not
+    // make the other's older event stale.
+    assert_eq!(
+        send(r#"{"id":"a1","entity":30000000000000000001,"t":200}"#).await,
+        forwarded
+    );
+    assert_eq!(
+        send(r#"{"id":"a2","entity":30000000000000000002,"t":100}"#).await,
+        forwarded
+    );
+    assert_eq!(
+        send(r#"{"id":"a3","entity":30000000000000000001,"t":150}"#).await,
+        stale
+    );
+    // Event times keep their nanoseconds: one nanosecond older is stale.
+    assert_eq!(
+        send(r#"{"id":"b1","entity":"e","t":1712000000.000000002}"#).await,
+        forwarded
+    );
+    assert_eq!(
+        send(r#"{"id":"b2","entity":"e","t":1712000000.000000001}"#).await,
+        stale
+    );
+    assert_eq!(
+        up.count_now().await,
+        8,
+        "every forwarded event reached the upstream"
+    );
+}
