@@ -383,6 +383,44 @@ mod tests {
         assert!(event_time(&json!(1e300), OrderTimeUnit::S).is_err());
     }
 
+    /// The range the README states: i64 nanoseconds, so with `auto` the seconds past
+    /// the year 2262 up to 1e11 are refused, and milliseconds start above 1e11.
+    #[test]
+    fn numeric_time_range_is_the_documented_one() {
+        let read = |raw: &str, unit| {
+            let doc: Value = serde_json::from_str(raw).expect("json");
+            let spec = OrderSpec {
+                entity: "/e".into(),
+                time: "/t".into(),
+                unit,
+            };
+            order_value(&spec, raw.as_bytes(), &doc).map(|(_, t)| t)
+        };
+        let auto = OrderTimeUnit::Auto;
+        assert_eq!(
+            read(r#"{"e":1,"t":9223372036.854775807}"#, auto),
+            Ok(i64::MAX)
+        );
+        assert_eq!(
+            read(r#"{"e":1,"t":-9223372036.854775808}"#, auto),
+            Ok(i64::MIN)
+        );
+        for t in ["9223372036.854775808", "9223372037", "1e11", "-1e11"] {
+            let raw = format!(r#"{{"e":1,"t":{t}}}"#);
+            assert!(read(&raw, auto).is_err(), "{t}");
+        }
+        assert_eq!(
+            read(r#"{"e":1,"t":100000000001}"#, auto),
+            Ok(100_000_000_001_000_000)
+        );
+        assert_eq!(
+            read(r#"{"e":1,"t":9223372036854.775807}"#, auto),
+            Ok(i64::MAX)
+        );
+        assert!(read(r#"{"e":1,"t":9223372036854.775808}"#, auto).is_err());
+        assert!(read(r#"{"e":1,"t":9223372036854.775808}"#, OrderTimeUnit::S).is_err());
+    }
+
     #[test]
     fn extracts_pointer_header_and_hash() {
         let doc = json!({"event_id": "e1", "event_time": 1712000000000i64, "incident": {"incident_id": 42}});
