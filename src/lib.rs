@@ -43,14 +43,14 @@ pub enum StartError {
     Signal(std::io::Error),
 }
 
-/// Like [`run`], and reloads the configuration from `source` on SIGHUP.
+/// Like [`run`] on a gateway already [`build`]t (so that start-up failures come before
+/// the listener is announced), and reloads the configuration from `source` on SIGHUP.
 pub async fn run_reloadable(
     listener: TcpListener,
     source: config::ConfigSource,
-    settings: config::Settings,
+    shared: server::Shared,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let shared = build(settings)?;
     #[cfg(unix)]
     let reloader = server::reload_on_sighup(shared.clone(), source).map_err(StartError::Signal)?;
     #[cfg(not(unix))]

@@ -121,6 +121,9 @@ fn check(config: Option<PathBuf>) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
+    for w in settings.warnings() {
+        eprintln!("hookgate: warning: {w}");
+    }
     println!("config {source}: ok, listen {}", settings.server.listen);
     for r in &settings.routes {
         println!("{}", summary(r));
@@ -237,8 +240,21 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    for w in settings.warnings() {
+        tracing::warn!(warning = %w, "Risky configuration.");
+    }
+    let listen = settings.server.listen;
+    let table = route_table(&settings.routes);
     runtime.block_on(async move {
-        let listen = settings.server.listen;
+        // Store and file sinks are opened before "listening" is printed: a sink that
+        // cannot be opened must not look like a gateway that started.
+        let shared = match hookgate::build(settings) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("hookgate: {e}");
+                return ExitCode::from(1);
+            }
+        };
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -256,12 +272,12 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "hookgate listening on {bound} (config: {source})");
-            for line in route_table(&settings.routes) {
+            for line in table {
                 let _ = writeln!(out, "{line}");
             }
             let _ = out.flush();
         }
-        match hookgate::run_reloadable(listener, source, settings, shutdown_signal()).await {
+        match hookgate::run_reloadable(listener, source, shared, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hookgate: {e}");

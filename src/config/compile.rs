@@ -32,6 +32,25 @@ pub struct Settings {
     pub routes: Vec<Arc<Route>>,
 }
 
+impl Settings {
+    /// Settings that work but are probably a mistake, one sentence each, for `check` and
+    /// the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .filter(|n| n.prefix_len() == 0)
+            .map(|n| {
+                format!(
+                    "server.trusted_proxies: {n} trusts every peer, so any sender can name its own \
+                     client address in a header and pass allow_ips and per-address rate limits; \
+                     list only your proxies' addresses"
+                )
+            })
+            .collect()
+    }
+}
+
 /// `[server]`, checked.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -93,6 +112,13 @@ pub struct Route {
     /// What is extracted for dedup and ordering.
     pub keys: EventKeys,
 }
+
+/// Headers that carry credentials whatever the route's auth: never an event id.
+const CREDENTIAL_HEADERS: &[http::HeaderName] = &[
+    http::header::AUTHORIZATION,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::COOKIE,
+];
 
 /// Paths the gateway answers itself; no route may take them.
 pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
@@ -216,10 +242,18 @@ fn compile_route(
         ));
     }
     let path = r.path.ok_or_else(|| (key("path"), "missing".to_owned()))?;
-    if !path.starts_with('/') || path.contains(['?', '#']) || path.contains(char::is_whitespace) {
+    // Control characters cannot arrive in a request target (and a NUL would be printed
+    // raw by `check`); refusing them here keeps every route reachable.
+    if !path.starts_with('/')
+        || path.contains(['?', '#'])
+        || path.contains(char::is_whitespace)
+        || path.contains(char::is_control)
+    {
         return Err((
             key("path"),
-            format!("{path:?} must start with '/' and contain no query, fragment or space"),
+            format!(
+                "{path:?} must start with '/' and contain no query, fragment, space or control character"
+            ),
         ));
     }
     if RESERVED_PATHS.contains(&path.as_str()) {
@@ -257,6 +291,15 @@ fn compile_route(
         .upstream
         .ok_or_else(|| (key("upstream"), "missing".to_owned()))?;
     let upstream = Target::parse(&upstream).map_err(|e| (key("upstream"), e))?;
+    if let Target::File(file) = &upstream
+        && (file.is_dir() || file.as_os_str().to_string_lossy().ends_with('/'))
+    {
+        // `serve` would fail to open it; say so here rather than at the first start.
+        return Err((
+            key("upstream"),
+            format!("{} is a directory, not a file", file.display()),
+        ));
+    }
     let delivery = r.delivery.unwrap_or_default();
     if delivery == DeliveryMode::Async {
         return Err((
@@ -310,6 +353,17 @@ fn compile_route(
         None => None,
         Some(k) => Some(DedupKey::parse(k).map_err(|e| (key("dedup_key"), e))?),
     };
+    if let Some(DedupKey::Header(h)) = &dedup
+        && (CREDENTIAL_HEADERS.contains(h) || auth.consumed_headers().contains(h))
+    {
+        // The event id is logged, stored, answered and forwarded as X-Hookgate-Event-Id.
+        return Err((
+            key("dedup_key"),
+            format!(
+                "header {h} carries credentials; as the event id it would be logged, stored and forwarded"
+            ),
+        ));
+    }
     let order = match (&r.order_key, &r.order_time) {
         (None, None) => None,
         (Some(_), None) => {

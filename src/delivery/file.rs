@@ -4,6 +4,12 @@
 //! Line format: `{"received_at":"<RFC 3339>","route":"..","event_id":..,"client":"..","body":<the body>}`
 //! where `body` is the received JSON with the whitespace outside strings removed (so it
 //! fits on one line; key order and number spelling are kept).
+//!
+//! A failed append (disk full, file-size limit, I/O error) is cut back off the file
+//! before the error is answered: the sender retries, and the next line must start on a
+//! clean line rather than after half a line of the failed event. If even the cut fails,
+//! the length to return to is kept and every later append retries the cut first, refusing
+//! to write behind a fragment.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +21,46 @@ use crate::pipeline::json;
 /// An append-only JSON-lines file, fsynced after every line.
 #[derive(Debug)]
 pub struct FileSink {
-    file: Arc<Mutex<std::fs::File>>,
+    file: Arc<Mutex<SinkFile>>,
+}
+
+/// The open file and, after a failed append whose cut-back also failed, the length the
+/// file must return to before anything else is written.
+#[derive(Debug)]
+struct SinkFile {
+    file: std::fs::File,
+    torn_at: Option<u64>,
+}
+
+impl SinkFile {
+    /// Writes `line` whole and syncs it, or leaves the file as it was.
+    fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if let Some(len) = self.torn_at {
+            self.cut_back(len)?;
+        }
+        // Under the lock this process is the only writer, so the length now is where
+        // the line starts (another process appending concurrently is not supported).
+        let before = self.file.metadata()?.len();
+        let written = self
+            .file
+            .write_all(line)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // The write error is the one worth answering; a failed cut is remembered.
+            if self.cut_back(before).is_err() {
+                self.torn_at = Some(before);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn cut_back(&mut self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)?;
+        self.file.sync_data()?;
+        self.torn_at = None;
+        Ok(())
+    }
 }
 
 impl FileSink {
@@ -31,7 +76,10 @@ impl FileSink {
             .open(path)
             .map_err(|e| DeliveryError::File(format!("{}: {e}", path.display())))?;
         Ok(FileSink {
-            file: Arc::new(Mutex::new(file)),
+            file: Arc::new(Mutex::new(SinkFile {
+                file,
+                torn_at: None,
+            })),
         })
     }
 
@@ -43,8 +91,7 @@ impl FileSink {
             let mut f = file
                 .lock()
                 .map_err(|_| DeliveryError::File("sink lock poisoned".into()))?;
-            f.write_all(&line)
-                .and_then(|()| f.sync_data())
+            f.append(&line)
                 .map_err(|e| DeliveryError::File(e.to_string()))
         })
         .await

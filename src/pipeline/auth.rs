@@ -64,7 +64,9 @@ impl Auth {
                 if tokens.is_empty() {
                     return Err((".tokens".into(), "must list at least one token".into()));
                 }
-                Auth::Bearer(resolve_all(&tokens, ".tokens")?)
+                let tokens = resolve_all(&tokens, ".tokens")?;
+                can_arrive(&tokens, ".tokens")?;
+                Auth::Bearer(tokens)
             }
             RawAuth::Basic { users } => {
                 if users.is_empty() {
@@ -174,7 +176,9 @@ impl Auth {
                     if values.is_empty() {
                         return Err((key, "must list at least one accepted value".into()));
                     }
-                    checks.push((header, resolve_all(&values, &key)?));
+                    let values = resolve_all(&values, &key)?;
+                    can_arrive(&values, &key)?;
+                    checks.push((header, values));
                 }
                 Auth::Header(checks)
             }
@@ -283,6 +287,30 @@ fn resolve_all(values: &[String], key: &str) -> Result<Vec<Secret>, (String, Str
         .enumerate()
         .map(|(i, v)| secret_source::resolve(v).map_err(|e| (format!("{key}[{i}]"), e)))
         .collect()
+}
+
+/// Refuses a token or header value that no request can carry, so that `check` catches
+/// it instead of every sender getting 401: HTTP strips whitespace around a field value
+/// (RFC 9110 §5.5, and the bearer check trims it too), and no field value may hold a
+/// control character other than a tab inside it. The message never shows the value.
+fn can_arrive(values: &[Secret], key: &str) -> Result<(), (String, String)> {
+    for (i, v) in values.iter().enumerate() {
+        let bytes = v.expose();
+        let reason = if bytes.trim_ascii().is_empty() {
+            "is empty or only whitespace"
+        } else if bytes.trim_ascii().len() != bytes.len() {
+            "has leading or trailing whitespace, which HTTP strips"
+        } else if bytes.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            "contains a control character, which HTTP does not carry"
+        } else {
+            continue;
+        };
+        return Err((
+            format!("{key}[{i}]"),
+            format!("{reason}: no request can ever match it"),
+        ));
+    }
+    Ok(())
 }
 
 fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<&'h [u8], AuthError> {

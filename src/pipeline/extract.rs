@@ -8,14 +8,27 @@
 //! (any offset, fractions kept), or a number of seconds or milliseconds. With unit
 //! `auto`, a number above 1e11 is milliseconds (1e11 seconds is the year 5138, while
 //! 1e11 milliseconds is March 1973, before any webhook sender existed), otherwise seconds.
-//! Fractional numbers are read through `f64`, so sub-microsecond digits of a fractional
-//! epoch are not kept; integers are exact.
+//! Numbers are read exactly from their text in the body ([`number`]): a fractional epoch
+//! keeps every digit down to the nanosecond (rounded half away from zero below that).
+//! Times must fit i64 nanoseconds (the years 1677 to 2262): with unit `auto`, a number of
+//! seconds between 9223372036.854775807 (year 2262) and 1e11 is out of range and refused.
+//!
+//! Numeric ids and entity keys are exact too: the key is the number's canonical decimal
+//! text ([`number::Decimal::canonical`]), so `1e2`, `100.0` and `100` are one key while
+//! `20000000000000000001` and `20000000000000000002` are two. A string key is its text
+//! as is, so the string `"100"` and the number `100` are one key (senders that switch
+//! between the two spellings of one id are not told they sent two events), while `"1e2"`
+//! and `1e2` are not.
 
 use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 use sha2::Digest as _;
 
 use crate::config::raw::{MissingKey, OrderTimeUnit};
+
+pub mod number;
+
+use number::Decimal;
 
 /// Longest event id or entity key accepted (bytes).
 pub const MAX_KEY_BYTES: usize = 512;
@@ -141,7 +154,8 @@ impl ExtractError {
 }
 
 impl EventKeys {
-    /// Extracts the keys. With `missing = "pass"`, a missing id or order key yields
+    /// Extracts the keys from `doc`, parsed from `raw` (whose text gives numbers their
+    /// exact value). With `missing = "pass"`, a missing id or order key yields
     /// `None` for that part instead of an error (a present but malformed value is
     /// still an error: it is a sender bug worth a clear answer).
     pub fn extract(
@@ -160,7 +174,7 @@ impl EventKeys {
         };
         let order = match &self.order {
             None => None,
-            Some(spec) => match order_value(spec, doc) {
+            Some(spec) => match order_value(spec, raw, doc) {
                 Err(ExtractError::Missing { .. }) if pass => None,
                 other => Some(other?),
             },
@@ -202,19 +216,30 @@ fn dedup_value(
             })?;
             bounded("dedup_key", location, s.trim().to_owned())
         }
-        DedupKey::Pointer(p) => key_text("dedup_key", p, doc),
+        DedupKey::Pointer(p) => key_text("dedup_key", p, raw, doc),
     }
 }
 
 /// A string or number at `pointer`, as text.
-fn key_text(key: &'static str, pointer: &str, doc: &Value) -> Result<String, ExtractError> {
+fn key_text(
+    key: &'static str,
+    pointer: &str,
+    raw: &[u8],
+    doc: &Value,
+) -> Result<String, ExtractError> {
     let value = doc.pointer(pointer).ok_or_else(|| ExtractError::Missing {
         key,
         location: pointer.to_owned(),
     })?;
     let text = match value {
         Value::String(s) if !s.is_empty() => s.clone(),
-        Value::Number(n) => n.to_string(),
+        Value::Number(n) => exact_number(n, pointer, raw)
+            .map(|d| d.canonical())
+            .ok_or_else(|| ExtractError::Invalid {
+                key,
+                location: pointer.to_owned(),
+                reason: "number out of range".into(),
+            })?,
         Value::Null => {
             return Err(ExtractError::Missing {
                 key,
@@ -247,15 +272,39 @@ fn bounded(
     Ok(text)
 }
 
-fn order_value(spec: &OrderSpec, doc: &Value) -> Result<(String, i64), ExtractError> {
-    let entity = key_text("order_key", &spec.entity, doc)?;
+/// The exact value of the number `n` found at `pointer`. Integers that fit 64 bits are
+/// exact in the tree already; any other number is read from its text in `raw`, checked to
+/// be the one the tree holds (so a `raw` that is not `doc`'s body falls back to the tree).
+fn exact_number(n: &serde_json::Number, pointer: &str, raw: &[u8]) -> Option<Decimal> {
+    if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+        && let Some(text) = std::str::from_utf8(raw)
+            .ok()
+            .and_then(|r| number::raw_at(r, pointer))
+        && text.parse::<f64>().ok() == Some(f)
+    {
+        return Decimal::parse(text);
+    }
+    Decimal::parse(&n.to_string())
+}
+
+fn order_value(spec: &OrderSpec, raw: &[u8], doc: &Value) -> Result<(String, i64), ExtractError> {
+    let entity = key_text("order_key", &spec.entity, raw, doc)?;
     let value = doc
         .pointer(&spec.time)
         .ok_or_else(|| ExtractError::Missing {
             key: "order_time",
             location: spec.time.clone(),
         })?;
-    let nanos = event_time(value, spec.unit).map_err(|reason| ExtractError::Invalid {
+    let exact = match value {
+        Value::Number(n) => Some(exact_number(n, &spec.time, raw)),
+        _ => None,
+    };
+    let read = match exact {
+        Some(Some(d)) => decimal_time(&d, spec.unit),
+        Some(None) => Err("time out of range".to_owned()),
+        None => event_time(value, spec.unit),
+    };
+    let nanos = read.map_err(|reason| ExtractError::Invalid {
         key: "order_time",
         location: spec.time.clone(),
         reason,
@@ -271,33 +320,26 @@ pub fn event_time(value: &Value, unit: OrderTimeUnit) -> Result<i64, String> {
                 .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"))?;
             i64::try_from(t.unix_timestamp_nanos()).map_err(|_| "time out of range".to_owned())
         }
-        Value::Number(n) => {
-            let millis = |x: f64| match unit {
-                OrderTimeUnit::Ms => true,
-                OrderTimeUnit::S => false,
-                OrderTimeUnit::Auto => x.abs() > 1e11,
-            };
-            if let Some(i) = n.as_i64() {
-                let factor: i64 = if millis(i as f64) {
-                    1_000_000
-                } else {
-                    1_000_000_000
-                };
-                return i
-                    .checked_mul(factor)
-                    .ok_or_else(|| "time out of range".to_owned());
-            }
-            let f = n.as_f64().ok_or_else(|| "not a finite number".to_owned())?;
-            let factor = if millis(f) { 1e6 } else { 1e9 };
-            let nanos = (f * factor).round();
-            if nanos.is_finite() && nanos.abs() < i64::MAX as f64 {
-                Ok(nanos as i64)
-            } else {
-                Err("time out of range".into())
-            }
-        }
+        // A number's text (serde_json prints an integer exactly and an f64 as the
+        // shortest decimal that reads back as it), read as an exact decimal.
+        Value::Number(n) => Decimal::parse(&n.to_string())
+            .ok_or_else(|| "time out of range".to_owned())
+            .and_then(|d| decimal_time(&d, unit)),
         _ => Err("must be an RFC 3339 string or an epoch number".into()),
     }
+}
+
+/// An epoch number as Unix nanoseconds, exactly (rounded half away from zero below a
+/// nanosecond).
+fn decimal_time(d: &Decimal, unit: OrderTimeUnit) -> Result<i64, String> {
+    let millis = match unit {
+        OrderTimeUnit::Ms => true,
+        OrderTimeUnit::S => false,
+        // 1e11 seconds is the year 5138; 1e11 milliseconds is March 1973.
+        OrderTimeUnit::Auto => d.abs_exceeds_power_of_ten(11),
+    };
+    d.scaled_i64(if millis { 6 } else { 9 })
+        .ok_or_else(|| "time out of range".to_owned())
 }
 
 #[cfg(test)]
@@ -339,6 +381,44 @@ mod tests {
         assert!(event_time(&json!(true), OrderTimeUnit::Auto).is_err());
         assert!(event_time(&json!(i64::MAX), OrderTimeUnit::S).is_err());
         assert!(event_time(&json!(1e300), OrderTimeUnit::S).is_err());
+    }
+
+    /// The range the README states: i64 nanoseconds, so with `auto` the seconds past
+    /// the year 2262 up to 1e11 are refused, and milliseconds start above 1e11.
+    #[test]
+    fn numeric_time_range_is_the_documented_one() {
+        let read = |raw: &str, unit| {
+            let doc: Value = serde_json::from_str(raw).expect("json");
+            let spec = OrderSpec {
+                entity: "/e".into(),
+                time: "/t".into(),
+                unit,
+            };
+            order_value(&spec, raw.as_bytes(), &doc).map(|(_, t)| t)
+        };
+        let auto = OrderTimeUnit::Auto;
+        assert_eq!(
+            read(r#"{"e":1,"t":9223372036.854775807}"#, auto),
+            Ok(i64::MAX)
+        );
+        assert_eq!(
+            read(r#"{"e":1,"t":-9223372036.854775808}"#, auto),
+            Ok(i64::MIN)
+        );
+        for t in ["9223372036.854775808", "9223372037", "1e11", "-1e11"] {
+            let raw = format!(r#"{{"e":1,"t":{t}}}"#);
+            assert!(read(&raw, auto).is_err(), "{t}");
+        }
+        assert_eq!(
+            read(r#"{"e":1,"t":100000000001}"#, auto),
+            Ok(100_000_000_001_000_000)
+        );
+        assert_eq!(
+            read(r#"{"e":1,"t":9223372036854.775807}"#, auto),
+            Ok(i64::MAX)
+        );
+        assert!(read(r#"{"e":1,"t":9223372036854.775808}"#, auto).is_err());
+        assert!(read(r#"{"e":1,"t":9223372036854.775808}"#, OrderTimeUnit::S).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hookgate::config::JSON_DEPTH_CEILING;
 use hookgate::config::raw::{MissingKey, OrderTimeUnit};
 use hookgate::pipeline::allowlist::client_addr;
+use hookgate::pipeline::extract::number::Decimal;
 use hookgate::pipeline::extract::{
     DedupKey, EventKeys, ExtractError, MAX_KEY_BYTES, OrderSpec, event_time,
 };
@@ -1071,7 +1072,11 @@ fn reference_key(v: Option<&Value>, pass: bool) -> Result<Option<String>, Kind> 
         None | Some(Value::Null) if pass => return Ok(None),
         None | Some(Value::Null) => return Err(Kind::Missing),
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
+        // Unrelated `raw` bytes: the number's own text, in canonical decimal form.
+        Some(Value::Number(n)) => match Decimal::parse(&n.to_string()) {
+            Some(d) => d.canonical(),
+            None => return Err(Kind::Invalid),
+        },
         Some(_) => return Err(Kind::Invalid),
     };
     if text.len() > MAX_KEY_BYTES {
