@@ -18,6 +18,7 @@ use axum::routing::get;
 use http::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::config::{self, ConfigSource};
@@ -28,12 +29,14 @@ use crate::telemetry::Metrics;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the server shares between requests: the gateway currently serving, swapped
-/// whole on a config reload (a request always sees one consistent configuration), and
-/// the metrics, which outlive reloads.
+/// whole on a config reload (a request always sees one consistent configuration), the
+/// metrics, which outlive reloads, and the deliveries running in tasks of their own
+/// (which outlive the request that started them, and are drained on shutdown).
 #[derive(Debug, Clone)]
 pub struct Shared {
     gateway: Arc<RwLock<Arc<Gateway>>>,
     metrics: Arc<Metrics>,
+    deliveries: TaskTracker,
 }
 
 impl Shared {
@@ -42,6 +45,7 @@ impl Shared {
         Shared {
             gateway: Arc::new(RwLock::new(Arc::new(gw))),
             metrics,
+            deliveries: TaskTracker::new(),
         }
     }
 
@@ -139,7 +143,7 @@ async fn webhook(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response {
-    pipeline::handle(shared.current(), peer, req).await
+    pipeline::handle(shared.current(), &shared.deliveries, peer, req).await
 }
 
 /// Serves `shared` on `listener` until `shutdown` completes, then drains.
@@ -147,11 +151,16 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     let read_timeout = shared.current().settings.server.read_timeout;
     let evictor = tokio::spawn(evict_idle_rate_buckets(shared.clone()));
     let purger = tokio::spawn(purge_expired_keys(shared.clone()));
+    let deliveries = shared.deliveries.clone();
     let app = router(shared);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
+    // half_close: a sender that shuts down its write side after the request (some
+    // scripts and proxies do) is still waiting for the answer; without it hyper reads
+    // the EOF as a hang-up and drops the request.
     http.timer(TokioTimer::new())
-        .header_read_timeout(read_timeout);
+        .header_read_timeout(read_timeout)
+        .half_close(true);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -188,10 +197,14 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     let _ = evictor.await;
     let _ = purger.await;
     tracing::info!("Shutting down: draining in-flight requests.");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Deliveries whose sender hung up have no connection left to wait for: drain them
+    // too, under the same deadline.
+    deliveries.close();
+    let drained = async {
+        graceful.shutdown().await;
+        deliveries.wait().await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("Drain timeout passed with requests still in flight.");
     }
 }

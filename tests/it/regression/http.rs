@@ -1,1 +1,145 @@
 //! Regressions: the HTTP exchange itself (hang-ups, `Expect`, answers without a verdict).
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{client, gateway::Gateway, upstream::Upstream, verdict};
+
+/// A sync route with dedup and ordering in front of `upstream`.
+fn ordered_config(upstream: &Upstream) -> String {
+    format!(
+        "[store]\nbackend = \"memory\"\n[[route]]\nname = \"t\"\npath = \"/t\"\nupstream = \"{}\"\ndedup_key = \"/id\"\norder_key = \"/entity\"\norder_time = \"/t\"\n",
+        upstream.url("/in")
+    )
+}
+
+fn post(path: &str, body: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Defect 2: a sender that hangs up (here with a reset, as a timed-out client does) while
+/// the upstream is still working must not cancel the delivery: the id and the entity stay
+/// in flight until the upstream answers, so the sender's retry is not forwarded a second
+/// time and a newer event of the entity does not overtake the older one.
+#[tokio::test]
+async fn hang_up_mid_delivery_does_not_cancel_it() {
+    let upstream = Upstream::start().await;
+    upstream.set_delay(Duration::from_millis(600));
+    let gw = Gateway::start(&ordered_config(&upstream)).await;
+    let first = r#"{"id":"e1","entity":"x","t":1}"#;
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    s.write_all(&post("/t", first, "")).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    s.set_zero_linger().expect("linger");
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let c = client();
+    let retry = {
+        let (c, url) = (c.clone(), gw.url("/t"));
+        tokio::spawn(async move { c.post(url).body(first).send().await.expect("retry") })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let newer = {
+        let (c, url) = (c.clone(), gw.url("/t"));
+        tokio::spawn(async move {
+            c.post(url)
+                .body(r#"{"id":"e2","entity":"x","t":2}"#)
+                .send()
+                .await
+                .expect("newer")
+        })
+    };
+    let retry = retry.await.expect("join");
+    assert!(
+        matches!(verdict(&retry).as_str(), "duplicate" | "in_flight"),
+        "the retry of a delivery still at the upstream was {} {}",
+        retry.status(),
+        verdict(&retry)
+    );
+    let newer = newer.await.expect("join");
+    assert_eq!(newer.status(), 200);
+    assert_eq!(verdict(&newer), "forwarded");
+    let got = upstream.next().await;
+    assert_eq!(&got.body[..], first.as_bytes(), "the older event first");
+    let got = upstream.next().await;
+    assert!(std::str::from_utf8(&got.body).expect("utf8").contains("e2"));
+    upstream.assert_nothing().await;
+}
+
+/// Defect 2, below the socket: whatever drops the request future (a hang-up hyper
+/// notices, a layer's timeout) must not cancel a delivery that has started. The router
+/// is driven directly and its future dropped while the upstream is still working.
+#[tokio::test]
+async fn dropped_request_does_not_cancel_its_delivery() {
+    use tower::ServiceExt as _;
+    let upstream = Upstream::start().await;
+    upstream.set_delay(Duration::from_millis(400));
+    let settings = hookgate::config::from_str(&ordered_config(&upstream), "test").expect("config");
+    let app = hookgate::server::router(hookgate::build(settings).expect("gateway"));
+    let request = |body: &'static str| {
+        let mut req = http::Request::post("/t")
+            .header("host", "gw")
+            .body(axum::body::Body::from(body))
+            .expect("request");
+        let peer: std::net::SocketAddr = "127.0.0.1:1".parse().expect("peer");
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        req
+    };
+    let first = r#"{"id":"d1","entity":"z","t":1}"#;
+    let cut = tokio::time::timeout(
+        Duration::from_millis(150),
+        app.clone().oneshot(request(first)),
+    )
+    .await;
+    assert!(cut.is_err(), "the request was still at the upstream");
+    let retry = app.oneshot(request(first)).await.expect("infallible");
+    let retried = retry
+        .headers()
+        .get("x-hookgate-verdict")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        matches!(retried.as_str(), "duplicate" | "in_flight"),
+        "the retry of a delivery still at the upstream was {} {retried}",
+        retry.status()
+    );
+    assert_eq!(&upstream.next().await.body[..], first.as_bytes());
+    upstream.assert_nothing().await;
+}
+
+/// Defect 2, the gentle variant: a sender that half-closes its write side after the
+/// request (`shutdown(SHUT_WR)`) still reads the answer.
+#[tokio::test]
+async fn half_closed_sender_still_gets_its_answer() {
+    let upstream = Upstream::start().await;
+    upstream.set_delay(Duration::from_millis(200));
+    let gw = Gateway::start(&ordered_config(&upstream)).await;
+    let body = r#"{"id":"h1","entity":"y","t":1}"#;
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    s.write_all(&post("/t", body, "")).await.expect("write");
+    s.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "answer: {answer:?}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-hookgate-verdict: forwarded"),
+        "answer: {answer:?}"
+    );
+    assert_eq!(&upstream.next().await.body[..], body.as_bytes());
+    upstream.assert_nothing().await;
+}
