@@ -154,7 +154,12 @@ async fn run(
     {
         Ok(response) => outcome.response = response,
         Err(err) => {
-            if let Some(unread) = body.take() {
+            // A sender that asked `Expect: 100-continue` has not sent its body and will
+            // not until invited; reading it now would invite it (hyper answers `100
+            // Continue` on the first poll) only to throw it away. It is refused unread.
+            if let Some(unread) = body.take()
+                && !body::expects_continue(&parts.headers)
+            {
                 body::discard(unread, declared_length(&parts.headers)).await;
             }
             if let GatewayError::Auth(e) = &err {

@@ -143,3 +143,81 @@ async fn half_closed_sender_still_gets_its_answer() {
     assert_eq!(&upstream.next().await.body[..], body.as_bytes());
     upstream.assert_nothing().await;
 }
+
+/// Routes that refuse on the headers alone: credentials, address, rate limit, method.
+fn refusing_config(upstream: &Upstream) -> String {
+    let up = upstream.url("/in");
+    format!(
+        r#"[store]
+backend = "memory"
+[[route]]
+name = "auth"
+path = "/auth"
+upstream = "{up}"
+auth = {{ type = "bearer", tokens = ["t0ken"] }}
+[[route]]
+name = "ip"
+path = "/ip"
+upstream = "{up}"
+allow_ips = ["192.0.2.1"]
+[[route]]
+name = "limited"
+path = "/limited"
+upstream = "{up}"
+rate_limit = {{ per_second = 1, burst = 1 }}
+"#
+    )
+}
+
+/// Sends `request` and returns what arrives within `wait` of the first byte read.
+async fn first_answer(addr: std::net::SocketAddr, request: &[u8], wait: Duration) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(wait, s.read(&mut buf)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Defect 9: a request with `Expect: 100-continue` refused on its headers (401, 403, 404,
+/// 405, 429) is answered at once, without `100 Continue` first and without waiting for
+/// the body it never asked for.
+#[tokio::test]
+async fn expect_continue_refusals_do_not_invite_the_body() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&refusing_config(&upstream)).await;
+    // Use up the rate limit's only token.
+    let r = client()
+        .post(gw.url("/limited"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(verdict(&r), "forwarded");
+    let _ = upstream.next().await;
+    for (method, path, status, expected) in [
+        ("POST", "/auth", 401, "unauthorized"),
+        ("POST", "/ip", 403, "forbidden_ip"),
+        ("POST", "/nowhere", 404, "no_route"),
+        ("GET", "/auth", 405, "method_not_allowed"),
+        ("POST", "/limited", 429, "rate_limited"),
+    ] {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n"
+        );
+        // Well under DISCARD_MAX_WAIT (1 s): the answer must not wait for a body.
+        let answer = first_answer(gw.addr, request.as_bytes(), Duration::from_millis(600)).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{method} {path}: {answer:?}"
+        );
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains(&format!("x-hookgate-verdict: {expected}")),
+            "{method} {path}: {answer:?}"
+        );
+    }
+    upstream.assert_nothing().await;
+}
