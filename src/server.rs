@@ -14,15 +14,17 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use http::{Request, StatusCode};
+use axum::routing::{any, get};
+use http::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::config::{self, ConfigSource};
+use crate::error::GatewayError;
 use crate::pipeline::{self, Gateway};
+use crate::protocol::{self, Rescue};
 use crate::telemetry::Metrics;
 
 /// How long shutdown waits for in-flight requests before giving up on them.
@@ -73,13 +75,45 @@ impl Shared {
 }
 
 /// The router: health endpoints, then every other path goes to the webhook pipeline.
+/// Every answer carries `X-Hookgate-Verdict`: other methods on the health endpoints get
+/// 405 `method_not_allowed`.
 pub fn router(shared: Shared) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz).fallback(health_method_not_allowed))
+        .route("/readyz", get(readyz).fallback(health_method_not_allowed))
+        .route("/metrics", any(metrics))
         .fallback(webhook)
         .with_state(shared)
+}
+
+/// Answers a request off the wire that breaks RFC 9112 (see [`protocol::check_host`])
+/// with 400 `bad_request`, before the router sees it. Its body is refused like any
+/// other header-only refusal's: a small one swallowed, none invited.
+async fn refuse_malformed(req: Request<Body>, e: protocol::ProtocolError) -> Response {
+    let (parts, body) = req.into_parts();
+    if !pipeline::body::expects_continue(&parts.headers) {
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        pipeline::body::discard(body, declared).await;
+    }
+    GatewayError::Protocol(e)
+        .into_answer(None, None)
+        .into_response()
+}
+
+/// The methods the health endpoints and `/metrics` answer.
+const HEALTH_METHODS: [Method; 2] = [Method::GET, Method::HEAD];
+
+async fn health_method_not_allowed(method: Method) -> Response {
+    GatewayError::MethodNotAllowed {
+        method,
+        allow: HEALTH_METHODS.to_vec(),
+    }
+    .into_answer(None, None)
+    .into_response()
 }
 
 async fn healthz() -> Response {
@@ -123,9 +157,17 @@ async fn readyz(State(shared): State<Shared>) -> Response {
         .into_response()
 }
 
-async fn metrics(State(shared): State<Shared>) -> Response {
+async fn metrics(
+    State(shared): State<Shared>,
+    connect: ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response {
+    // Disabled, the path is like any other: a route may even claim it.
     if !shared.current().settings.server.metrics {
-        return StatusCode::NOT_FOUND.into_response();
+        return webhook(State(shared), connect, req).await;
+    }
+    if !HEALTH_METHODS.contains(req.method()) {
+        return health_method_not_allowed(req.method().clone()).await;
     }
     (
         StatusCode::OK,
@@ -179,9 +221,15 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req)
+            let app = app.clone();
+            async move {
+                if let Err(e) = protocol::check_host(req.version(), req.headers()) {
+                    return Ok(refuse_malformed(req, e).await);
+                }
+                app.oneshot(req).await
+            }
         });
-        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = http.serve_connection(TokioIo::new(Rescue::new(stream)), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{client, gateway::Gateway, upstream::Upstream, verdict};
+use crate::support::{client, gateway::Gateway, raw_exchange, upstream::Upstream, verdict};
 
 /// A sync route with dedup and ordering in front of `upstream`.
 fn ordered_config(upstream: &Upstream) -> String {
@@ -220,4 +220,119 @@ async fn expect_continue_refusals_do_not_invite_the_body() {
         );
     }
     upstream.assert_nothing().await;
+}
+
+/// The status line, the headers (lower-cased) and the body of a raw HTTP/1.1 answer.
+fn split_answer(answer: &str) -> (String, String, serde_json::Value) {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    (status.to_owned(), headers.to_ascii_lowercase(), json)
+}
+
+/// Asserts a raw answer is `status` with verdict `expected` in header and JSON body.
+fn assert_answer(answer: &str, status: &str, expected: &str) {
+    let (line, headers, body) = split_answer(answer);
+    assert!(
+        line.starts_with(&format!("HTTP/1.1 {status}")),
+        "{answer:?}"
+    );
+    assert!(
+        headers.contains(&format!("x-hookgate-verdict: {expected}")),
+        "{answer:?}"
+    );
+    assert_eq!(body["verdict"], expected, "{answer:?}");
+}
+
+/// Defect 10: answers the gateway gave without `X-Hookgate-Verdict`: other methods on
+/// the health endpoints, `/metrics` when disabled, and hyper's own 400 (a folded header),
+/// 414 (a long request target) and 431 (too many headers).
+#[tokio::test]
+async fn every_answer_carries_a_verdict() {
+    let upstream = Upstream::start().await;
+    let config = format!("[server]\nmetrics = false\n{}", ordered_config(&upstream));
+    let gw = Gateway::start(&config).await;
+    let wait = Duration::from_secs(3);
+    for (method, path) in [("POST", "/healthz"), ("DELETE", "/readyz")] {
+        let answer = raw_exchange(
+            gw.addr,
+            format!("{method} {path} HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+            wait,
+        )
+        .await;
+        assert_answer(&answer, "405", "method_not_allowed");
+        let (_, headers, _) = split_answer(&answer);
+        assert!(headers.contains("allow: get, head"), "{answer:?}");
+    }
+    let answer = raw_exchange(
+        gw.addr,
+        b"GET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+        wait,
+    )
+    .await;
+    assert_answer(&answer, "404", "no_route");
+
+    let folded = post(
+        "/t",
+        r#"{"id":"f1","entity":"f","t":1}"#,
+        "X-Folded: a\r\n b\r\n",
+    );
+    assert_answer(
+        &raw_exchange(gw.addr, &folded, wait).await,
+        "400",
+        "bad_request",
+    );
+    let long = format!(
+        "POST /t?{} HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    assert_answer(
+        &raw_exchange(gw.addr, long.as_bytes(), wait).await,
+        "414",
+        "bad_request",
+    );
+    let many: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let crowded = post("/t", r#"{"id":"f2","entity":"f","t":1}"#, &many);
+    assert_answer(
+        &raw_exchange(gw.addr, &crowded, wait).await,
+        "431",
+        "bad_request",
+    );
+    upstream.assert_nothing().await;
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or with two, is refused with 400
+/// `bad_request` and not delivered.
+#[tokio::test]
+async fn http11_request_needs_exactly_one_host() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&ordered_config(&upstream)).await;
+    let body = r#"{"id":"h","entity":"h","t":1}"#;
+    let wait = Duration::from_secs(3);
+    let without = format!(
+        "POST /t HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert_answer(
+        &raw_exchange(gw.addr, without.as_bytes(), wait).await,
+        "400",
+        "bad_request",
+    );
+    let two = post("/t", body, "Host: other\r\nConnection: close\r\n");
+    assert_answer(
+        &raw_exchange(gw.addr, &two, wait).await,
+        "400",
+        "bad_request",
+    );
+    upstream.assert_nothing().await;
+    // One Host is fine.
+    let one = post("/t", body, "Connection: close\r\n");
+    let answer = raw_exchange(gw.addr, &one, wait).await;
+    let (line, headers, _) = split_answer(&answer);
+    assert!(line.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(
+        headers.contains("x-hookgate-verdict: forwarded"),
+        "{answer:?}"
+    );
+    assert_eq!(&upstream.next().await.body[..], body.as_bytes());
 }
