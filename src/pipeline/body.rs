@@ -59,6 +59,22 @@ pub async fn discard(body: axum::body::Body, declared_len: Option<u64>) {
     .await;
 }
 
+/// Accepts a body with no `Content-Encoding` or only `identity`; otherwise returns the
+/// encoding named (bounded, for the answer), which the gateway does not decode.
+pub fn check_identity_encoding(headers: &http::HeaderMap) -> Result<(), String> {
+    for value in headers.get_all(http::header::CONTENT_ENCODING) {
+        let encoded = value.as_bytes().split(|&b| b == b',').any(|coding| {
+            let coding = coding.trim_ascii();
+            !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity")
+        });
+        if encoded {
+            let shown = String::from_utf8_lossy(value.as_bytes());
+            return Err(shown.chars().take(64).collect());
+        }
+    }
+    Ok(())
+}
+
 /// Whether the sender waits for `100 Continue` before sending its body (RFC 9110
 /// §10.1.1: the only expectation defined, compared case-insensitively).
 pub fn expects_continue(headers: &http::HeaderMap) -> bool {

@@ -223,6 +223,9 @@ async fn stages(
     }
     // 4. header credentials: no body read.
     route.auth.check(&parts.headers)?;
+    // 4b. an encoded body: signatures, JSON and schema would judge bytes the upstream
+    // reads differently once decoded, so it is refused before being read.
+    body::check_identity_encoding(&parts.headers).map_err(GatewayError::UnsupportedEncoding)?;
     // 5. the body, bounded in size and time.
     // The config caps durations, but a deadline that cannot be represented must still
     // never panic a request: it means "no deadline worth having", so take the cap.

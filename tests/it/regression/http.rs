@@ -336,3 +336,58 @@ async fn http11_request_needs_exactly_one_host() {
     );
     assert_eq!(&upstream.next().await.body[..], body.as_bytes());
 }
+
+/// A body cut short by the sender (the connection's write side closed before
+/// `Content-Length` bytes arrived) is a broken request, 400 `bad_request`: it says
+/// nothing about the JSON, so it is not `invalid_json`. Nothing is delivered.
+#[tokio::test]
+async fn body_cut_short_is_bad_request_not_invalid_json() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&ordered_config(&upstream)).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"POST /t HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n{\"id\":\"c1\"")
+        .await
+        .expect("write");
+    s.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    assert_answer(&String::from_utf8_lossy(&answer), "400", "bad_request");
+    upstream.assert_nothing().await;
+}
+
+/// DESIGN.md §4: a body labelled with a `Content-Encoding` the gateway does not decode
+/// is refused with 415 `unsupported_encoding` before it is read (the sender's schema and
+/// signature checks would otherwise run on bytes the upstream decodes differently).
+/// `identity` is no encoding.
+#[tokio::test]
+async fn content_encoding_is_refused_unread() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&ordered_config(&upstream)).await;
+    let body = r#"{"id":"g1","entity":"g","t":1}"#;
+    for encoding in ["gzip", "identity, br", "x-custom"] {
+        let request = post(
+            "/t",
+            body,
+            &format!("Content-Encoding: {encoding}\r\nExpect: 100-continue\r\n"),
+        );
+        // With `Expect: 100-continue` unanswered the body is not even invited.
+        let answer = first_answer(
+            gw.addr,
+            &request[..request.len() - body.len()],
+            Duration::from_millis(600),
+        )
+        .await;
+        assert_answer(&answer, "415", "unsupported_encoding");
+    }
+    upstream.assert_nothing().await;
+    let plain = post(
+        "/t",
+        body,
+        "Content-Encoding: identity\r\nConnection: close\r\n",
+    );
+    let answer = raw_exchange(gw.addr, &plain, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert_eq!(&upstream.next().await.body[..], body.as_bytes());
+}
