@@ -25,7 +25,7 @@ use crate::config::{self, ConfigSource};
 use crate::error::GatewayError;
 use crate::pipeline::{self, Gateway};
 use crate::protocol::{self, Rescue};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Format, Metrics};
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -169,13 +169,14 @@ async fn metrics(
     if !HEALTH_METHODS.contains(req.method()) {
         return health_method_not_allowed(req.method().clone()).await;
     }
+    let format = Format::negotiate(req.headers().get(http::header::ACCEPT));
     (
         StatusCode::OK,
-        [(
-            "content-type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        shared.metrics.render(),
+        [
+            (http::header::CONTENT_TYPE, format.content_type()),
+            (http::header::VARY, "accept"),
+        ],
+        shared.metrics.render_as(format),
     )
         .into_response()
 }

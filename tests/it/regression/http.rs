@@ -391,3 +391,57 @@ async fn content_encoding_is_refused_unread() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     assert_eq!(&upstream.next().await.body[..], body.as_bytes());
 }
+
+/// `/metrics` answered OpenMetrics even to a scraper that asked for the classic text
+/// format, which `promtool check metrics` and older scrapers cannot read. It negotiates
+/// now, as the Prometheus client libraries do.
+#[tokio::test]
+async fn metrics_answer_the_format_asked_for() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&ordered_config(&upstream)).await;
+    let c = client();
+    let r = c
+        .post(gw.url("/t"))
+        .body(r#"{"id":"m1","entity":"m","t":1}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(verdict(&r), "forwarded");
+    let scrape = |accept: Option<&'static str>| {
+        let mut req = c.get(gw.url("/metrics"));
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        req.send()
+    };
+    for accept in [Some("text/plain;version=0.0.4"), None] {
+        let r = scrape(accept).await.expect("scrape");
+        let ct = r.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(
+            ct.starts_with("text/plain; version=0.0.4"),
+            "{accept:?}: {ct}"
+        );
+        let text = r.text().await.expect("text");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("# TYPE hookgate_requests_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"hookgate_requests_total{route="t",verdict="forwarded"} 1"#),
+            "{text}"
+        );
+    }
+    let r = scrape(Some("application/openmetrics-text;version=1.0.0"))
+        .await
+        .expect("scrape");
+    let ct = r.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    assert!(r.text().await.expect("text").ends_with("# EOF\n"));
+}
