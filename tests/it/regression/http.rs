@@ -74,6 +74,33 @@ async fn hang_up_mid_delivery_does_not_cancel_it() {
     upstream.assert_nothing().await;
 }
 
+/// Defect 2, at shutdown: a delivery whose sender hung up still settles before the
+/// gateway stops (and closes its store); it is neither cancelled nor abandoned.
+#[tokio::test]
+async fn shutdown_drains_deliveries_whose_sender_hung_up() {
+    let upstream = Upstream::start().await;
+    upstream.set_delay(Duration::from_millis(500));
+    let mut gw = Gateway::start(&ordered_config(&upstream)).await;
+    let body = r#"{"id":"s1","entity":"s","t":1}"#;
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    s.write_all(&post("/t", body, "")).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    s.set_zero_linger().expect("linger");
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::time::timeout(Duration::from_secs(5), gw.begin_shutdown())
+        .await
+        .expect("drained")
+        .expect("join");
+    assert_eq!(
+        upstream.count_now().await,
+        1,
+        "shutdown returned before the delivery settled"
+    );
+}
+
 /// Defect 2, below the socket: whatever drops the request future (a hang-up hyper
 /// notices, a layer's timeout) must not cancel a delivery that has started. The router
 /// is driven directly and its future dropped while the upstream is still working.
