@@ -20,6 +20,7 @@ use crate::pipeline::extract::ExtractError;
 use crate::pipeline::json::JsonError;
 use crate::pipeline::ratelimit::RateLimited;
 use crate::pipeline::signature::SignatureError;
+use crate::protocol::ProtocolError;
 use crate::schema::Violation;
 use crate::verdict::{VERDICT_HEADER, Verdict};
 
@@ -82,6 +83,12 @@ pub enum GatewayError {
     /// The upstream could not be reached or did not answer in time.
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    /// The request is not acceptable HTTP/1.1.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The body is labelled with a `Content-Encoding` other than `identity`.
+    #[error("content encoding {0:?} is not supported: send the body unencoded")]
+    UnsupportedEncoding(String),
 }
 
 impl GatewayError {
@@ -95,7 +102,10 @@ impl GatewayError {
             GatewayError::Auth(_) | GatewayError::Signature(_) => Verdict::Unauthorized,
             GatewayError::Body(BodyError::TooLarge { .. }) => Verdict::TooLarge,
             GatewayError::Body(BodyError::Timeout) => Verdict::Timeout,
-            GatewayError::Body(BodyError::Read(_)) => Verdict::InvalidJson,
+            // A body cut short is a broken request, not a judgement on its JSON.
+            GatewayError::Body(BodyError::Read(_)) => Verdict::BadRequest,
+            GatewayError::Protocol(_) => Verdict::BadRequest,
+            GatewayError::UnsupportedEncoding(_) => Verdict::UnsupportedEncoding,
             GatewayError::Json(_) => Verdict::InvalidJson,
             GatewayError::Delivery(_) => Verdict::UpstreamError,
             GatewayError::Internal(_) => Verdict::Internal,
@@ -145,6 +155,10 @@ impl GatewayError {
                 answer.detail = json!("upstream unreachable");
             }
             GatewayError::Internal(_) => {}
+            GatewayError::Protocol(p) => {
+                answer.status = p.status();
+                answer.detail = json!(p.to_string());
+            }
             GatewayError::InFlight => {
                 answer.headers.push((
                     http::header::RETRY_AFTER,
@@ -199,8 +213,9 @@ impl Answer {
     }
 }
 
-impl IntoResponse for Answer {
-    fn into_response(self) -> Response {
+impl Answer {
+    /// The JSON body `{verdict, route, event_id, detail}` of DESIGN.md §4.
+    pub fn body_json(&self) -> String {
         // A struct, not `json!`, so the fields keep the contract's order.
         #[derive(serde::Serialize)]
         struct Body<'a> {
@@ -209,13 +224,19 @@ impl IntoResponse for Answer {
             event_id: Option<&'a str>,
             detail: &'a Value,
         }
-        let body = serde_json::to_string(&Body {
+        serde_json::to_string(&Body {
             verdict: self.verdict.as_str(),
             route: self.route.as_deref(),
             event_id: self.event_id.as_deref(),
             detail: &self.detail,
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let body = self.body_json();
         let mut response = (
             self.status,
             [(http::header::CONTENT_TYPE, "application/json")],

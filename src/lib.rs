@@ -10,12 +10,14 @@
 //!   (bounded read), [`pipeline::json`] (depth-bounded parse).
 //! - [`delivery`]: forwarding to the upstream or appending to a file sink.
 //! - [`error`] and [`verdict`]: every outcome mapped to its HTTP answer in one place.
+//! - [`protocol`]: requests that are not acceptable HTTP/1.1, hyper's own answers included.
 //! - [`config`]: the TOML file, parsed then compiled into [`config::Settings`].
 
 pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod pipeline;
+pub mod protocol;
 pub mod providers;
 pub mod schema;
 pub mod secret;

@@ -14,26 +14,31 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use http::{Request, StatusCode};
+use axum::routing::{any, get};
+use http::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::config::{self, ConfigSource};
+use crate::error::GatewayError;
 use crate::pipeline::{self, Gateway};
-use crate::telemetry::Metrics;
+use crate::protocol::{self, Rescue};
+use crate::telemetry::{Format, Metrics};
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the server shares between requests: the gateway currently serving, swapped
-/// whole on a config reload (a request always sees one consistent configuration), and
-/// the metrics, which outlive reloads.
+/// whole on a config reload (a request always sees one consistent configuration), the
+/// metrics, which outlive reloads, and the deliveries running in tasks of their own
+/// (which outlive the request that started them, and are drained on shutdown).
 #[derive(Debug, Clone)]
 pub struct Shared {
     gateway: Arc<RwLock<Arc<Gateway>>>,
     metrics: Arc<Metrics>,
+    deliveries: TaskTracker,
 }
 
 impl Shared {
@@ -42,6 +47,7 @@ impl Shared {
         Shared {
             gateway: Arc::new(RwLock::new(Arc::new(gw))),
             metrics,
+            deliveries: TaskTracker::new(),
         }
     }
 
@@ -69,13 +75,45 @@ impl Shared {
 }
 
 /// The router: health endpoints, then every other path goes to the webhook pipeline.
+/// Every answer carries `X-Hookgate-Verdict`: other methods on the health endpoints get
+/// 405 `method_not_allowed`.
 pub fn router(shared: Shared) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz).fallback(health_method_not_allowed))
+        .route("/readyz", get(readyz).fallback(health_method_not_allowed))
+        .route("/metrics", any(metrics))
         .fallback(webhook)
         .with_state(shared)
+}
+
+/// Answers a request off the wire that breaks RFC 9112 (see [`protocol::check_host`])
+/// with 400 `bad_request`, before the router sees it. Its body is refused like any
+/// other header-only refusal's: a small one swallowed, none invited.
+async fn refuse_malformed(req: Request<Body>, e: protocol::ProtocolError) -> Response {
+    let (parts, body) = req.into_parts();
+    if !pipeline::body::expects_continue(&parts.headers) {
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        pipeline::body::discard(body, declared).await;
+    }
+    GatewayError::Protocol(e)
+        .into_answer(None, None)
+        .into_response()
+}
+
+/// The methods the health endpoints and `/metrics` answer.
+const HEALTH_METHODS: [Method; 2] = [Method::GET, Method::HEAD];
+
+async fn health_method_not_allowed(method: Method) -> Response {
+    GatewayError::MethodNotAllowed {
+        method,
+        allow: HEALTH_METHODS.to_vec(),
+    }
+    .into_answer(None, None)
+    .into_response()
 }
 
 async fn healthz() -> Response {
@@ -119,17 +157,26 @@ async fn readyz(State(shared): State<Shared>) -> Response {
         .into_response()
 }
 
-async fn metrics(State(shared): State<Shared>) -> Response {
+async fn metrics(
+    State(shared): State<Shared>,
+    connect: ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response {
+    // Disabled, the path is like any other: a route may even claim it.
     if !shared.current().settings.server.metrics {
-        return StatusCode::NOT_FOUND.into_response();
+        return webhook(State(shared), connect, req).await;
     }
+    if !HEALTH_METHODS.contains(req.method()) {
+        return health_method_not_allowed(req.method().clone()).await;
+    }
+    let format = Format::negotiate(req.headers().get(http::header::ACCEPT));
     (
         StatusCode::OK,
-        [(
-            "content-type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        shared.metrics.render(),
+        [
+            (http::header::CONTENT_TYPE, format.content_type()),
+            (http::header::VARY, "accept"),
+        ],
+        shared.metrics.render_as(format),
     )
         .into_response()
 }
@@ -139,7 +186,7 @@ async fn webhook(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response {
-    pipeline::handle(shared.current(), peer, req).await
+    pipeline::handle(shared.current(), &shared.deliveries, peer, req).await
 }
 
 /// Serves `shared` on `listener` until `shutdown` completes, then drains.
@@ -147,11 +194,16 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     let read_timeout = shared.current().settings.server.read_timeout;
     let evictor = tokio::spawn(evict_idle_rate_buckets(shared.clone()));
     let purger = tokio::spawn(purge_expired_keys(shared.clone()));
+    let deliveries = shared.deliveries.clone();
     let app = router(shared);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
+    // half_close: a sender that shuts down its write side after the request (some
+    // scripts and proxies do) is still waiting for the answer; without it hyper reads
+    // the EOF as a hang-up and drops the request.
     http.timer(TokioTimer::new())
-        .header_read_timeout(read_timeout);
+        .header_read_timeout(read_timeout)
+        .half_close(true);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -170,9 +222,15 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req)
+            let app = app.clone();
+            async move {
+                if let Err(e) = protocol::check_host(req.version(), req.headers()) {
+                    return Ok(refuse_malformed(req, e).await);
+                }
+                app.oneshot(req).await
+            }
         });
-        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = http.serve_connection(TokioIo::new(Rescue::new(stream)), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -188,10 +246,14 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     let _ = evictor.await;
     let _ = purger.await;
     tracing::info!("Shutting down: draining in-flight requests.");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Deliveries whose sender hung up have no connection left to wait for: drain them
+    // too, under the same deadline.
+    deliveries.close();
+    let drained = async {
+        graceful.shutdown().await;
+        deliveries.wait().await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("Drain timeout passed with requests still in flight.");
     }
 }

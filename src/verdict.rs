@@ -46,11 +46,16 @@ pub enum Verdict {
     Unavailable,
     /// A bug in the gateway (500).
     Internal,
+    /// Not acceptable HTTP/1.1: malformed, no or two `Host` headers, a body cut short
+    /// (400; 414 and 431 for hyper's own limits). DESIGN.md §4 names no verdict for it.
+    BadRequest,
+    /// A `Content-Encoding` the gateway does not decode (415).
+    UnsupportedEncoding,
 }
 
 impl Verdict {
     /// Every verdict, for metrics initialisation and exhaustive tests.
-    pub const ALL: [Verdict; 17] = [
+    pub const ALL: [Verdict; 19] = [
         Verdict::NoRoute,
         Verdict::MethodNotAllowed,
         Verdict::ForbiddenIp,
@@ -68,6 +73,8 @@ impl Verdict {
         Verdict::Accepted,
         Verdict::Unavailable,
         Verdict::Internal,
+        Verdict::BadRequest,
+        Verdict::UnsupportedEncoding,
     ];
 
     /// The stable name used in the header, the JSON body and metrics labels.
@@ -101,6 +108,10 @@ impl Verdict {
             Verdict::Accepted => ("accepted", StatusCode::ACCEPTED),
             Verdict::Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             Verdict::Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+            Verdict::BadRequest => ("bad_request", StatusCode::BAD_REQUEST),
+            Verdict::UnsupportedEncoding => {
+                ("unsupported_encoding", StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            }
         }
     }
 }

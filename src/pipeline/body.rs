@@ -32,7 +32,8 @@ pub const DISCARD_MAX_BYTES: u64 = 64 * 1024;
 pub const DISCARD_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// After an answer that needed no body (404, 405, 403, 429, 401): reads and drops a small
-/// body so that closing the connection does not reset it under the answer.
+/// body so that closing the connection does not reset it under the answer. Not for a
+/// sender that waits for `100 Continue` ([`expects_continue`]): its body is not coming.
 ///
 /// A socket closed with unread bytes in its receive buffer sends RST, and the sender may
 /// then never see the answer (a sender that retries on a reset would hammer us). Small
@@ -56,6 +57,31 @@ pub async fn discard(body: axum::body::Body, declared_len: Option<u64>) {
         }
     })
     .await;
+}
+
+/// Accepts a body with no `Content-Encoding` or only `identity`; otherwise returns the
+/// encoding named (bounded, for the answer), which the gateway does not decode.
+pub fn check_identity_encoding(headers: &http::HeaderMap) -> Result<(), String> {
+    for value in headers.get_all(http::header::CONTENT_ENCODING) {
+        let encoded = value.as_bytes().split(|&b| b == b',').any(|coding| {
+            let coding = coding.trim_ascii();
+            !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity")
+        });
+        if encoded {
+            let shown = String::from_utf8_lossy(value.as_bytes());
+            return Err(shown.chars().take(64).collect());
+        }
+    }
+    Ok(())
+}
+
+/// Whether the sender waits for `100 Continue` before sending its body (RFC 9110
+/// §10.1.1: the only expectation defined, compared case-insensitively).
+pub fn expects_continue(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::EXPECT)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Reads the whole body, at most `max` bytes, before `deadline`.

@@ -24,6 +24,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Request};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::config::raw::SchemaMode;
 use crate::config::{Route, Settings};
@@ -98,10 +99,16 @@ struct Outcome {
     event_id: Option<String>,
 }
 
-/// Handles one webhook request from `peer`.
-pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Body>) -> Response {
+/// Handles one webhook request from `peer`. Deliveries run as tasks on `deliveries`, so
+/// that a sender hanging up cannot cancel one half-way (see [`stages`], step 11).
+pub async fn handle(
+    gw: Arc<Gateway>,
+    deliveries: &TaskTracker,
+    peer: SocketAddr,
+    req: Request<Body>,
+) -> Response {
     let started = Instant::now();
-    let outcome = run(&gw, peer, req, started).await;
+    let outcome = run(&gw, deliveries, peer, req, started).await;
     let status = outcome.response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
     gw.metrics
@@ -118,7 +125,13 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Body>) -> R
     outcome.response
 }
 
-async fn run(gw: &Gateway, peer: SocketAddr, req: Request<Body>, started: Instant) -> Outcome {
+async fn run(
+    gw: &Arc<Gateway>,
+    deliveries: &TaskTracker,
+    peer: SocketAddr,
+    req: Request<Body>,
+    started: Instant,
+) -> Outcome {
     let mut outcome = Outcome {
         response: Response::default(),
         verdict: Verdict::Internal,
@@ -128,10 +141,25 @@ async fn run(gw: &Gateway, peer: SocketAddr, req: Request<Body>, started: Instan
     };
     let (parts, body) = req.into_parts();
     let mut body = Some(body);
-    match stages(gw, peer, &parts, &mut body, started, &mut outcome).await {
+    match stages(
+        gw,
+        deliveries,
+        peer,
+        &parts,
+        &mut body,
+        started,
+        &mut outcome,
+    )
+    .await
+    {
         Ok(response) => outcome.response = response,
         Err(err) => {
-            if let Some(unread) = body.take() {
+            // A sender that asked `Expect: 100-continue` has not sent its body and will
+            // not until invited; reading it now would invite it (hyper answers `100
+            // Continue` on the first poll) only to throw it away. It is refused unread.
+            if let Some(unread) = body.take()
+                && !body::expects_continue(&parts.headers)
+            {
                 body::discard(unread, declared_length(&parts.headers)).await;
             }
             if let GatewayError::Auth(e) = &err {
@@ -160,7 +188,8 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 
 /// The stages in order. `body` is taken only once the headers passed every check.
 async fn stages(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
+    deliveries: &TaskTracker,
     peer: SocketAddr,
     parts: &http::request::Parts,
     body: &mut Option<Body>,
@@ -194,6 +223,9 @@ async fn stages(
     }
     // 4. header credentials: no body read.
     route.auth.check(&parts.headers)?;
+    // 4b. an encoded body: signatures, JSON and schema would judge bytes the upstream
+    // reads differently once decoded, so it is refused before being read.
+    body::check_identity_encoding(&parts.headers).map_err(GatewayError::UnsupportedEncoding)?;
     // 5. the body, bounded in size and time.
     // The config caps durations, but a deadline that cannot be represented must still
     // never panic a request: it means "no deadline worth having", so take the cap.
@@ -223,8 +255,12 @@ async fn stages(
     out.event_id = keys.event_id.clone();
     // 10. dedup + order: one atomic reservation in the store.
     let reservation = reserve(gw, route, &keys).await?;
-    // 11. delivery; then the reservation is committed (2xx) or released. A dropped
-    // reservation (the request was cancelled) is released as well.
+    // 11. delivery; then the reservation is committed (2xx) or released. Once the
+    // upstream has the event it must run to its end whatever the sender does: a sender
+    // that hangs up (Flashduty gives up after 2 s) drops this future, and releasing the
+    // reservation then would let its retry be forwarded a second time and a newer event
+    // of the entity overtake this one. So delivery and bookkeeping run in a task of
+    // their own, tracked so that shutdown drains it; this request only awaits it.
     let peer_ip = peer.ip().to_canonical();
     let peer_trusted = server.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
     let headers = forward_headers(
@@ -235,45 +271,29 @@ async fn stages(
         &route.name,
         out.event_id.as_deref(),
     );
-    let client_text = client.to_string();
-    let delivered = gw
-        .deliverer
-        .deliver(
-            &route.upstream,
-            Outbound {
+    let delivery = {
+        let (gw, route) = (Arc::clone(gw), Arc::clone(route));
+        let method = parts.method.clone();
+        let query = parts.uri.query().map(str::to_owned);
+        let event_id = out.event_id.clone();
+        let client = client.to_string();
+        deliveries.spawn(async move {
+            let outbound = Outbound {
                 route: &route.name,
-                method: parts.method.clone(),
+                method,
                 headers,
                 body: bytes,
-                query: parts.uri.query(),
-                event_id: out.event_id.as_deref(),
-                client: &client_text,
+                query: query.as_deref(),
+                event_id: event_id.as_deref(),
+                client: &client,
                 timeout: route.upstream_timeout,
-            },
-        )
-        .await;
-    gw.metrics.delivery(
-        &route.name,
-        match &delivered {
-            Ok(d) if d.status.is_success() => DeliveryOutcome::success,
-            Ok(_) => DeliveryOutcome::rejected,
-            Err(DeliveryError::Unreachable(_)) => DeliveryOutcome::unreachable,
-            Err(DeliveryError::Timeout(_)) => DeliveryOutcome::timeout,
-            Err(DeliveryError::File(_)) => DeliveryOutcome::file_error,
-        },
-    );
-    let delivered = delivered?;
-    // Only a 2xx marks the event seen; otherwise the reservation is dropped, which
-    // releases it (the sender's retry goes through).
-    if delivered.status.is_success()
-        && let Some(r) = reservation
-        && let Err(e) = gw.store.commit(r).await
-    {
-        // Delivered but not marked seen: a retry may be delivered again
-        // (at least once, never lost). The sender still gets the answer.
-        tracing::error!(route = %route.name, error = %e, "Delivered event could not be marked seen.");
-        gw.metrics.unrecorded_delivery(&route.name);
-    }
+            };
+            deliver_and_settle(&gw, &route, outbound, reservation).await
+        })
+    };
+    let delivered = delivery
+        .await
+        .map_err(|_| GatewayError::Internal("delivery task failed"))??;
     out.verdict = Verdict::Forwarded;
     if matches!(route.upstream, crate::delivery::Target::File(_)) {
         return Ok(Answer::new(
@@ -294,6 +314,38 @@ async fn stages(
         HeaderValue::from_static(Verdict::Forwarded.as_str()),
     );
     Ok(response)
+}
+
+/// Delivers `outbound` and settles the reservation: committed on a 2xx, released
+/// (dropped) otherwise, so the sender's retry goes through. Runs in its own task.
+async fn deliver_and_settle(
+    gw: &Gateway,
+    route: &Route,
+    outbound: Outbound<'_>,
+    reservation: Option<crate::store::Reservation>,
+) -> Result<crate::delivery::Delivered, DeliveryError> {
+    let delivered = gw.deliverer.deliver(&route.upstream, outbound).await;
+    gw.metrics.delivery(
+        &route.name,
+        match &delivered {
+            Ok(d) if d.status.is_success() => DeliveryOutcome::success,
+            Ok(_) => DeliveryOutcome::rejected,
+            Err(DeliveryError::Unreachable(_)) => DeliveryOutcome::unreachable,
+            Err(DeliveryError::Timeout(_)) => DeliveryOutcome::timeout,
+            Err(DeliveryError::File(_)) => DeliveryOutcome::file_error,
+        },
+    );
+    let delivered = delivered?;
+    if delivered.status.is_success()
+        && let Some(r) = reservation
+        && let Err(e) = gw.store.commit(r).await
+    {
+        // Delivered but not marked seen: a retry may be delivered again
+        // (at least once, never lost). The sender still gets the answer.
+        tracing::error!(route = %route.name, error = %e, "Delivered event could not be marked seen.");
+        gw.metrics.unrecorded_delivery(&route.name);
+    }
+    Ok(delivered)
 }
 
 /// Validates `document` against the route's schema: 422 in enforce mode, a counted and

@@ -225,3 +225,203 @@ impl Metrics {
         out
     }
 }
+
+/// The exposition formats `/metrics` speaks, chosen from the scraper's `Accept` as the
+/// Prometheus client libraries do: OpenMetrics only when asked for, the classic text
+/// format (0.0.4) otherwise, which every scraper and `promtool check metrics` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics,
+    /// `text/plain; version=0.0.4`.
+    Classic,
+}
+
+/// Most `Accept` entries looked at: a scraper lists a handful.
+const MAX_ACCEPT_ENTRIES: usize = 32;
+
+impl Format {
+    /// The format for an `Accept` header value (absent: classic). Among the media
+    /// ranges this gateway can serve, the one with the highest `q` wins, the first
+    /// listed on a tie; `q=0` excludes.
+    pub fn negotiate(accept: Option<&http::HeaderValue>) -> Format {
+        let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+            return Format::Classic;
+        };
+        let mut best: Option<(Format, f32)> = None;
+        for entry in accept.split(',').take(MAX_ACCEPT_ENTRIES) {
+            let mut params = entry.split(';').map(str::trim);
+            let media = params.next().unwrap_or("").to_ascii_lowercase();
+            let format = match media.as_str() {
+                "application/openmetrics-text" => Format::OpenMetrics,
+                "text/plain" | "text/*" | "*/*" => Format::Classic,
+                _ => continue,
+            };
+            let q = params
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map_or(Some(1.0), |(_, v)| v.trim().parse::<f32>().ok())
+                .filter(|q| q.is_finite() && *q > 0.0);
+            if let Some(q) = q
+                && best.is_none_or(|(_, b)| q > b)
+            {
+                best = Some((format, q));
+            }
+        }
+        best.map_or(Format::Classic, |(f, _)| f)
+    }
+
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+impl Metrics {
+    /// The exposition in `format`.
+    pub fn render_as(&self, format: Format) -> String {
+        let open = self.render();
+        match format {
+            Format::OpenMetrics => open,
+            Format::Classic => classic_text(&open),
+        }
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics text into the classic text format 0.0.4:
+/// counters are typed under their sample name (`_total`), `# UNIT`, `# EOF`, `_created`
+/// samples and exemplars go, types the classic format lacks become `untyped`.
+fn classic_text(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, t)| *t == "counter")
+        .map(|(name, _)| name)
+        .collect();
+    let family = |name: &str| -> String {
+        if counters.contains(name) {
+            format!("{name}_total")
+        } else {
+            name.to_owned()
+        }
+    };
+    let mut out = String::with_capacity(open.len());
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            // OpenMetrics escapes `"` in help text; the classic format does not.
+            let help = help.replace("\\\"", "\"");
+            out.push_str(&format!("# HELP {} {help}\n", family(name)));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let kind = match kind {
+                "counter" | "gauge" | "histogram" | "summary" => kind,
+                _ => "untyped",
+            };
+            out.push_str(&format!("# TYPE {} {kind}\n", family(name)));
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        let name = &line[..name_end];
+        if name
+            .strip_suffix("_created")
+            .is_some_and(|n| counters.contains(n))
+        {
+            continue;
+        }
+        // An exemplar (` # {...} value`) may follow the value; the classic format has
+        // none. It is looked for after the label set, whose quoted values may hold `#`.
+        let after_labels = line.rfind('}').map_or(name_end, |i| i + 1);
+        let sample = match line[after_labels..].find(" # ") {
+            Some(i) => &line[..after_labels + i],
+            None => line,
+        };
+        out.push_str(sample);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    fn h(v: &'static str) -> http::HeaderValue {
+        http::HeaderValue::from_static(v)
+    }
+
+    #[test]
+    fn negotiation_follows_the_client_libraries() {
+        assert_eq!(Format::negotiate(None), Format::Classic);
+        assert_eq!(
+            Format::negotiate(Some(&h("text/plain;version=0.0.4"))),
+            Format::Classic
+        );
+        assert_eq!(
+            Format::negotiate(Some(&h("application/openmetrics-text;version=1.0.0"))),
+            Format::OpenMetrics
+        );
+        // Prometheus' own default Accept prefers OpenMetrics.
+        let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert_eq!(
+            Format::negotiate(Some(&http::HeaderValue::from_static(prometheus))),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::negotiate(Some(&h(
+                "application/openmetrics-text;q=0.1, text/plain;q=0.9"
+            ))),
+            Format::Classic
+        );
+        assert_eq!(
+            Format::negotiate(Some(&h("application/openmetrics-text;q=0"))),
+            Format::Classic
+        );
+        assert_eq!(
+            Format::negotiate(Some(&h("application/vnd.google.protobuf"))),
+            Format::Classic
+        );
+    }
+
+    #[test]
+    fn classic_text_types_every_sample_it_shows() {
+        let m = Metrics::new();
+        let route: Arc<str> = Arc::from("r");
+        m.init_route(&route);
+        m.request(Some(&route), Verdict::Forwarded, 0.01);
+        m.delivery(&route, DeliveryOutcome::success);
+        let text = m.render_as(Format::Classic);
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE hookgate_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("hookgate_requests_total{"), "{text}");
+        assert!(
+            text.contains("# TYPE hookgate_request_duration_seconds histogram\n"),
+            "{text}"
+        );
+        // Every sample belongs to the family typed last before it.
+        let mut family = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap_or("").to_owned();
+            } else if !line.starts_with('#') {
+                assert!(line.starts_with(family.as_str()), "{line} after {family}");
+            }
+        }
+        assert!(m.render_as(Format::OpenMetrics).ends_with("# EOF\n"));
+    }
+}
