@@ -13,7 +13,7 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::delivery::DeliveryError;
-use crate::pipeline::allowlist::ClientAddr;
+use crate::pipeline::allowlist::Client;
 use crate::pipeline::auth::AuthError;
 use crate::pipeline::body::BodyError;
 use crate::pipeline::extract::ExtractError;
@@ -40,9 +40,9 @@ pub enum GatewayError {
         /// What the route accepts.
         allow: Vec<Method>,
     },
-    /// The client address is not in the route's allowlist.
+    /// The client address is not in the route's allowlist, or the client is unknown.
     #[error("address {0} is not allowed")]
-    ForbiddenIp(ClientAddr),
+    ForbiddenIp(Client),
     /// The route's rate limit is exhausted.
     #[error(transparent)]
     RateLimited(#[from] RateLimited),

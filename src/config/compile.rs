@@ -45,6 +45,8 @@ pub struct ServerSettings {
     pub read_timeout: Duration,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header that names the client when the peer is a trusted proxy.
+    pub client_ip_header: allowlist::ClientIpHeader,
     /// Whether `GET /metrics` is served.
     pub metrics: bool,
 }
@@ -175,6 +177,7 @@ fn compile_server(s: raw::RawServer) -> Result<ServerSettings, KeyError> {
         max_json_depth,
         read_timeout,
         trusted_proxies,
+        client_ip_header: s.client_ip_header.unwrap_or_default(),
         metrics: s.metrics.unwrap_or(true),
     })
 }

@@ -37,8 +37,10 @@ pub struct RawServer {
     pub max_json_depth: Option<usize>,
     /// The whole request must arrive within this duration (default `10s`).
     pub read_timeout: Option<String>,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed (IPs or CIDRs).
+    /// Peers whose `client_ip_header` is believed (IPs or CIDRs).
     pub trusted_proxies: Option<Vec<String>>,
+    /// The one header read from trusted proxies (default `x-forwarded-for`).
+    pub client_ip_header: Option<crate::pipeline::allowlist::ClientIpHeader>,
     /// Serve `GET /metrics` (default true).
     pub metrics: Option<bool>,
 }

@@ -94,7 +94,7 @@ struct Outcome {
     response: Response,
     verdict: Verdict,
     route: Option<Arc<str>>,
-    client: Option<allowlist::ClientAddr>,
+    client: Option<allowlist::Client>,
     event_id: Option<String>,
 }
 
@@ -109,7 +109,10 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Body>) -> R
     tracing::info!(
         route = outcome.route.as_deref().unwrap_or("-"),
         verdict = outcome.verdict.as_str(),
+        // `unknown` when a trusted proxy forwarded for a client it did not name; the
+        // peer (that proxy) is logged beside it, so the line still says where it came from.
         client = %outcome.client.map(|c| c.to_string()).unwrap_or_else(|| peer.ip().to_string()),
+        peer = %peer.ip().to_canonical(),
         event_id = outcome.event_id.as_deref().unwrap_or("-"),
         status,
         latency_ms = seconds * 1000.0,
@@ -181,10 +184,16 @@ async fn stages(
         });
     }
     // 2. client address and allowlist: no body read.
-    let client = allowlist::client_addr(peer, &parts.headers, &server.trusted_proxies);
+    let client = allowlist::client_addr(
+        peer,
+        &parts.headers,
+        &server.trusted_proxies,
+        server.client_ip_header,
+    );
     out.client = Some(client);
+    // An unknown client passes no allowlist (a route without one still serves it).
     if let Some(list) = &route.allow_ips
-        && !list.permits(client)
+        && !client.addr().is_some_and(|a| list.permits(a))
     {
         return Err(GatewayError::ForbiddenIp(client));
     }
