@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 
 use super::{Delivered, DeliveryError, MAX_UPSTREAM_BODY, Outbound};
+use crate::pipeline::allowlist::ClientIpHeader;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never forwarded.
 pub const HOP_BY_HOP: &[&str] = &[
@@ -21,26 +22,74 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Headers that name the client or its connection to a proxy. A sender can write any
+/// of them, so none reaches the upstream verbatim: the configured `client_ip_header` is
+/// rewritten (extended from a trusted peer, restarted at the peer otherwise) and every
+/// other one is dropped. `X-Forwarded-For` is always set (DESIGN.md §6).
+pub const CLIENT_IDENTITY: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-original-forwarded-for",
+    "x-forwarded",
+    "forwarded-for",
+    "x-forwarded-by",
+];
+
+/// Headers that describe the request as the first proxy saw it (scheme, host, port):
+/// passed on from a trusted peer, dropped from any other (`X-Forwarded-Proto` is then
+/// set to the scheme the gateway itself received).
+pub const PROXY_VIEW: &[&str] = &[
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "front-end-https",
+];
+
+/// Who the request came from, for the forwarding headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The TCP peer.
+    pub ip: IpAddr,
+    /// Whether it is a trusted proxy.
+    pub trusted: bool,
+    /// The one header a trusted proxy names the client in.
+    pub client_ip_header: ClientIpHeader,
+}
+
 /// The headers sent upstream: the sender's, minus hop-by-hop headers (and those the
 /// `Connection` header names), minus `Host`/`Content-Length` (the client sets its own),
 /// minus the credential headers the gateway consumed, plus the forwarding headers.
 ///
-/// `X-Forwarded-For` extends the sender's chain only when the peer is a trusted proxy;
-/// from an untrusted peer the chain could be forged, so it restarts at the peer.
+/// The configured client header extends the sender's chain only when the peer is a
+/// trusted proxy; from an untrusted peer the chain could be forged, so it restarts at
+/// the peer. `X-Forwarded-For` is always sent (restarted unless it is the configured
+/// header); the other client-identity headers ([`CLIENT_IDENTITY`]) never pass.
 pub fn forward_headers(
     inbound: &HeaderMap,
     consumed: &[HeaderName],
-    peer: IpAddr,
-    peer_trusted: bool,
+    peer: Peer,
     route: &str,
     event_id: Option<&str>,
 ) -> HeaderMap {
     let mut drop: Vec<HeaderName> = HOP_BY_HOP
         .iter()
+        .chain(CLIENT_IDENTITY)
         .map(|h| HeaderName::from_static(h))
         .chain([http::header::HOST, http::header::CONTENT_LENGTH])
         .chain(consumed.iter().cloned())
         .collect();
+    if !peer.trusted {
+        drop.extend(PROXY_VIEW.iter().map(|h| HeaderName::from_static(h)));
+    }
     for v in inbound.get_all(http::header::CONNECTION) {
         if let Ok(s) = v.to_str() {
             drop.extend(
@@ -49,41 +98,61 @@ pub fn forward_headers(
             );
         }
     }
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
     let mut out = HeaderMap::with_capacity(inbound.len() + 4);
     for (name, value) in inbound {
-        if drop.contains(name)
-            || name == xff
-            || name == xfp
-            || name.as_str().starts_with("x-hookgate-")
-        {
+        if drop.contains(name) || name.as_str().starts_with("x-hookgate-") {
             continue;
         }
         out.append(name.clone(), value.clone());
     }
-    let prior = if peer_trusted {
+    let configured = peer.client_ip_header.header_name();
+    let prior = |name: &HeaderName| -> Option<String> {
         let chain: Vec<&str> = inbound
-            .get_all(&xff)
+            .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        (!chain.is_empty()).then(|| chain.join(", "))
-    } else {
-        None
+        (peer.trusted && *name == configured && !chain.is_empty()).then(|| chain.join(", "))
     };
-    let xff_value = match prior {
-        Some(chain) => format!("{chain}, {peer}"),
-        None => peer.to_string(),
+    let ip = peer.ip;
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xff_value = match prior(&xff) {
+        Some(chain) => format!("{chain}, {ip}"),
+        None => ip.to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&xff_value) {
         out.insert(xff, v);
     }
-    let proto = peer_trusted
-        .then(|| inbound.get(&xfp).cloned())
-        .flatten()
-        .unwrap_or(HeaderValue::from_static("http"));
-    out.insert(xfp, proto);
+    match peer.client_ip_header {
+        ClientIpHeader::XForwardedFor => {}
+        ClientIpHeader::Forwarded => {
+            // RFC 7239 §6: an IPv6 node is quoted and bracketed.
+            let hop = match ip {
+                IpAddr::V4(v4) => format!("for={v4}"),
+                IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+            };
+            let value = match prior(&configured) {
+                Some(chain) => format!("{chain}, {hop}"),
+                None => hop,
+            };
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                out.insert(configured, v);
+            }
+        }
+        // One address, not a chain: a trusted proxy's value stands, else the peer.
+        ClientIpHeader::XRealIp => {
+            let value = match inbound.get_all(&configured).iter().collect::<Vec<_>>()[..] {
+                [one] if peer.trusted => one.clone(),
+                _ => HeaderValue::from_str(&ip.to_string())
+                    .unwrap_or(HeaderValue::from_static("unknown")),
+            };
+            out.insert(configured, value);
+        }
+    }
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    if !out.contains_key(&xfp) {
+        out.insert(xfp, HeaderValue::from_static("http"));
+    }
     if let Ok(v) = HeaderValue::from_str(route) {
         out.insert(HeaderName::from_static("x-hookgate-route"), v);
     }
@@ -178,8 +247,7 @@ mod tests {
         let out = forward_headers(
             &h,
             &[http::header::AUTHORIZATION],
-            "1.2.3.4".parse().expect("ip"),
-            false,
+            peer("1.2.3.4", false, ClientIpHeader::XForwardedFor),
             "r",
             Some("e1"),
         );
@@ -199,9 +267,49 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let out = forward_headers(&h, &[], "10.0.0.1".parse().expect("ip"), true, "r", None);
+        h.insert("forwarded", HeaderValue::from_static("for=7.7.7.7"));
+        h.insert("x-real-ip", HeaderValue::from_static("7.7.7.7"));
+        let out = forward_headers(
+            &h,
+            &[],
+            peer("10.0.0.1", true, ClientIpHeader::XForwardedFor),
+            "r",
+            None,
+        );
         assert_eq!(out["x-forwarded-for"], "6.6.6.6, 10.0.0.1");
         assert_eq!(out["x-forwarded-proto"], "https");
         assert!(out.get("x-hookgate-event-id").is_none());
+        assert!(out.get("forwarded").is_none(), "not the configured header");
+        assert!(out.get("x-real-ip").is_none(), "not the configured header");
+    }
+
+    #[test]
+    fn configured_forwarded_and_real_ip_are_rewritten() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("forwarded", HeaderValue::from_static("for=7.7.7.7"));
+        h.insert("x-real-ip", HeaderValue::from_static("8.8.8.8"));
+        h.insert("true-client-ip", HeaderValue::from_static("9.9.9.9"));
+        let fwd = ClientIpHeader::Forwarded;
+        let out = forward_headers(&h, &[], peer("10.0.0.1", true, fwd), "r", None);
+        assert_eq!(out["forwarded"], "for=7.7.7.7, for=10.0.0.1");
+        assert_eq!(out["x-forwarded-for"], "10.0.0.1");
+        assert!(out.get("true-client-ip").is_none());
+        let out = forward_headers(&h, &[], peer("::1", false, fwd), "r", None);
+        assert_eq!(out["forwarded"], "for=\"[::1]\"");
+        let real = ClientIpHeader::XRealIp;
+        let out = forward_headers(&h, &[], peer("10.0.0.1", true, real), "r", None);
+        assert_eq!(out["x-real-ip"], "8.8.8.8");
+        let out = forward_headers(&h, &[], peer("1.2.3.4", false, real), "r", None);
+        assert_eq!(out["x-real-ip"], "1.2.3.4");
+        assert!(out.get("forwarded").is_none());
+    }
+
+    fn peer(ip: &str, trusted: bool, client_ip_header: ClientIpHeader) -> Peer {
+        Peer {
+            ip: ip.parse().expect("ip"),
+            trusted,
+            client_ip_header,
+        }
     }
 }

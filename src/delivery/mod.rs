@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 pub use file::FileSink;
-pub use forward::{HOP_BY_HOP, forward_headers};
+pub use forward::{CLIENT_IDENTITY, HOP_BY_HOP, PROXY_VIEW, Peer, forward_headers};
 
 /// Where a route's events go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::config::raw::SchemaMode;
 use crate::config::{Route, Settings};
-use crate::delivery::{Deliverer, DeliveryError, Outbound, forward_headers};
+use crate::delivery::{Deliverer, DeliveryError, Outbound, Peer, forward_headers};
 use crate::error::{Answer, GatewayError};
 use crate::store::{EventTime, OrderPoint, ReserveOutcome, ReserveRequest, Store};
 use crate::telemetry::{DeliveryOutcome, Metrics};
@@ -239,8 +239,11 @@ async fn stages(
     let headers = forward_headers(
         &parts.headers,
         &route.consumed_headers,
-        peer_ip,
-        peer_trusted,
+        Peer {
+            ip: peer_ip,
+            trusted: peer_trusted,
+            client_ip_header: server.client_ip_header,
+        },
         &route.name,
         out.event_id.as_deref(),
     );

@@ -176,3 +176,86 @@ async fn allowlist_bypass_through_forwarded_rate_limit_attribution() {
         "the proxy's own bucket"
     );
 }
+
+/// Defect 3: `Forwarded`, `X-Real-IP` and the like from an untrusted peer reached the
+/// upstream verbatim (a forged client for an upstream that trusts its gateway).
+#[tokio::test]
+async fn forwarding_headers_from_untrusted_peers() {
+    let up = Upstream::start().await;
+    let forged = [
+        ("forwarded", "for=47.94.95.118;proto=https"),
+        ("x-real-ip", "47.94.95.118"),
+        ("x-client-ip", "47.94.95.118"),
+        ("true-client-ip", "47.94.95.118"),
+        ("cf-connecting-ip", "47.94.95.118"),
+        ("x-forwarded-for", "47.94.95.118"),
+        ("x-forwarded-host", "victim.example"),
+        ("x-forwarded-proto", "https"),
+    ];
+    for header in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+        // No trusted proxies: the test's connection is an untrusted peer.
+        let gw = Gateway::start(&format!(
+            r#"
+[server]
+client_ip_header = "{header}"
+[store]
+backend = "memory"
+[[route]]
+name = "r"
+path = "/hooks/r"
+upstream = "{}"
+"#,
+            up.url("/in")
+        ))
+        .await;
+        let r = post(&gw.url("/hooks/r"), &forged).await;
+        assert_eq!(r.status(), 200, "{header}");
+        assert_eq!(verdict(&r), "forwarded");
+        let got = up.next().await.headers;
+        assert_eq!(got["x-forwarded-for"], "127.0.0.1", "{header}");
+        assert_eq!(got["x-forwarded-proto"], "http", "{header}");
+        for (name, _) in forged {
+            for v in got.get_all(name) {
+                assert_ne!(v, "47.94.95.118", "{name} passed verbatim ({header})");
+                assert_ne!(v, "victim.example", "{name} passed verbatim ({header})");
+                assert_ne!(v, "for=47.94.95.118;proto=https", "{name} ({header})");
+            }
+        }
+        // The configured header is rewritten to the peer; the others are gone.
+        match header {
+            "forwarded" => assert_eq!(got["forwarded"], "for=127.0.0.1"),
+            "x-real-ip" => assert_eq!(got["x-real-ip"], "127.0.0.1"),
+            _ => assert!(got.get("forwarded").is_none() && got.get("x-real-ip").is_none()),
+        }
+        for name in [
+            "x-client-ip",
+            "true-client-ip",
+            "cf-connecting-ip",
+            "x-forwarded-host",
+        ] {
+            assert!(got.get(name).is_none(), "{name} ({header})");
+        }
+    }
+    // From a trusted peer only the configured header's chain is extended.
+    let gw = Gateway::start(&behind_proxy(
+        &up.url("/in"),
+        r#""0.0.0.0/0""#,
+        r#"client_ip_header = "forwarded""#,
+        "",
+    ))
+    .await;
+    let r = post(
+        &gw.url("/hooks/open"),
+        &[
+            ("forwarded", "for=47.94.95.118"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let got = up.next().await.headers;
+    assert_eq!(got["forwarded"], "for=47.94.95.118, for=127.0.0.1");
+    assert_eq!(got["x-forwarded-for"], "127.0.0.1");
+    assert!(got.get("x-real-ip").is_none());
+}
