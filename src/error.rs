@@ -32,6 +32,9 @@ pub enum GatewayError {
     /// No route has this path.
     #[error("no route for this path")]
     NoRoute,
+    /// The request carries this gateway's own `Via` token: it is looping.
+    #[error("the request already passed through this gateway (its own Via token)")]
+    LoopDetected,
     /// The route does not accept this method.
     #[error("method {method} not allowed")]
     MethodNotAllowed {
@@ -89,6 +92,7 @@ impl GatewayError {
     pub fn verdict(&self) -> Verdict {
         match self {
             GatewayError::NoRoute => Verdict::NoRoute,
+            GatewayError::LoopDetected => Verdict::LoopDetected,
             GatewayError::MethodNotAllowed { .. } => Verdict::MethodNotAllowed,
             GatewayError::ForbiddenIp(_) => Verdict::ForbiddenIp,
             GatewayError::RateLimited(_) => Verdict::RateLimited,

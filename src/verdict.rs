@@ -42,6 +42,8 @@ pub enum Verdict {
     UpstreamError,
     /// Stored durably in the outbox (202).
     Accepted,
+    /// The request already passed through this gateway: its own `Via` token (508).
+    LoopDetected,
     /// The store is unreachable: the sender should retry (503).
     Unavailable,
     /// A bug in the gateway (500).
@@ -50,7 +52,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// Every verdict, for metrics initialisation and exhaustive tests.
-    pub const ALL: [Verdict; 17] = [
+    pub const ALL: [Verdict; 18] = [
         Verdict::NoRoute,
         Verdict::MethodNotAllowed,
         Verdict::ForbiddenIp,
@@ -66,6 +68,7 @@ impl Verdict {
         Verdict::Forwarded,
         Verdict::UpstreamError,
         Verdict::Accepted,
+        Verdict::LoopDetected,
         Verdict::Unavailable,
         Verdict::Internal,
     ];
@@ -99,6 +102,7 @@ impl Verdict {
             Verdict::Forwarded => ("forwarded", StatusCode::OK),
             Verdict::UpstreamError => ("upstream_error", StatusCode::BAD_GATEWAY),
             Verdict::Accepted => ("accepted", StatusCode::ACCEPTED),
+            Verdict::LoopDetected => ("loop_detected", StatusCode::LOOP_DETECTED),
             Verdict::Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             Verdict::Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
         }

@@ -133,6 +133,17 @@ pub(super) fn compile(
                 format!("duplicate route path {:?}", route.path),
             ));
         }
+        if let Target::Http(url) = &route.upstream
+            && upstream_is_listener(url, server.listen)
+        {
+            return Err((
+                format!("route[{i}].upstream"),
+                format!(
+                    "{} is the gateway's own listen address {} (a forwarding loop)",
+                    route.upstream, server.listen
+                ),
+            ));
+        }
         routes.push(Arc::new(route));
     }
     Ok(Settings {
@@ -349,6 +360,49 @@ fn compile_route(
         upstream,
         delivery,
         upstream_timeout,
+    })
+}
+
+/// True when `url` would connect to `listen`, the gateway itself: same port, and a host
+/// that reaches the listener (the same address; `localhost` or a loopback address for a
+/// wildcard or loopback listener; `0.0.0.0`/`::`, which connect to the local host).
+///
+/// Host names other than `localhost` are not resolved here (`check` stays offline and
+/// deterministic); a loop through one is still stopped per request by the `Via` token.
+fn upstream_is_listener(url: &reqwest::Url, listen: SocketAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    if listen.port() == 0 || url.port_or_known_default() != Some(listen.port()) {
+        return false;
+    }
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let hosts: Vec<IpAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![ip.to_canonical()],
+        Err(_) => {
+            let d = bare.trim_end_matches('.').to_ascii_lowercase();
+            if d == "localhost" || d.ends_with(".localhost") {
+                vec![
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ]
+            } else {
+                return false;
+            }
+        }
+    };
+    let listen_ip = listen.ip().to_canonical();
+    hosts.iter().any(|&host| {
+        // Connecting to the unspecified address reaches the local host.
+        let local = host.is_loopback() || host.is_unspecified();
+        match listen_ip {
+            IpAddr::V4(l) if l.is_unspecified() => host.is_ipv4() && local,
+            // `[::]` listens dual-stack by default.
+            IpAddr::V6(l) if l.is_unspecified() => local,
+            l if l.is_loopback() && host.is_unspecified() => l.is_ipv4() == host.is_ipv4(),
+            l => host == l,
+        }
     })
 }
 

@@ -84,7 +84,11 @@ pub fn forward_headers(
         .iter()
         .chain(CLIENT_IDENTITY)
         .map(|h| HeaderName::from_static(h))
-        .chain([http::header::HOST, http::header::CONTENT_LENGTH])
+        .chain([
+            http::header::HOST,
+            http::header::CONTENT_LENGTH,
+            http::header::VIA,
+        ])
         .chain(consumed.iter().cloned())
         .collect();
     if !peer.trusted {
@@ -160,6 +164,72 @@ pub fn forward_headers(
         out.insert(HeaderName::from_static("x-hookgate-event-id"), v);
     }
     out
+}
+
+/// This process's `Via` pseudonym (RFC 9110 §7.6.3), `hookgate-<16 hex digits>`.
+///
+/// Random per process, so two gateways chained on purpose do not mistake each other for a
+/// loop, while a request that comes back to this one is recognised. The digits come from
+/// std's `RandomState`, whose keys the OS random source seeds: the token only has to be
+/// unpredictable enough not to collide, and a sender who learns it can do no more than
+/// have its own request refused.
+pub fn via_pseudonym() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            h.write_u128(t.as_nanos());
+        }
+        format!("hookgate-{:016x}", h.finish())
+    })
+}
+
+/// Most `Via` entries examined for our token; a longer list is a loop or an attack.
+const MAX_VIA_ENTRIES: usize = 64;
+
+/// True when `Via` names this process as a hop already (or is too long to read, which
+/// only a runaway loop produces).
+pub fn is_looping(inbound: &HeaderMap) -> bool {
+    let ours = via_pseudonym();
+    let mut seen = 0;
+    for value in inbound.get_all(http::header::VIA) {
+        // Via is ASCII; a value that is not is not one of ours.
+        let Ok(text) = value.to_str() else { continue };
+        for entry in text.split(',') {
+            seen += 1;
+            if seen > MAX_VIA_ENTRIES {
+                return true;
+            }
+            // `[protocol-name "/"] protocol-version RWS received-by [RWS comment]`
+            if entry.split_ascii_whitespace().nth(1) == Some(ours) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Appends this gateway to the `Via` chain sent upstream, after the sender's entries.
+pub fn append_via(out: &mut HeaderMap, inbound: &HeaderMap, version: http::Version) {
+    let protocol = match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    let ours = format!("{protocol} {}", via_pseudonym());
+    let mut chain: Vec<&str> = inbound
+        .get_all(http::header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    chain.push(&ours);
+    if let Ok(v) = HeaderValue::from_str(&chain.join(", ")) {
+        out.insert(http::header::VIA, v);
+    }
 }
 
 pub(super) async fn send(

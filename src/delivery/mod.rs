@@ -21,7 +21,10 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 pub use file::FileSink;
-pub use forward::{CLIENT_IDENTITY, HOP_BY_HOP, PROXY_VIEW, Peer, forward_headers};
+pub use forward::{
+    CLIENT_IDENTITY, HOP_BY_HOP, PROXY_VIEW, Peer, append_via, forward_headers, is_looping,
+    via_pseudonym,
+};
 
 /// Where a route's events go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,7 +27,9 @@ use tokio::time::Instant;
 
 use crate::config::raw::SchemaMode;
 use crate::config::{Route, Settings};
-use crate::delivery::{Deliverer, DeliveryError, Outbound, Peer, forward_headers};
+use crate::delivery::{
+    Deliverer, DeliveryError, Outbound, Peer, append_via, forward_headers, is_looping,
+};
 use crate::error::{Answer, GatewayError};
 use crate::store::{EventTime, OrderPoint, ReserveOutcome, ReserveRequest, Store};
 use crate::telemetry::{DeliveryOutcome, Metrics};
@@ -177,6 +179,12 @@ async fn stages(
         .get(parts.uri.path())
         .ok_or(GatewayError::NoRoute)?;
     out.route = Some(Arc::clone(&route.name));
+    // A request carrying our own Via token has been here before: a route whose upstream
+    // leads back to this gateway. Refused before anything else, so a loop costs one
+    // round trip instead of recursing until file descriptors run out.
+    if is_looping(&parts.headers) {
+        return Err(GatewayError::LoopDetected);
+    }
     if !route.methods.contains(&parts.method) {
         return Err(GatewayError::MethodNotAllowed {
             method: parts.method.clone(),
@@ -236,7 +244,7 @@ async fn stages(
     // reservation (the request was cancelled) is released as well.
     let peer_ip = peer.ip().to_canonical();
     let peer_trusted = server.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
-    let headers = forward_headers(
+    let mut headers = forward_headers(
         &parts.headers,
         &route.consumed_headers,
         Peer {
@@ -247,6 +255,7 @@ async fn stages(
         &route.name,
         out.event_id.as_deref(),
     );
+    append_via(&mut headers, &parts.headers, parts.version);
     let client_text = client.to_string();
     let delivered = gw
         .deliverer

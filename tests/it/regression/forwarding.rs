@@ -259,3 +259,138 @@ upstream = "{}"
     assert_eq!(got["x-forwarded-for"], "127.0.0.1");
     assert!(got.get("x-real-ip").is_none());
 }
+
+fn plain(upstream: &str) -> String {
+    format!(
+        r#"
+[store]
+backend = "memory"
+[[route]]
+name = "r"
+path = "/hooks/r"
+upstream = "{upstream}"
+"#
+    )
+}
+
+/// Defect 6: a route whose upstream is the gateway itself recursed per request. Now the
+/// gateway adds `Via` with its own token and refuses a request that carries it.
+#[tokio::test]
+async fn forwarding_loops_via_token() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&plain(&up.url("/in"))).await;
+    let r = post(&gw.url("/hooks/r"), &[("via", "1.1 proxy.example")]).await;
+    assert_eq!(r.status(), 200);
+    let via = up.next().await.headers["via"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let ours = via
+        .strip_prefix("1.1 proxy.example, 1.1 hookgate-")
+        .unwrap_or_else(|| panic!("our Via entry appended: {via}"));
+    assert_eq!(ours.len(), 16, "{via}");
+    // The same request coming back: 508 before the body is read.
+    let r = post(&gw.url("/hooks/r"), &[("via", via.as_str())]).await;
+    assert_eq!(r.status(), 508);
+    assert_eq!(verdict(&r), "loop_detected");
+    up.assert_nothing().await;
+    let started = std::time::Instant::now();
+    let req = format!(
+        "POST /hooks/r HTTP/1.1\r\nhost: x\r\nvia: {via}\r\ncontent-length: 1000000\r\n\r\n"
+    );
+    let answer =
+        crate::support::raw_exchange(gw.addr, req.as_bytes(), std::time::Duration::from_secs(3))
+            .await;
+    assert!(answer.starts_with("HTTP/1.1 508"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Another gateway's token is not ours.
+    let r = post(
+        &gw.url("/hooks/r"),
+        &[("via", "1.1 hookgate-0000000000000000")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    up.next().await;
+}
+
+/// Defect 6: a real self-loop ends after one round trip.
+#[tokio::test]
+async fn forwarding_loops_self_upstream() {
+    // Pick a free port, then start the gateway on it with itself as the upstream.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let gw = Gateway::start_on(
+        &format!("127.0.0.1:{port}"),
+        &plain(&format!("http://127.0.0.1:{port}/hooks/r")),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let r = post(&gw.url("/hooks/r"), &[]).await;
+    // The inner hop refused the loop; the outer passes that answer back.
+    assert_eq!(r.status(), 508);
+    let body = r.text().await.expect("body");
+    assert!(body.contains("\"verdict\":\"loop_detected\""), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+/// Defect 6: `check` (and start-up) refuse an upstream equal to a listen address.
+#[test]
+fn forwarding_loops_check_refuses_own_listen_address() {
+    for (listen, upstream) in [
+        ("127.0.0.1:18080", "http://127.0.0.1:18080/x"),
+        ("127.0.0.1:18080", "http://localhost:18080/x"),
+        ("0.0.0.0:18080", "http://localhost:18080/x"),
+        ("0.0.0.0:18080", "http://127.0.0.5:18080/x"),
+        ("0.0.0.0:80", "http://localhost/x"),
+        ("[::]:18080", "http://[::1]:18080/x"),
+        ("127.0.0.1:18080", "http://0.0.0.0:18080/x"),
+        ("[::1]:443", "https://localhost/x"),
+        // The scheme does not matter: the connection reaches the gateway.
+        ("127.0.0.1:18080", "https://localhost:18080/x"),
+    ] {
+        let text = format!("[server]\nlisten = \"{listen}\"\n{}", plain(upstream));
+        let err = hookgate::config::from_str(&text, "t")
+            .err()
+            .unwrap_or_else(|| panic!("{listen} -> {upstream} accepted"))
+            .to_string();
+        assert!(err.contains("route[0].upstream"), "{err}");
+        assert!(err.contains("loop"), "{err}");
+    }
+    for (listen, upstream) in [
+        ("127.0.0.1:18080", "http://127.0.0.1:18081/x"),
+        ("127.0.0.1:18080", "http://127.0.0.2:18080/x"),
+        ("0.0.0.0:18080", "http://[::1]:18080/x"),
+    ] {
+        let text = format!("[server]\nlisten = \"{listen}\"\n{}", plain(upstream));
+        if let Err(e) = hookgate::config::from_str(&text, "t") {
+            panic!("{listen} -> {upstream} refused: {e}");
+        }
+    }
+    // The real `check`, with credentials in the URL that must not be printed.
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"0.0.0.0:18080\"\n{}",
+            plain("http://user:s3cret@localhost:18080/x")
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("route[0].upstream"), "{text}");
+    assert!(!text.contains("s3cret"), "credentials printed: {text}");
+}
