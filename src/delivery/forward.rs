@@ -245,9 +245,16 @@ pub(super) async fn send(
         };
         url.set_query(Some(&merged));
     }
+    let mut headers = out.headers;
+    // reqwest turns credentials in the URL into `Authorization: Basic`, and a sender's
+    // own `Authorization` would replace it: the configured credentials win, and the
+    // sender's never travels alongside them.
+    if !url.username().is_empty() || url.password().is_some() {
+        headers.remove(http::header::AUTHORIZATION);
+    }
     let response = client
         .request(out.method, url)
-        .headers(out.headers)
+        .headers(headers)
         .body(out.body)
         .timeout(out.timeout)
         .send()

@@ -26,8 +26,8 @@ pub use forward::{
     via_pseudonym,
 };
 
-/// Where a route's events go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a route's events go. `Debug` and `Display` hide URL credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Target {
     /// An HTTP(S) upstream.
     Http(reqwest::Url),
@@ -69,6 +69,12 @@ impl std::fmt::Display for Target {
             Target::Http(u) => write!(f, "{u}"),
             Target::File(p) => write!(f, "file://{}", p.display()),
         }
+    }
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Target({self})")
     }
 }
 
@@ -210,5 +216,6 @@ mod tests {
         assert!(Target::parse("file://").is_err());
         let with_creds = Target::parse("https://user:s3cret@example.com/x").expect("url");
         assert_eq!(with_creds.to_string(), "https://***@example.com/x");
+        assert!(!format!("{with_creds:?}").contains("s3cret"));
     }
 }

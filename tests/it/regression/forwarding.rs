@@ -394,3 +394,38 @@ fn forwarding_loops_check_refuses_own_listen_address() {
     assert!(text.contains("route[0].upstream"), "{text}");
     assert!(!text.contains("s3cret"), "credentials printed: {text}");
 }
+
+/// Defect 7: with `upstream = "http://user:pass@host/..."` the sender's `Authorization`
+/// replaced the configured credentials.
+#[tokio::test]
+async fn upstream_url_credentials_overridden() {
+    use base64::Engine as _;
+    let up = Upstream::start().await;
+    let url = format!("http://svc:p%40ss@{}/in", up.addr);
+    let gw = Gateway::start(&plain(&url)).await;
+    let r = post(
+        &gw.url("/hooks/r"),
+        &[("authorization", "Bearer sender-token")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(verdict(&r), "forwarded");
+    let got = up.next().await.headers;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("svc:p@ss")
+    );
+    let values: Vec<_> = got.get_all("authorization").iter().collect();
+    assert_eq!(values, [expected.as_str()]);
+    // Without URL credentials the sender's header still passes (auth = none consumes nothing).
+    let gw = Gateway::start(&plain(&up.url("/in"))).await;
+    post(
+        &gw.url("/hooks/r"),
+        &[("authorization", "Bearer sender-token")],
+    )
+    .await;
+    assert_eq!(
+        up.next().await.headers["authorization"],
+        "Bearer sender-token"
+    );
+}
