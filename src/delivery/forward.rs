@@ -261,33 +261,66 @@ pub(super) async fn send(
         .await
         .map_err(|e| classify(e, out.timeout))?;
     let status = response.status();
-    let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
-    let body = read_capped(response).await;
+    let mut headers = answer_headers(response.headers());
+    let body = match read_capped(response).await {
+        Some(body) => body,
+        None => {
+            // The body was dropped: labels describing it no longer hold.
+            headers.remove(http::header::CONTENT_ENCODING);
+            headers.remove(http::header::CONTENT_TYPE);
+            Bytes::new()
+        }
+    };
     Ok(Delivered {
         status,
-        content_type,
+        headers,
         body,
     })
 }
 
-/// The upstream's answer body, at most [`MAX_UPSTREAM_BODY`] bytes.
+/// The upstream answer's end-to-end headers (`Location`, `Retry-After`,
+/// `Content-Encoding`, ...): hop-by-hop headers and those its `Connection` names are
+/// removed, `Content-Length` too (the gateway's server frames the body itself), and so
+/// is any `X-Hookgate-*` (the verdict is ours to give).
+fn answer_headers(upstream: &HeaderMap) -> HeaderMap {
+    let mut drop: Vec<HeaderName> = HOP_BY_HOP
+        .iter()
+        .map(|h| HeaderName::from_static(h))
+        .chain([http::header::CONTENT_LENGTH])
+        .collect();
+    for v in upstream.get_all(http::header::CONNECTION) {
+        if let Ok(s) = v.to_str() {
+            drop.extend(
+                s.split(',')
+                    .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
+            );
+        }
+    }
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        if !drop.contains(name) && !name.as_str().starts_with("x-hookgate-") {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The upstream's answer body, at most [`MAX_UPSTREAM_BODY`] bytes; `None` when it was
+/// dropped.
 ///
 /// Once the status has arrived the delivery outcome is known: a body that is too large,
 /// cut off, or slower than the timeout is dropped and the status stands. Turning a 2xx
 /// into a 504 here would release the event id and have the sender's retry delivered a
 /// second time.
-async fn read_capped(response: reqwest::Response) -> Bytes {
+async fn read_capped(response: reqwest::Response) -> Option<Bytes> {
     if response
         .content_length()
         .is_some_and(|n| n > MAX_UPSTREAM_BODY as u64)
     {
-        return Bytes::new();
+        return None;
     }
     let limited = http_body_util::Limited::new(reqwest::Body::from(response), MAX_UPSTREAM_BODY);
-    match limited.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => Bytes::new(),
-    }
+    limited.collect().await.ok().map(|c| c.to_bytes())
 }
 
 fn classify(e: reqwest::Error, timeout: std::time::Duration) -> DeliveryError {
@@ -380,6 +413,23 @@ mod tests {
         let out = forward_headers(&h, &[], peer("1.2.3.4", false, real), "r", None);
         assert_eq!(out["x-real-ip"], "1.2.3.4");
         assert!(out.get("forwarded").is_none());
+    }
+
+    #[test]
+    fn answer_keeps_end_to_end_headers_only() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("content-length", HeaderValue::from_static("9"));
+        h.insert("x-hookgate-verdict", HeaderValue::from_static("forged"));
+        h.insert("location", HeaderValue::from_static("/next"));
+        h.append("set-cookie", HeaderValue::from_static("a=1"));
+        h.append("set-cookie", HeaderValue::from_static("b=2"));
+        let out = answer_headers(&h);
+        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["location", "set-cookie"]);
+        assert_eq!(out.get_all("set-cookie").iter().count(), 2);
     }
 
     fn peer(ip: &str, trusted: bool, client_ip_header: ClientIpHeader) -> Peer {

@@ -7,7 +7,10 @@
 //! fsynced before the answer, so a 200 from a file route means the line is on disk.
 //!
 //! The HTTP client is one pooled HTTP/1.1 client shared by every route; redirects are not
-//! followed (a proxy passes a 3xx back, it does not chase it).
+//! followed (a proxy passes a 3xx back, it does not chase it). reqwest is built without
+//! its `gzip`/`brotli`/`deflate`/`zstd` features, so it never decompresses an answer:
+//! the upstream's body and its `Content-Encoding` go back to the sender together, as the
+//! sender's `Accept-Encoding` (forwarded) asked for.
 
 mod file;
 mod forward;
@@ -104,8 +107,9 @@ pub struct Outbound<'a> {
 pub struct Delivered {
     /// Its status.
     pub status: StatusCode,
-    /// Its `Content-Type`, if any.
-    pub content_type: Option<http::HeaderValue>,
+    /// Its end-to-end headers (hop-by-hop, `Content-Length` and `X-Hookgate-*` removed),
+    /// passed back to the sender with the body as it came.
+    pub headers: HeaderMap,
     /// Its body (empty when it exceeded [`MAX_UPSTREAM_BODY`]).
     pub body: Bytes,
 }
@@ -176,7 +180,7 @@ impl Deliverer {
                 sink.append(&out).await?;
                 Ok(Delivered {
                     status: StatusCode::OK,
-                    content_type: None,
+                    headers: HeaderMap::new(),
                     body: Bytes::new(),
                 })
             }

@@ -306,10 +306,8 @@ async fn stages(
     }
     let mut response = Response::new(Body::from(delivered.body));
     *response.status_mut() = delivered.status;
+    *response.headers_mut() = delivered.headers;
     let headers = response.headers_mut();
-    if let Some(ct) = delivered.content_type {
-        headers.insert(http::header::CONTENT_TYPE, ct);
-    }
     headers.insert(
         VERDICT_HEADER,
         HeaderValue::from_static(Verdict::Forwarded.as_str()),

@@ -429,3 +429,99 @@ async fn upstream_url_credentials_overridden() {
         "Bearer sender-token"
     );
 }
+
+/// `{"upstream":"compressed"}`, gzipped.
+const GZIPPED: &[u8] = &[
+    31, 139, 8, 0, 0, 0, 0, 0, 2, 3, 171, 86, 42, 45, 40, 46, 41, 74, 77, 204, 85, 178, 82, 74,
+    206, 207, 45, 40, 74, 45, 46, 78, 77, 81, 170, 5, 0, 41, 157, 190, 231, 25, 0, 0, 0,
+];
+
+/// An upstream that answers per path with the headers a real service sends.
+async fn scripted_upstream() -> std::net::SocketAddr {
+    use axum::response::IntoResponse;
+    async fn answer(uri: http::Uri) -> axum::response::Response {
+        match uri.path() {
+            "/redirect" => (
+                http::StatusCode::TEMPORARY_REDIRECT,
+                [
+                    ("location", "https://elsewhere.example/in"),
+                    ("x-custom", "kept"),
+                ],
+            )
+                .into_response(),
+            "/busy" => (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "7"), ("x-hookgate-verdict", "forged")],
+                "busy",
+            )
+                .into_response(),
+            "/limited" => {
+                (http::StatusCode::TOO_MANY_REQUESTS, [("retry-after", "3")]).into_response()
+            }
+            _ => (
+                [
+                    ("content-type", "application/json"),
+                    ("content-encoding", "gzip"),
+                    ("vary", "accept-encoding"),
+                ],
+                GZIPPED,
+            )
+                .into_response(),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().fallback(answer);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// Defect 8: the upstream's answer lost `Location`, `Retry-After` and
+/// `Content-Encoding` (while the body stayed compressed).
+#[tokio::test]
+async fn upstream_answer_loses_its_headers() {
+    let up = scripted_upstream().await;
+    let mut config = String::from("[store]\nbackend = \"memory\"\n");
+    for name in ["redirect", "busy", "limited", "gz"] {
+        config.push_str(&format!(
+            "[[route]]\nname = \"{name}\"\npath = \"/hooks/{name}\"\nupstream = \"http://{up}/{name}\"\n"
+        ));
+    }
+    let gw = Gateway::start(&config).await;
+
+    let r = post(&gw.url("/hooks/redirect"), &[]).await;
+    assert_eq!(r.status(), 307);
+    assert_eq!(verdict(&r), "forwarded");
+    assert_eq!(r.headers()["location"], "https://elsewhere.example/in");
+    assert_eq!(r.headers()["x-custom"], "kept");
+
+    let r = post(&gw.url("/hooks/busy"), &[]).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "7");
+    // The verdict is the gateway's, one value.
+    let verdicts: Vec<_> = r.headers().get_all("x-hookgate-verdict").iter().collect();
+    assert_eq!(verdicts, ["forwarded"]);
+    assert_eq!(r.text().await.expect("body"), "busy");
+
+    let r = post(&gw.url("/hooks/limited"), &[]).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(verdict(&r), "forwarded");
+    assert_eq!(r.headers()["retry-after"], "3");
+
+    // The body as the upstream sent it, with the encoding that describes it.
+    let r = post(&gw.url("/hooks/gz"), &[("accept-encoding", "gzip")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(verdict(&r), "forwarded");
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.headers()["vary"], "accept-encoding");
+    assert_eq!(
+        r.headers()["content-length"],
+        GZIPPED.len().to_string().as_str()
+    );
+    assert_eq!(&r.bytes().await.expect("body")[..], GZIPPED);
+}
