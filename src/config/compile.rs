@@ -82,6 +82,8 @@ pub struct Route {
     pub consumed_headers: Vec<http::HeaderName>,
     /// Where events go.
     pub upstream: Target,
+    /// Extra CAs trusted for an `https://` upstream (`upstream_ca`).
+    pub upstream_ca: Option<Vec<reqwest::Certificate>>,
     /// How events are delivered.
     pub delivery: DeliveryMode,
     /// How long the upstream may take.
@@ -271,6 +273,12 @@ fn compile_route(
         .upstream
         .ok_or_else(|| (key("upstream"), "missing".to_owned()))?;
     let upstream = Target::parse(&upstream).map_err(|e| (key("upstream"), e))?;
+    let upstream_ca = match &r.upstream_ca {
+        None => None,
+        Some(path) => {
+            Some(upstream_ca(&upstream, path, base_dir).map_err(|e| (key("upstream_ca"), e))?)
+        }
+    };
     let delivery = r.delivery.unwrap_or_default();
     if delivery == DeliveryMode::Async {
         return Err((
@@ -358,9 +366,46 @@ fn compile_route(
         allow_ips,
         auth,
         upstream,
+        upstream_ca,
         delivery,
         upstream_timeout,
     })
+}
+
+/// Most bytes read from an `upstream_ca` file; a CA bundle is a few hundred KiB at most.
+const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads the PEM certificates of `upstream_ca` (relative to the config file's directory).
+fn upstream_ca(
+    upstream: &Target,
+    path: &str,
+    base_dir: Option<&std::path::Path>,
+) -> Result<Vec<reqwest::Certificate>, String> {
+    match upstream {
+        Target::Http(url) if url.scheme() == "https" => {}
+        _ => return Err("only applies to an https:// upstream".into()),
+    }
+    let resolved = match base_dir {
+        Some(dir) if std::path::Path::new(path).is_relative() => dir.join(path),
+        _ => PathBuf::from(path),
+    };
+    let shown = resolved.display();
+    let file = std::fs::File::open(&resolved).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut pem = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_CA_FILE_BYTES + 1),
+        &mut pem,
+    )
+    .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(format!("{shown} is larger than {MAX_CA_FILE_BYTES} bytes"));
+    }
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{shown} is not a PEM certificate bundle ({e})"))?;
+    if certs.is_empty() {
+        return Err(format!("{shown} holds no PEM certificate"));
+    }
+    Ok(certs)
 }
 
 /// True when `url` would connect to `listen`, the gateway itself: same port, and a host

@@ -101,6 +101,9 @@ pub struct RawRoute {
     pub allow_ips: Option<Vec<String>>,
     /// `http://`, `https://` or `file://PATH` (one JSON line per event).
     pub upstream: Option<String>,
+    /// Extra CA certificates (PEM file, relative to the config file) trusted for an
+    /// `https://` upstream, on top of the system's roots.
+    pub upstream_ca: Option<String>,
     /// `sync` (reverse proxy, the default) or `async`.
     pub delivery: Option<DeliveryMode>,
     /// How long the upstream may take to answer (default `5s`).

@@ -136,6 +136,8 @@ pub const MAX_UPSTREAM_BODY: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Deliverer {
     client: reqwest::Client,
+    /// Clients of routes with an `upstream_ca`, by route name.
+    route_clients: Arc<HashMap<String, reqwest::Client>>,
     files: Arc<HashMap<PathBuf, Arc<FileSink>>>,
 }
 
@@ -145,11 +147,7 @@ impl Deliverer {
         // reqwest is built without a bundled crypto provider; ring is ours. A second call
         // finds it installed already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| DeliveryError::Unreachable(format!("cannot build HTTP client: {e}")))?;
+        let client = http_client(Vec::new())?;
         let mut files = HashMap::new();
         for t in targets {
             if let Target::File(path) = t
@@ -160,8 +158,20 @@ impl Deliverer {
         }
         Ok(Deliverer {
             client,
+            route_clients: Arc::new(HashMap::new()),
             files: Arc::new(files),
         })
+    }
+
+    /// Gives `route` a client of its own that also trusts `cas` (`upstream_ca`).
+    pub fn with_route_ca(
+        mut self,
+        route: &str,
+        cas: &[reqwest::Certificate],
+    ) -> Result<Self, DeliveryError> {
+        let client = http_client(cas.to_vec())?;
+        Arc::make_mut(&mut self.route_clients).insert(route.to_owned(), client);
+        Ok(self)
     }
 
     /// Delivers one event to `target`.
@@ -171,7 +181,10 @@ impl Deliverer {
         out: Outbound<'_>,
     ) -> Result<Delivered, DeliveryError> {
         match target {
-            Target::Http(url) => forward::send(&self.client, url, out).await,
+            Target::Http(url) => {
+                let client = self.route_clients.get(out.route).unwrap_or(&self.client);
+                forward::send(client, url, out).await
+            }
             Target::File(path) => {
                 let sink = self
                     .files
@@ -191,6 +204,16 @@ impl Deliverer {
     pub fn file_sink(&self, path: &Path) -> Option<&Arc<FileSink>> {
         self.files.get(path)
     }
+}
+
+/// The pooled HTTP/1.1 client: no redirects followed, the system's roots plus `extra_cas`.
+fn http_client(extra_cas: Vec<reqwest::Certificate>) -> Result<reqwest::Client, DeliveryError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tls_certs_merge(extra_cas)
+        .build()
+        .map_err(|e| DeliveryError::Unreachable(format!("cannot build HTTP client: {e}")))
 }
 
 #[cfg(test)]

@@ -60,7 +60,12 @@ impl Gateway {
         for r in &settings.routes {
             metrics.init_route(&r.name);
         }
-        let deliverer = Deliverer::new(settings.routes.iter().map(|r| &r.upstream))?;
+        let mut deliverer = Deliverer::new(settings.routes.iter().map(|r| &r.upstream))?;
+        for r in &settings.routes {
+            if let Some(cas) = &r.upstream_ca {
+                deliverer = deliverer.with_route_ca(&r.name, cas)?;
+            }
+        }
         let routes = settings
             .routes
             .iter()

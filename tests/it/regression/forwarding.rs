@@ -525,3 +525,122 @@ async fn upstream_answer_loses_its_headers() {
     );
     assert_eq!(&r.bytes().await.expect("body")[..], GZIPPED);
 }
+
+/// A TLS upstream on 127.0.0.1 whose certificate a fresh private CA signed; returns its
+/// address and the CA's PEM.
+async fn tls_upstream() -> (std::net::SocketAddr, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &ca)
+        .expect("leaf");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"tls-ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, ca.pem())
+}
+
+/// Smaller item: a private CA for an `https://` upstream worked only through
+/// `SSL_CERT_FILE`; now a route names it with `upstream_ca`.
+#[tokio::test]
+async fn upstream_ca_trusts_a_private_ca() {
+    let (up, ca_pem) = tls_upstream().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(dir.path().join("ca")).expect("mkdir");
+    std::fs::write(dir.path().join("ca/internal.pem"), ca_pem).expect("write ca");
+    let path = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[store]
+backend = "memory"
+[[route]]
+name = "private"
+path = "/hooks/private"
+upstream = "https://{up}/in"
+upstream_ca = "ca/internal.pem"
+[[route]]
+name = "system-roots"
+path = "/hooks/system"
+upstream = "https://{up}/in"
+"#
+        ),
+    )
+    .expect("write config");
+    let settings = hookgate::config::load(&hookgate::config::ConfigSource::File(path))
+        .expect("config with a relative upstream_ca");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gw = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(hookgate::run(listener, settings, async {
+        let _ = stopped.await;
+    }));
+    let r = post(&format!("http://{gw}/hooks/private"), &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(verdict(&r), "forwarded");
+    assert_eq!(r.text().await.expect("body"), "tls-ok");
+    // The same upstream without the CA is not trusted.
+    let r = post(&format!("http://{gw}/hooks/system"), &[]).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(verdict(&r), "upstream_error");
+    let _ = stop.send(());
+
+    // check names the key for a CA that cannot be used.
+    for (upstream, ca, why) in [
+        ("http://127.0.0.1:9/x", "ca/internal.pem", "https://"),
+        ("https://127.0.0.1:9/x", "ca/missing.pem", "cannot read"),
+        (
+            "https://127.0.0.1:9/x",
+            "hookgate.toml",
+            "no PEM certificate",
+        ),
+    ] {
+        let text = format!("{}upstream_ca = \"{ca}\"\n", plain(upstream));
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, text).expect("write");
+        let err = hookgate::config::load(&hookgate::config::ConfigSource::File(bad))
+            .err()
+            .unwrap_or_else(|| panic!("{ca} accepted for {upstream}"))
+            .to_string();
+        assert!(err.contains("route[0].upstream_ca"), "{err}");
+        assert!(err.contains(why), "{err}");
+    }
+}
