@@ -432,6 +432,35 @@ mod tests {
         assert_eq!(out.get_all("set-cookie").iter().count(), 2);
     }
 
+    #[test]
+    fn via_is_appended_and_our_token_recognised() {
+        let mut inbound = HeaderMap::new();
+        inbound.append(
+            "via",
+            HeaderValue::from_static("1.0 fred, 1.1 p.example (x)"),
+        );
+        inbound.append("via", HeaderValue::from_static("HTTP/2 edge"));
+        assert!(!is_looping(&inbound));
+        let mut out = HeaderMap::new();
+        append_via(&mut out, &inbound, http::Version::HTTP_11);
+        let via = out["via"].to_str().expect("ascii").to_owned();
+        let ours = format!("1.1 {}", via_pseudonym());
+        assert_eq!(
+            via,
+            format!("1.0 fred, 1.1 p.example (x), HTTP/2 edge, {ours}")
+        );
+        assert!(is_looping(&out));
+        // Our name as a comment or a prefix is not our token.
+        let mut other = HeaderMap::new();
+        let spoof = format!("1.1 proxy ({}), 1.1 {}0", via_pseudonym(), via_pseudonym());
+        other.insert("via", HeaderValue::from_str(&spoof).expect("value"));
+        assert!(!is_looping(&other));
+        // A runaway chain is a loop even without our token.
+        let long = vec!["1.1 x"; MAX_VIA_ENTRIES + 1].join(", ");
+        other.insert("via", HeaderValue::from_str(&long).expect("value"));
+        assert!(is_looping(&other));
+    }
+
     fn peer(ip: &str, trusted: bool, client_ip_header: ClientIpHeader) -> Peer {
         Peer {
             ip: ip.parse().expect("ip"),
