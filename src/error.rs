@@ -13,7 +13,7 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::delivery::DeliveryError;
-use crate::pipeline::allowlist::ClientAddr;
+use crate::pipeline::allowlist::Client;
 use crate::pipeline::auth::AuthError;
 use crate::pipeline::body::BodyError;
 use crate::pipeline::extract::ExtractError;
@@ -33,6 +33,9 @@ pub enum GatewayError {
     /// No route has this path.
     #[error("no route for this path")]
     NoRoute,
+    /// The request carries this gateway's own `Via` token: it is looping.
+    #[error("the request already passed through this gateway (its own Via token)")]
+    LoopDetected,
     /// The route does not accept this method.
     #[error("method {method} not allowed")]
     MethodNotAllowed {
@@ -41,9 +44,9 @@ pub enum GatewayError {
         /// What the route accepts.
         allow: Vec<Method>,
     },
-    /// The client address is not in the route's allowlist.
+    /// The client address is not in the route's allowlist, or the client is unknown.
     #[error("address {0} is not allowed")]
-    ForbiddenIp(ClientAddr),
+    ForbiddenIp(Client),
     /// The route's rate limit is exhausted.
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
@@ -96,6 +99,7 @@ impl GatewayError {
     pub fn verdict(&self) -> Verdict {
         match self {
             GatewayError::NoRoute => Verdict::NoRoute,
+            GatewayError::LoopDetected => Verdict::LoopDetected,
             GatewayError::MethodNotAllowed { .. } => Verdict::MethodNotAllowed,
             GatewayError::ForbiddenIp(_) => Verdict::ForbiddenIp,
             GatewayError::RateLimited(_) => Verdict::RateLimited,

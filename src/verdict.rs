@@ -42,6 +42,8 @@ pub enum Verdict {
     UpstreamError,
     /// Stored durably in the outbox (202).
     Accepted,
+    /// The request already passed through this gateway: its own `Via` token (508).
+    LoopDetected,
     /// The store is unreachable: the sender should retry (503).
     Unavailable,
     /// A bug in the gateway (500).
@@ -55,7 +57,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// Every verdict, for metrics initialisation and exhaustive tests.
-    pub const ALL: [Verdict; 19] = [
+    pub const ALL: [Verdict; 20] = [
         Verdict::NoRoute,
         Verdict::MethodNotAllowed,
         Verdict::ForbiddenIp,
@@ -71,6 +73,7 @@ impl Verdict {
         Verdict::Forwarded,
         Verdict::UpstreamError,
         Verdict::Accepted,
+        Verdict::LoopDetected,
         Verdict::Unavailable,
         Verdict::Internal,
         Verdict::BadRequest,
@@ -106,6 +109,7 @@ impl Verdict {
             Verdict::Forwarded => ("forwarded", StatusCode::OK),
             Verdict::UpstreamError => ("upstream_error", StatusCode::BAD_GATEWAY),
             Verdict::Accepted => ("accepted", StatusCode::ACCEPTED),
+            Verdict::LoopDetected => ("loop_detected", StatusCode::LOOP_DETECTED),
             Verdict::Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             Verdict::Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
             Verdict::BadRequest => ("bad_request", StatusCode::BAD_REQUEST),

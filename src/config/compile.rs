@@ -64,6 +64,8 @@ pub struct ServerSettings {
     pub read_timeout: Duration,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header that names the client when the peer is a trusted proxy.
+    pub client_ip_header: allowlist::ClientIpHeader,
     /// Whether `GET /metrics` is served.
     pub metrics: bool,
 }
@@ -99,6 +101,8 @@ pub struct Route {
     pub consumed_headers: Vec<http::HeaderName>,
     /// Where events go.
     pub upstream: Target,
+    /// Extra CAs trusted for an `https://` upstream (`upstream_ca`).
+    pub upstream_ca: Option<Vec<reqwest::Certificate>>,
     /// How events are delivered.
     pub delivery: DeliveryMode,
     /// How long the upstream may take.
@@ -157,6 +161,17 @@ pub(super) fn compile(
                 format!("duplicate route path {:?}", route.path),
             ));
         }
+        if let Target::Http(url) = &route.upstream
+            && upstream_is_listener(url, server.listen)
+        {
+            return Err((
+                format!("route[{i}].upstream"),
+                format!(
+                    "{} is the gateway's own listen address {} (a forwarding loop)",
+                    route.upstream, server.listen
+                ),
+            ));
+        }
         routes.push(Arc::new(route));
     }
     Ok(Settings {
@@ -201,6 +216,7 @@ fn compile_server(s: raw::RawServer) -> Result<ServerSettings, KeyError> {
         max_json_depth,
         read_timeout,
         trusted_proxies,
+        client_ip_header: s.client_ip_header.unwrap_or_default(),
         metrics: s.metrics.unwrap_or(true),
     })
 }
@@ -300,6 +316,12 @@ fn compile_route(
             format!("{} is a directory, not a file", file.display()),
         ));
     }
+    let upstream_ca = match &r.upstream_ca {
+        None => None,
+        Some(path) => {
+            Some(upstream_ca(&upstream, path, base_dir).map_err(|e| (key("upstream_ca"), e))?)
+        }
+    };
     let delivery = r.delivery.unwrap_or_default();
     if delivery == DeliveryMode::Async {
         return Err((
@@ -398,8 +420,88 @@ fn compile_route(
         allow_ips,
         auth,
         upstream,
+        upstream_ca,
         delivery,
         upstream_timeout,
+    })
+}
+
+/// Most bytes read from an `upstream_ca` file; a CA bundle is a few hundred KiB at most.
+const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads the PEM certificates of `upstream_ca` (relative to the config file's directory).
+fn upstream_ca(
+    upstream: &Target,
+    path: &str,
+    base_dir: Option<&std::path::Path>,
+) -> Result<Vec<reqwest::Certificate>, String> {
+    match upstream {
+        Target::Http(url) if url.scheme() == "https" => {}
+        _ => return Err("only applies to an https:// upstream".into()),
+    }
+    let resolved = match base_dir {
+        Some(dir) if std::path::Path::new(path).is_relative() => dir.join(path),
+        _ => PathBuf::from(path),
+    };
+    let shown = resolved.display();
+    let file = std::fs::File::open(&resolved).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut pem = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_CA_FILE_BYTES + 1),
+        &mut pem,
+    )
+    .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(format!("{shown} is larger than {MAX_CA_FILE_BYTES} bytes"));
+    }
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{shown} is not a PEM certificate bundle ({e})"))?;
+    if certs.is_empty() {
+        return Err(format!("{shown} holds no PEM certificate"));
+    }
+    Ok(certs)
+}
+
+/// True when `url` would connect to `listen`, the gateway itself: same port, and a host
+/// that reaches the listener (the same address; `localhost` or a loopback address for a
+/// wildcard or loopback listener; `0.0.0.0`/`::`, which connect to the local host).
+///
+/// Host names other than `localhost` are not resolved here (`check` stays offline and
+/// deterministic); a loop through one is still stopped per request by the `Via` token.
+fn upstream_is_listener(url: &reqwest::Url, listen: SocketAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    if listen.port() == 0 || url.port_or_known_default() != Some(listen.port()) {
+        return false;
+    }
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let hosts: Vec<IpAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![ip.to_canonical()],
+        Err(_) => {
+            let d = bare.trim_end_matches('.').to_ascii_lowercase();
+            if d == "localhost" || d.ends_with(".localhost") {
+                vec![
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ]
+            } else {
+                return false;
+            }
+        }
+    };
+    let listen_ip = listen.ip().to_canonical();
+    hosts.iter().any(|&host| {
+        // Connecting to the unspecified address reaches the local host.
+        let local = host.is_loopback() || host.is_unspecified();
+        match listen_ip {
+            IpAddr::V4(l) if l.is_unspecified() => host.is_ipv4() && local,
+            // `[::]` listens dual-stack by default.
+            IpAddr::V6(l) if l.is_unspecified() => local,
+            l if l.is_loopback() && host.is_unspecified() => l.is_ipv4() == host.is_ipv4(),
+            l => host == l,
+        }
     })
 }
 

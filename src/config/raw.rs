@@ -37,8 +37,10 @@ pub struct RawServer {
     pub max_json_depth: Option<usize>,
     /// The whole request must arrive within this duration (default `10s`).
     pub read_timeout: Option<String>,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed (IPs or CIDRs).
+    /// Peers whose `client_ip_header` is believed (IPs or CIDRs).
     pub trusted_proxies: Option<Vec<String>>,
+    /// The one header read from trusted proxies (default `x-forwarded-for`).
+    pub client_ip_header: Option<crate::pipeline::allowlist::ClientIpHeader>,
     /// Serve `GET /metrics` (default true).
     pub metrics: Option<bool>,
 }
@@ -99,6 +101,9 @@ pub struct RawRoute {
     pub allow_ips: Option<Vec<String>>,
     /// `http://`, `https://` or `file://PATH` (one JSON line per event).
     pub upstream: Option<String>,
+    /// Extra CA certificates (PEM file, relative to the config file) trusted for an
+    /// `https://` upstream, on top of the system's roots.
+    pub upstream_ca: Option<String>,
     /// `sync` (reverse proxy, the default) or `async`.
     pub delivery: Option<DeliveryMode>,
     /// How long the upstream may take to answer (default `5s`).

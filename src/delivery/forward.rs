@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 
 use super::{Delivered, DeliveryError, MAX_UPSTREAM_BODY, Outbound};
+use crate::pipeline::allowlist::ClientIpHeader;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never forwarded.
 pub const HOP_BY_HOP: &[&str] = &[
@@ -21,26 +22,78 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Headers that name the client or its connection to a proxy. A sender can write any
+/// of them, so none reaches the upstream verbatim: the configured `client_ip_header` is
+/// rewritten (extended from a trusted peer, restarted at the peer otherwise) and every
+/// other one is dropped. `X-Forwarded-For` is always set (DESIGN.md §6).
+pub const CLIENT_IDENTITY: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-original-forwarded-for",
+    "x-forwarded",
+    "forwarded-for",
+    "x-forwarded-by",
+];
+
+/// Headers that describe the request as the first proxy saw it (scheme, host, port):
+/// passed on from a trusted peer, dropped from any other (`X-Forwarded-Proto` is then
+/// set to the scheme the gateway itself received).
+pub const PROXY_VIEW: &[&str] = &[
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "front-end-https",
+];
+
+/// Who the request came from, for the forwarding headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The TCP peer.
+    pub ip: IpAddr,
+    /// Whether it is a trusted proxy.
+    pub trusted: bool,
+    /// The one header a trusted proxy names the client in.
+    pub client_ip_header: ClientIpHeader,
+}
+
 /// The headers sent upstream: the sender's, minus hop-by-hop headers (and those the
 /// `Connection` header names), minus `Host`/`Content-Length` (the client sets its own),
 /// minus the credential headers the gateway consumed, plus the forwarding headers.
 ///
-/// `X-Forwarded-For` extends the sender's chain only when the peer is a trusted proxy;
-/// from an untrusted peer the chain could be forged, so it restarts at the peer.
+/// The configured client header extends the sender's chain only when the peer is a
+/// trusted proxy; from an untrusted peer the chain could be forged, so it restarts at
+/// the peer. `X-Forwarded-For` is always sent (restarted unless it is the configured
+/// header); the other client-identity headers ([`CLIENT_IDENTITY`]) never pass.
 pub fn forward_headers(
     inbound: &HeaderMap,
     consumed: &[HeaderName],
-    peer: IpAddr,
-    peer_trusted: bool,
+    peer: Peer,
     route: &str,
     event_id: Option<&str>,
 ) -> HeaderMap {
     let mut drop: Vec<HeaderName> = HOP_BY_HOP
         .iter()
+        .chain(CLIENT_IDENTITY)
         .map(|h| HeaderName::from_static(h))
-        .chain([http::header::HOST, http::header::CONTENT_LENGTH])
+        .chain([
+            http::header::HOST,
+            http::header::CONTENT_LENGTH,
+            http::header::VIA,
+        ])
         .chain(consumed.iter().cloned())
         .collect();
+    if !peer.trusted {
+        drop.extend(PROXY_VIEW.iter().map(|h| HeaderName::from_static(h)));
+    }
     for v in inbound.get_all(http::header::CONNECTION) {
         if let Ok(s) = v.to_str() {
             drop.extend(
@@ -49,41 +102,61 @@ pub fn forward_headers(
             );
         }
     }
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
     let mut out = HeaderMap::with_capacity(inbound.len() + 4);
     for (name, value) in inbound {
-        if drop.contains(name)
-            || name == xff
-            || name == xfp
-            || name.as_str().starts_with("x-hookgate-")
-        {
+        if drop.contains(name) || name.as_str().starts_with("x-hookgate-") {
             continue;
         }
         out.append(name.clone(), value.clone());
     }
-    let prior = if peer_trusted {
+    let configured = peer.client_ip_header.header_name();
+    let prior = |name: &HeaderName| -> Option<String> {
         let chain: Vec<&str> = inbound
-            .get_all(&xff)
+            .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        (!chain.is_empty()).then(|| chain.join(", "))
-    } else {
-        None
+        (peer.trusted && *name == configured && !chain.is_empty()).then(|| chain.join(", "))
     };
-    let xff_value = match prior {
-        Some(chain) => format!("{chain}, {peer}"),
-        None => peer.to_string(),
+    let ip = peer.ip;
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xff_value = match prior(&xff) {
+        Some(chain) => format!("{chain}, {ip}"),
+        None => ip.to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&xff_value) {
         out.insert(xff, v);
     }
-    let proto = peer_trusted
-        .then(|| inbound.get(&xfp).cloned())
-        .flatten()
-        .unwrap_or(HeaderValue::from_static("http"));
-    out.insert(xfp, proto);
+    match peer.client_ip_header {
+        ClientIpHeader::XForwardedFor => {}
+        ClientIpHeader::Forwarded => {
+            // RFC 7239 §6: an IPv6 node is quoted and bracketed.
+            let hop = match ip {
+                IpAddr::V4(v4) => format!("for={v4}"),
+                IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+            };
+            let value = match prior(&configured) {
+                Some(chain) => format!("{chain}, {hop}"),
+                None => hop,
+            };
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                out.insert(configured, v);
+            }
+        }
+        // One address, not a chain: a trusted proxy's value stands, else the peer.
+        ClientIpHeader::XRealIp => {
+            let value = match inbound.get_all(&configured).iter().collect::<Vec<_>>()[..] {
+                [one] if peer.trusted => one.clone(),
+                _ => HeaderValue::from_str(&ip.to_string())
+                    .unwrap_or(HeaderValue::from_static("unknown")),
+            };
+            out.insert(configured, value);
+        }
+    }
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    if !out.contains_key(&xfp) {
+        out.insert(xfp, HeaderValue::from_static("http"));
+    }
     if let Ok(v) = HeaderValue::from_str(route) {
         out.insert(HeaderName::from_static("x-hookgate-route"), v);
     }
@@ -91,6 +164,72 @@ pub fn forward_headers(
         out.insert(HeaderName::from_static("x-hookgate-event-id"), v);
     }
     out
+}
+
+/// This process's `Via` pseudonym (RFC 9110 §7.6.3), `hookgate-<16 hex digits>`.
+///
+/// Random per process, so two gateways chained on purpose do not mistake each other for a
+/// loop, while a request that comes back to this one is recognised. The digits come from
+/// std's `RandomState`, whose keys the OS random source seeds: the token only has to be
+/// unpredictable enough not to collide, and a sender who learns it can do no more than
+/// have its own request refused.
+pub fn via_pseudonym() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            h.write_u128(t.as_nanos());
+        }
+        format!("hookgate-{:016x}", h.finish())
+    })
+}
+
+/// Most `Via` entries examined for our token; a longer list is a loop or an attack.
+const MAX_VIA_ENTRIES: usize = 64;
+
+/// True when `Via` names this process as a hop already (or is too long to read, which
+/// only a runaway loop produces).
+pub fn is_looping(inbound: &HeaderMap) -> bool {
+    let ours = via_pseudonym();
+    let mut seen = 0;
+    for value in inbound.get_all(http::header::VIA) {
+        // Via is ASCII; a value that is not is not one of ours.
+        let Ok(text) = value.to_str() else { continue };
+        for entry in text.split(',') {
+            seen += 1;
+            if seen > MAX_VIA_ENTRIES {
+                return true;
+            }
+            // `[protocol-name "/"] protocol-version RWS received-by [RWS comment]`
+            if entry.split_ascii_whitespace().nth(1) == Some(ours) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Appends this gateway to the `Via` chain sent upstream, after the sender's entries.
+pub fn append_via(out: &mut HeaderMap, inbound: &HeaderMap, version: http::Version) {
+    let protocol = match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    let ours = format!("{protocol} {}", via_pseudonym());
+    let mut chain: Vec<&str> = inbound
+        .get_all(http::header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    chain.push(&ours);
+    if let Ok(v) = HeaderValue::from_str(&chain.join(", ")) {
+        out.insert(http::header::VIA, v);
+    }
 }
 
 pub(super) async fn send(
@@ -106,42 +245,82 @@ pub(super) async fn send(
         };
         url.set_query(Some(&merged));
     }
+    let mut headers = out.headers;
+    // reqwest turns credentials in the URL into `Authorization: Basic`, and a sender's
+    // own `Authorization` would replace it: the configured credentials win, and the
+    // sender's never travels alongside them.
+    if !url.username().is_empty() || url.password().is_some() {
+        headers.remove(http::header::AUTHORIZATION);
+    }
     let response = client
         .request(out.method, url)
-        .headers(out.headers)
+        .headers(headers)
         .body(out.body)
         .timeout(out.timeout)
         .send()
         .await
         .map_err(|e| classify(e, out.timeout))?;
     let status = response.status();
-    let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
-    let body = read_capped(response).await;
+    let mut headers = answer_headers(response.headers());
+    let body = match read_capped(response).await {
+        Some(body) => body,
+        None => {
+            // The body was dropped: labels describing it no longer hold.
+            headers.remove(http::header::CONTENT_ENCODING);
+            headers.remove(http::header::CONTENT_TYPE);
+            Bytes::new()
+        }
+    };
     Ok(Delivered {
         status,
-        content_type,
+        headers,
         body,
     })
 }
 
-/// The upstream's answer body, at most [`MAX_UPSTREAM_BODY`] bytes.
+/// The upstream answer's end-to-end headers (`Location`, `Retry-After`,
+/// `Content-Encoding`, ...): hop-by-hop headers and those its `Connection` names are
+/// removed, `Content-Length` too (the gateway's server frames the body itself), and so
+/// is any `X-Hookgate-*` (the verdict is ours to give).
+fn answer_headers(upstream: &HeaderMap) -> HeaderMap {
+    let mut drop: Vec<HeaderName> = HOP_BY_HOP
+        .iter()
+        .map(|h| HeaderName::from_static(h))
+        .chain([http::header::CONTENT_LENGTH])
+        .collect();
+    for v in upstream.get_all(http::header::CONNECTION) {
+        if let Ok(s) = v.to_str() {
+            drop.extend(
+                s.split(',')
+                    .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
+            );
+        }
+    }
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        if !drop.contains(name) && !name.as_str().starts_with("x-hookgate-") {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The upstream's answer body, at most [`MAX_UPSTREAM_BODY`] bytes; `None` when it was
+/// dropped.
 ///
 /// Once the status has arrived the delivery outcome is known: a body that is too large,
 /// cut off, or slower than the timeout is dropped and the status stands. Turning a 2xx
 /// into a 504 here would release the event id and have the sender's retry delivered a
 /// second time.
-async fn read_capped(response: reqwest::Response) -> Bytes {
+async fn read_capped(response: reqwest::Response) -> Option<Bytes> {
     if response
         .content_length()
         .is_some_and(|n| n > MAX_UPSTREAM_BODY as u64)
     {
-        return Bytes::new();
+        return None;
     }
     let limited = http_body_util::Limited::new(reqwest::Body::from(response), MAX_UPSTREAM_BODY);
-    match limited.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => Bytes::new(),
-    }
+    limited.collect().await.ok().map(|c| c.to_bytes())
 }
 
 fn classify(e: reqwest::Error, timeout: std::time::Duration) -> DeliveryError {
@@ -178,8 +357,7 @@ mod tests {
         let out = forward_headers(
             &h,
             &[http::header::AUTHORIZATION],
-            "1.2.3.4".parse().expect("ip"),
-            false,
+            peer("1.2.3.4", false, ClientIpHeader::XForwardedFor),
             "r",
             Some("e1"),
         );
@@ -199,9 +377,95 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let out = forward_headers(&h, &[], "10.0.0.1".parse().expect("ip"), true, "r", None);
+        h.insert("forwarded", HeaderValue::from_static("for=7.7.7.7"));
+        h.insert("x-real-ip", HeaderValue::from_static("7.7.7.7"));
+        let out = forward_headers(
+            &h,
+            &[],
+            peer("10.0.0.1", true, ClientIpHeader::XForwardedFor),
+            "r",
+            None,
+        );
         assert_eq!(out["x-forwarded-for"], "6.6.6.6, 10.0.0.1");
         assert_eq!(out["x-forwarded-proto"], "https");
         assert!(out.get("x-hookgate-event-id").is_none());
+        assert!(out.get("forwarded").is_none(), "not the configured header");
+        assert!(out.get("x-real-ip").is_none(), "not the configured header");
+    }
+
+    #[test]
+    fn configured_forwarded_and_real_ip_are_rewritten() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("forwarded", HeaderValue::from_static("for=7.7.7.7"));
+        h.insert("x-real-ip", HeaderValue::from_static("8.8.8.8"));
+        h.insert("true-client-ip", HeaderValue::from_static("9.9.9.9"));
+        let fwd = ClientIpHeader::Forwarded;
+        let out = forward_headers(&h, &[], peer("10.0.0.1", true, fwd), "r", None);
+        assert_eq!(out["forwarded"], "for=7.7.7.7, for=10.0.0.1");
+        assert_eq!(out["x-forwarded-for"], "10.0.0.1");
+        assert!(out.get("true-client-ip").is_none());
+        let out = forward_headers(&h, &[], peer("::1", false, fwd), "r", None);
+        assert_eq!(out["forwarded"], "for=\"[::1]\"");
+        let real = ClientIpHeader::XRealIp;
+        let out = forward_headers(&h, &[], peer("10.0.0.1", true, real), "r", None);
+        assert_eq!(out["x-real-ip"], "8.8.8.8");
+        let out = forward_headers(&h, &[], peer("1.2.3.4", false, real), "r", None);
+        assert_eq!(out["x-real-ip"], "1.2.3.4");
+        assert!(out.get("forwarded").is_none());
+    }
+
+    #[test]
+    fn answer_keeps_end_to_end_headers_only() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("content-length", HeaderValue::from_static("9"));
+        h.insert("x-hookgate-verdict", HeaderValue::from_static("forged"));
+        h.insert("location", HeaderValue::from_static("/next"));
+        h.append("set-cookie", HeaderValue::from_static("a=1"));
+        h.append("set-cookie", HeaderValue::from_static("b=2"));
+        let out = answer_headers(&h);
+        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["location", "set-cookie"]);
+        assert_eq!(out.get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn via_is_appended_and_our_token_recognised() {
+        let mut inbound = HeaderMap::new();
+        inbound.append(
+            "via",
+            HeaderValue::from_static("1.0 fred, 1.1 p.example (x)"),
+        );
+        inbound.append("via", HeaderValue::from_static("HTTP/2 edge"));
+        assert!(!is_looping(&inbound));
+        let mut out = HeaderMap::new();
+        append_via(&mut out, &inbound, http::Version::HTTP_11);
+        let via = out["via"].to_str().expect("ascii").to_owned();
+        let ours = format!("1.1 {}", via_pseudonym());
+        assert_eq!(
+            via,
+            format!("1.0 fred, 1.1 p.example (x), HTTP/2 edge, {ours}")
+        );
+        assert!(is_looping(&out));
+        // Our name as a comment or a prefix is not our token.
+        let mut other = HeaderMap::new();
+        let spoof = format!("1.1 proxy ({}), 1.1 {}0", via_pseudonym(), via_pseudonym());
+        other.insert("via", HeaderValue::from_str(&spoof).expect("value"));
+        assert!(!is_looping(&other));
+        // A runaway chain is a loop even without our token.
+        let long = vec!["1.1 x"; MAX_VIA_ENTRIES + 1].join(", ");
+        other.insert("via", HeaderValue::from_str(&long).expect("value"));
+        assert!(is_looping(&other));
+    }
+
+    fn peer(ip: &str, trusted: bool, client_ip_header: ClientIpHeader) -> Peer {
+        Peer {
+            ip: ip.parse().expect("ip"),
+            trusted,
+            client_ip_header,
+        }
     }
 }

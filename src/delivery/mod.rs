@@ -7,7 +7,10 @@
 //! fsynced before the answer, so a 200 from a file route means the line is on disk.
 //!
 //! The HTTP client is one pooled HTTP/1.1 client shared by every route; redirects are not
-//! followed (a proxy passes a 3xx back, it does not chase it).
+//! followed (a proxy passes a 3xx back, it does not chase it). reqwest is built without
+//! its `gzip`/`brotli`/`deflate`/`zstd` features, so it never decompresses an answer:
+//! the upstream's body and its `Content-Encoding` go back to the sender together, as the
+//! sender's `Accept-Encoding` (forwarded) asked for.
 
 mod file;
 mod forward;
@@ -21,10 +24,13 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 pub use file::FileSink;
-pub use forward::{HOP_BY_HOP, forward_headers};
+pub use forward::{
+    CLIENT_IDENTITY, HOP_BY_HOP, PROXY_VIEW, Peer, append_via, forward_headers, is_looping,
+    via_pseudonym,
+};
 
-/// Where a route's events go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a route's events go. `Debug` and `Display` hide URL credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Target {
     /// An HTTP(S) upstream.
     Http(reqwest::Url),
@@ -69,6 +75,12 @@ impl std::fmt::Display for Target {
     }
 }
 
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Target({self})")
+    }
+}
+
 /// One event on its way out.
 #[derive(Debug)]
 pub struct Outbound<'a> {
@@ -95,8 +107,9 @@ pub struct Outbound<'a> {
 pub struct Delivered {
     /// Its status.
     pub status: StatusCode,
-    /// Its `Content-Type`, if any.
-    pub content_type: Option<http::HeaderValue>,
+    /// Its end-to-end headers (hop-by-hop, `Content-Length` and `X-Hookgate-*` removed),
+    /// passed back to the sender with the body as it came.
+    pub headers: HeaderMap,
     /// Its body (empty when it exceeded [`MAX_UPSTREAM_BODY`]).
     pub body: Bytes,
 }
@@ -123,6 +136,8 @@ pub const MAX_UPSTREAM_BODY: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Deliverer {
     client: reqwest::Client,
+    /// Clients of routes with an `upstream_ca`, by route name.
+    route_clients: Arc<HashMap<String, reqwest::Client>>,
     files: Arc<HashMap<PathBuf, Arc<FileSink>>>,
 }
 
@@ -132,11 +147,7 @@ impl Deliverer {
         // reqwest is built without a bundled crypto provider; ring is ours. A second call
         // finds it installed already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| DeliveryError::Unreachable(format!("cannot build HTTP client: {e}")))?;
+        let client = http_client(Vec::new())?;
         let mut files = HashMap::new();
         for t in targets {
             if let Target::File(path) = t
@@ -147,8 +158,20 @@ impl Deliverer {
         }
         Ok(Deliverer {
             client,
+            route_clients: Arc::new(HashMap::new()),
             files: Arc::new(files),
         })
+    }
+
+    /// Gives `route` a client of its own that also trusts `cas` (`upstream_ca`).
+    pub fn with_route_ca(
+        mut self,
+        route: &str,
+        cas: &[reqwest::Certificate],
+    ) -> Result<Self, DeliveryError> {
+        let client = http_client(cas.to_vec())?;
+        Arc::make_mut(&mut self.route_clients).insert(route.to_owned(), client);
+        Ok(self)
     }
 
     /// Delivers one event to `target`.
@@ -158,7 +181,10 @@ impl Deliverer {
         out: Outbound<'_>,
     ) -> Result<Delivered, DeliveryError> {
         match target {
-            Target::Http(url) => forward::send(&self.client, url, out).await,
+            Target::Http(url) => {
+                let client = self.route_clients.get(out.route).unwrap_or(&self.client);
+                forward::send(client, url, out).await
+            }
             Target::File(path) => {
                 let sink = self
                     .files
@@ -167,7 +193,7 @@ impl Deliverer {
                 sink.append(&out).await?;
                 Ok(Delivered {
                     status: StatusCode::OK,
-                    content_type: None,
+                    headers: HeaderMap::new(),
                     body: Bytes::new(),
                 })
             }
@@ -178,6 +204,16 @@ impl Deliverer {
     pub fn file_sink(&self, path: &Path) -> Option<&Arc<FileSink>> {
         self.files.get(path)
     }
+}
+
+/// The pooled HTTP/1.1 client: no redirects followed, the system's roots plus `extra_cas`.
+fn http_client(extra_cas: Vec<reqwest::Certificate>) -> Result<reqwest::Client, DeliveryError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tls_certs_merge(extra_cas)
+        .build()
+        .map_err(|e| DeliveryError::Unreachable(format!("cannot build HTTP client: {e}")))
 }
 
 #[cfg(test)]
@@ -207,5 +243,6 @@ mod tests {
         assert!(Target::parse("file://").is_err());
         let with_creds = Target::parse("https://user:s3cret@example.com/x").expect("url");
         assert_eq!(with_creds.to_string(), "https://***@example.com/x");
+        assert!(!format!("{with_creds:?}").contains("s3cret"));
     }
 }

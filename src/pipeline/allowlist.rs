@@ -3,8 +3,9 @@
 //!
 //! Runs before the body is read: a forbidden sender costs us one header scan, nothing
 //! more. The client is the TCP peer unless the peer is a trusted proxy, in which case the
-//! forwarding headers are walked right to left past every trusted hop (the rightmost
-//! untrusted hop is the first address nobody we trust could have forged).
+//! one configured forwarding header is walked right to left past every trusted hop (the
+//! rightmost untrusted hop is the first address nobody we trust could have forged). What
+//! cannot be read makes the client unknown, which no allowlist admits.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -72,23 +73,101 @@ impl Allowlist {
     }
 }
 
-/// Most forwarding hops we walk; a longer chain is cut there (bounded work on input).
+/// Most forwarding hops we walk; a longer chain of trusted hops makes the client unknown
+/// (bounded work on input, and no guessing past what we did not read).
 const MAX_HOPS: usize = 32;
 
-/// Attributes a request to a client address.
+/// The one header that names the client when the TCP peer is a trusted proxy
+/// (`[server] client_ip_header`), like nginx's `real_ip_header`.
 ///
-/// Forwarding headers are read only when the TCP peer is in `trusted`. `Forwarded`
-/// (RFC 7239) wins over `X-Forwarded-For` when both are present. Walking right to left,
-/// trusted hops are skipped; the first untrusted hop is the client. An unparseable hop
-/// (e.g. `unknown` or an obfuscated identifier) stops the walk and the last address we
-/// could believe is used: we never guess past something we cannot read.
-pub fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> ClientAddr {
-    let mut current = peer.ip().to_canonical();
-    if !is_trusted(current, trusted) {
-        return ClientAddr(current);
+/// Exactly one is read: a proxy appends to (or sets) the header it is configured for and
+/// passes every other header through untouched, so any other forwarding header is
+/// whatever the sender wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For`: a comma-separated chain, walked right to left.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239): the `for=` of each element, walked right to left.
+    Forwarded,
+    /// `X-Real-IP`: one address, set (not appended) by the proxy.
+    XRealIp,
+}
+
+impl ClientIpHeader {
+    /// The header's name.
+    pub fn header_name(self) -> http::HeaderName {
+        match self {
+            ClientIpHeader::XForwardedFor => http::HeaderName::from_static("x-forwarded-for"),
+            ClientIpHeader::Forwarded => http::header::FORWARDED,
+            ClientIpHeader::XRealIp => http::HeaderName::from_static("x-real-ip"),
+        }
     }
-    let hops = forwarded_hops(headers);
-    for hop in hops.into_iter().rev().take(MAX_HOPS) {
+}
+
+/// Who a request is attributed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Client {
+    /// A known address.
+    Addr(ClientAddr),
+    /// A trusted proxy forwarded it for a client it could not or would not name
+    /// (`for=unknown`, an obfuscated or unparseable hop, a chain too long to walk). Never
+    /// the proxy's own address: that would let anyone behind the proxy pass an
+    /// allowlist that lists the proxy's range.
+    Unknown,
+}
+
+impl Client {
+    /// The address, when known.
+    pub fn addr(self) -> Option<ClientAddr> {
+        match self {
+            Client::Addr(a) => Some(a),
+            Client::Unknown => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Client::Addr(a) => a.fmt(f),
+            Client::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// Attributes a request to a client.
+///
+/// The TCP peer is the client unless it is in `trusted`. From a trusted peer only the
+/// `header` is read; when it is absent the request came from the proxy itself and the
+/// peer is the client. `X-Forwarded-For` and `Forwarded` are walked right to left past
+/// trusted hops; the first untrusted hop is the client. A hop we cannot read (`unknown`,
+/// an obfuscated identifier, an empty element, an address with a zone) makes the client
+/// [`Client::Unknown`]; so does a chain with more than [`MAX_HOPS`] trusted hops. A chain
+/// of trusted hops only is attributed to its leftmost hop.
+pub fn client_addr(
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    header: ClientIpHeader,
+) -> Client {
+    let peer_ip = peer.ip().to_canonical();
+    if !is_trusted(peer_ip, trusted) {
+        return Client::Addr(ClientAddr(peer_ip));
+    }
+    let values: Vec<&http::HeaderValue> = headers.get_all(header.header_name()).iter().collect();
+    if values.is_empty() {
+        return Client::Addr(ClientAddr(peer_ip));
+    }
+    let Some(hops) = hops(header, &values) else {
+        return Client::Unknown;
+    };
+    let mut current = peer_ip;
+    for (walked, hop) in hops.into_iter().rev().enumerate() {
+        if walked == MAX_HOPS {
+            return Client::Unknown;
+        }
         match hop {
             Some(ip) => {
                 current = ip.to_canonical();
@@ -96,48 +175,47 @@ pub fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> 
                     break;
                 }
             }
-            None => break,
+            None => return Client::Unknown,
         }
     }
-    ClientAddr(current)
+    Client::Addr(ClientAddr(current))
 }
 
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|n| n.contains(&ip))
 }
 
-/// The hops of the forwarding headers, left to right; `None` for one we cannot parse.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<_> = headers.get_all(http::header::FORWARDED).iter().collect();
-    if !forwarded.is_empty() {
-        return forwarded
-            .into_iter()
-            .flat_map(|v| {
-                let s = v.to_str().unwrap_or("");
-                s.split(',')
-                    .map(|elem| {
-                        elem.split(';')
-                            .find_map(|pair| {
-                                let (k, v) = pair.trim().split_once('=')?;
-                                k.eq_ignore_ascii_case("for").then_some(v)
-                            })
-                            .and_then(parse_forwarded_for)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+/// The hops the header names, left to right; `None` for one we cannot parse. `None`
+/// overall when the header as a whole cannot be read (not ASCII, or several `X-Real-IP`).
+fn hops(header: ClientIpHeader, values: &[&http::HeaderValue]) -> Option<Vec<Option<IpAddr>>> {
+    let mut texts = Vec::with_capacity(values.len());
+    for v in values {
+        texts.push(v.to_str().ok()?);
     }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .flat_map(|v| {
-            v.to_str()
-                .unwrap_or("")
-                .split(',')
-                .map(|h| parse_hop(h.trim()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    Some(match header {
+        ClientIpHeader::XForwardedFor => texts
+            .iter()
+            .flat_map(|s| s.split(',').map(|h| parse_hop(h.trim())))
+            .collect(),
+        ClientIpHeader::Forwarded => texts
+            .iter()
+            .flat_map(|s| {
+                s.split(',').map(|elem| {
+                    elem.split(';')
+                        .find_map(|pair| {
+                            let (k, v) = pair.trim().split_once('=')?;
+                            k.trim().eq_ignore_ascii_case("for").then_some(v)
+                        })
+                        .and_then(parse_forwarded_for)
+                })
+            })
+            .collect(),
+        // One address, set by the proxy; two lines mean someone else set one too.
+        ClientIpHeader::XRealIp => match texts.as_slice() {
+            [one] => vec![parse_hop(one.trim())],
+            _ => return None,
+        },
+    })
 }
 
 /// `for=` values: `192.0.2.1`, `"[2001:db8::1]:4711"`, `"192.0.2.1:80"`.
@@ -180,22 +258,79 @@ mod tests {
         s.parse().expect("peer")
     }
 
+    const XFF: ClientIpHeader = ClientIpHeader::XForwardedFor;
+
+    fn known(s: &str) -> Client {
+        Client::Addr(ClientAddr(s.parse().expect("ip")))
+    }
+
     #[test]
     fn untrusted_peer_headers_ignored() {
         let h = headers(&[("x-forwarded-for", "1.2.3.4")]);
-        let c = client_addr(peer("9.9.9.9:1"), &h, &nets(&["10.0.0.0/8"]));
-        assert_eq!(c.0, "9.9.9.9".parse::<IpAddr>().expect("ip"));
+        let c = client_addr(peer("9.9.9.9:1"), &h, &nets(&["10.0.0.0/8"]), XFF);
+        assert_eq!(c, known("9.9.9.9"));
     }
 
     #[test]
     fn walks_right_to_left_past_trusted_hops() {
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.2")]);
-        let c = client_addr(peer("10.0.0.1:1"), &h, &nets(&["10.0.0.0/8"]));
-        assert_eq!(c.0, "1.2.3.4".parse::<IpAddr>().expect("ip"));
+        let c = client_addr(peer("10.0.0.1:1"), &h, &nets(&["10.0.0.0/8"]), XFF);
+        assert_eq!(c, known("1.2.3.4"));
     }
 
     #[test]
-    fn forwarded_header_wins_and_parses_ports_and_v6() {
+    fn only_the_configured_header_is_read() {
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=47.94.95.118"),
+            ("x-real-ip", "47.94.95.119"),
+        ]);
+        let t = nets(&["10.0.0.0/8"]);
+        let p = peer("10.0.0.1:1");
+        assert_eq!(client_addr(p, &h, &t, XFF), known("6.6.6.6"));
+        assert_eq!(
+            client_addr(p, &h, &t, ClientIpHeader::Forwarded),
+            known("47.94.95.118")
+        );
+        assert_eq!(
+            client_addr(p, &h, &t, ClientIpHeader::XRealIp),
+            known("47.94.95.119")
+        );
+        // Absent header: the proxy itself is the client.
+        assert_eq!(
+            client_addr(p, &HeaderMap::new(), &t, XFF),
+            known("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn unreadable_hops_make_the_client_unknown() {
+        let t = nets(&["10.0.0.0/8"]);
+        let p = peer("10.0.0.1:1");
+        for (name, value, header) in [
+            ("x-forwarded-for", "1.2.3.4, unknown", XFF),
+            ("x-forwarded-for", "1.2.3.4 ,, ", XFF),
+            ("x-forwarded-for", "fe80::1%eth0", XFF),
+            ("forwarded", "for=unknown", ClientIpHeader::Forwarded),
+            ("forwarded", "for=_hidden", ClientIpHeader::Forwarded),
+            ("forwarded", "proto=https", ClientIpHeader::Forwarded),
+            ("x-real-ip", "nope", ClientIpHeader::XRealIp),
+        ] {
+            let h = headers(&[(name, value)]);
+            assert_eq!(client_addr(p, &h, &t, header), Client::Unknown, "{value}");
+        }
+        let two = headers(&[("x-real-ip", "1.2.3.4"), ("x-real-ip", "5.6.7.8")]);
+        assert_eq!(
+            client_addr(p, &two, &t, ClientIpHeader::XRealIp),
+            Client::Unknown
+        );
+        let long = vec!["10.0.0.9"; MAX_HOPS + 1].join(", ");
+        let h = headers(&[("x-forwarded-for", long.as_str())]);
+        assert_eq!(client_addr(p, &h, &t, XFF), Client::Unknown);
+    }
+
+    #[test]
+    fn forwarded_header_parses_ports_and_v6() {
         let h = headers(&[
             (
                 "forwarded",
@@ -203,23 +338,21 @@ mod tests {
             ),
             ("x-forwarded-for", "7.7.7.7"),
         ]);
-        let c = client_addr(peer("10.0.0.1:1"), &h, &nets(&["10.0.0.0/8"]));
-        assert_eq!(c.0, "2001:db8::1".parse::<IpAddr>().expect("ip"));
-    }
-
-    #[test]
-    fn garbage_hop_stops_at_last_believable_address() {
-        let h = headers(&[("x-forwarded-for", "1.2.3.4, unknown")]);
-        let c = client_addr(peer("10.0.0.1:1"), &h, &nets(&["10.0.0.0/8"]));
-        assert_eq!(c.0, "10.0.0.1".parse::<IpAddr>().expect("ip"));
+        let c = client_addr(
+            peer("10.0.0.1:1"),
+            &h,
+            &nets(&["10.0.0.0/8"]),
+            ClientIpHeader::Forwarded,
+        );
+        assert_eq!(c, known("2001:db8::1"));
     }
 
     #[test]
     fn ipv4_mapped_is_normalised() {
-        let c = client_addr(peer("[::ffff:1.2.3.4]:5"), &HeaderMap::new(), &[]);
-        assert_eq!(c.0, "1.2.3.4".parse::<IpAddr>().expect("ip"));
+        let c = client_addr(peer("[::ffff:1.2.3.4]:5"), &HeaderMap::new(), &[], XFF);
+        assert_eq!(c, known("1.2.3.4"));
         let list = Allowlist::parse(&["::ffff:1.2.3.0/120".to_owned()]).expect("list");
-        assert!(list.permits(c));
+        assert!(c.addr().is_some_and(|a| list.permits(a)));
     }
 
     #[test]

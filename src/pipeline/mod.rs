@@ -28,7 +28,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::raw::SchemaMode;
 use crate::config::{Route, Settings};
-use crate::delivery::{Deliverer, DeliveryError, Outbound, forward_headers};
+use crate::delivery::{
+    Deliverer, DeliveryError, Outbound, Peer, append_via, forward_headers, is_looping,
+};
 use crate::error::{Answer, GatewayError};
 use crate::store::{EventTime, OrderPoint, ReserveOutcome, ReserveRequest, Store};
 use crate::telemetry::{DeliveryOutcome, Metrics};
@@ -59,7 +61,12 @@ impl Gateway {
         for r in &settings.routes {
             metrics.init_route(&r.name);
         }
-        let deliverer = Deliverer::new(settings.routes.iter().map(|r| &r.upstream))?;
+        let mut deliverer = Deliverer::new(settings.routes.iter().map(|r| &r.upstream))?;
+        for r in &settings.routes {
+            if let Some(cas) = &r.upstream_ca {
+                deliverer = deliverer.with_route_ca(&r.name, cas)?;
+            }
+        }
         let routes = settings
             .routes
             .iter()
@@ -95,7 +102,7 @@ struct Outcome {
     response: Response,
     verdict: Verdict,
     route: Option<Arc<str>>,
-    client: Option<allowlist::ClientAddr>,
+    client: Option<allowlist::Client>,
     event_id: Option<String>,
 }
 
@@ -116,7 +123,10 @@ pub async fn handle(
     tracing::info!(
         route = outcome.route.as_deref().unwrap_or("-"),
         verdict = outcome.verdict.as_str(),
+        // `unknown` when a trusted proxy forwarded for a client it did not name; the
+        // peer (that proxy) is logged beside it, so the line still says where it came from.
         client = %outcome.client.map(|c| c.to_string()).unwrap_or_else(|| peer.ip().to_string()),
+        peer = %peer.ip().to_canonical(),
         event_id = outcome.event_id.as_deref().unwrap_or("-"),
         status,
         latency_ms = seconds * 1000.0,
@@ -203,6 +213,12 @@ async fn stages(
         .get(parts.uri.path())
         .ok_or(GatewayError::NoRoute)?;
     out.route = Some(Arc::clone(&route.name));
+    // A request carrying our own Via token has been here before: a route whose upstream
+    // leads back to this gateway. Refused before anything else, so a loop costs one
+    // round trip instead of recursing until file descriptors run out.
+    if is_looping(&parts.headers) {
+        return Err(GatewayError::LoopDetected);
+    }
     if !route.methods.contains(&parts.method) {
         return Err(GatewayError::MethodNotAllowed {
             method: parts.method.clone(),
@@ -210,10 +226,16 @@ async fn stages(
         });
     }
     // 2. client address and allowlist: no body read.
-    let client = allowlist::client_addr(peer, &parts.headers, &server.trusted_proxies);
+    let client = allowlist::client_addr(
+        peer,
+        &parts.headers,
+        &server.trusted_proxies,
+        server.client_ip_header,
+    );
     out.client = Some(client);
+    // An unknown client passes no allowlist (a route without one still serves it).
     if let Some(list) = &route.allow_ips
-        && !list.permits(client)
+        && !client.addr().is_some_and(|a| list.permits(a))
     {
         return Err(GatewayError::ForbiddenIp(client));
     }
@@ -263,14 +285,18 @@ async fn stages(
     // their own, tracked so that shutdown drains it; this request only awaits it.
     let peer_ip = peer.ip().to_canonical();
     let peer_trusted = server.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
-    let headers = forward_headers(
+    let mut headers = forward_headers(
         &parts.headers,
         &route.consumed_headers,
-        peer_ip,
-        peer_trusted,
+        Peer {
+            ip: peer_ip,
+            trusted: peer_trusted,
+            client_ip_header: server.client_ip_header,
+        },
         &route.name,
         out.event_id.as_deref(),
     );
+    append_via(&mut headers, &parts.headers, parts.version);
     let delivery = {
         let (gw, route) = (Arc::clone(gw), Arc::clone(route));
         let method = parts.method.clone();
@@ -305,10 +331,8 @@ async fn stages(
     }
     let mut response = Response::new(Body::from(delivered.body));
     *response.status_mut() = delivered.status;
+    *response.headers_mut() = delivered.headers;
     let headers = response.headers_mut();
-    if let Some(ct) = delivered.content_type {
-        headers.insert(http::header::CONTENT_TYPE, ct);
-    }
     headers.insert(
         VERDICT_HEADER,
         HeaderValue::from_static(Verdict::Forwarded.as_str()),

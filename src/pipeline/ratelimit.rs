@@ -5,6 +5,10 @@
 //! (one IPv6 host usually owns a whole /64, so per-address IPv6 keys would let one sender
 //! mint unlimited buckets), and keys whose bucket has refilled are evicted by
 //! [`RateLimit::evict_idle`], which the server calls periodically.
+//!
+//! Per-address limits use the same attribution as the allowlist. Every request whose
+//! client is unknown (a trusted proxy forwarded it for an unreadable hop) shares one
+//! bucket: unattributable traffic cannot mint buckets, and cannot spend anyone else's.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -13,15 +17,16 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
-use crate::pipeline::allowlist::ClientAddr;
+use crate::pipeline::allowlist::{Client, ClientAddr};
 
 /// A route's limit.
 #[derive(Debug)]
 pub enum RateLimit {
     /// One bucket for the whole route.
     Route(DefaultDirectRateLimiter),
-    /// One bucket per client address (IPv6 per /64).
-    PerAddress(DefaultKeyedRateLimiter<IpAddr>),
+    /// One bucket per client address (IPv6 per /64); `None` is the one bucket shared by
+    /// every unknown client.
+    PerAddress(DefaultKeyedRateLimiter<Option<IpAddr>>),
 }
 
 /// The limit is exhausted; retry after this long.
@@ -44,10 +49,12 @@ impl RateLimit {
     }
 
     /// Takes one request's worth from the bucket.
-    pub fn check(&self, client: ClientAddr) -> Result<(), RateLimited> {
+    pub fn check(&self, client: Client) -> Result<(), RateLimited> {
         let result = match self {
             RateLimit::Route(l) => l.check(),
-            RateLimit::PerAddress(l) => l.check_key(&bucket_key(client.0)),
+            RateLimit::PerAddress(l) => {
+                l.check_key(&client.addr().map(|ClientAddr(ip)| bucket_key(ip)))
+            }
         };
         result.map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -100,8 +107,8 @@ mod tests {
         NonZeroU32::new(n).expect("non-zero")
     }
 
-    fn addr(s: &str) -> ClientAddr {
-        ClientAddr(s.parse().expect("ip"))
+    fn addr(s: &str) -> Client {
+        Client::Addr(ClientAddr(s.parse().expect("ip")))
     }
 
     #[test]
@@ -127,6 +134,12 @@ mod tests {
         );
         assert!(l.check(addr("2001:db8:0:1::1")).is_ok());
         assert_eq!(l.tracked_addresses(), 4);
+        assert!(l.check(Client::Unknown).is_ok());
+        assert!(
+            l.check(Client::Unknown).is_err(),
+            "unknown clients share a bucket"
+        );
+        assert!(l.check(addr("1.1.1.3")).is_ok());
     }
 
     #[test]

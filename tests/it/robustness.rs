@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hookgate::config::JSON_DEPTH_CEILING;
 use hookgate::config::raw::{MissingKey, OrderTimeUnit};
-use hookgate::pipeline::allowlist::client_addr;
+use hookgate::pipeline::allowlist::{Client, ClientAddr, ClientIpHeader, client_addr};
 use hookgate::pipeline::extract::number::Decimal;
 use hookgate::pipeline::extract::{
     DedupKey, EventKeys, ExtractError, MAX_KEY_BYTES, OrderSpec, event_time,
@@ -1119,25 +1119,32 @@ fn trusted_nets() -> Vec<ipnet::IpNet> {
 }
 
 /// The walk DESIGN.md describes, written out: from the peer, right to left, past trusted
-/// hops, stopping at the first untrusted or unparseable one (at most 32 hops).
-fn reference_client(peer: IpAddr, hops: &[Option<IpAddr>], trusted: &[ipnet::IpNet]) -> IpAddr {
+/// hops, stopping at the first untrusted one; an unparseable hop, or a 33rd hop to walk,
+/// makes the client unknown (`None`).
+fn reference_client(
+    peer: IpAddr,
+    hops: &[Option<IpAddr>],
+    trusted: &[ipnet::IpNet],
+) -> Option<IpAddr> {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(&ip));
     let mut current = peer.to_canonical();
     if !is_trusted(current) {
-        return current;
+        return Some(current);
     }
-    for hop in hops.iter().rev().take(32) {
-        match hop {
-            Some(ip) => {
-                current = ip.to_canonical();
-                if !is_trusted(current) {
-                    break;
-                }
-            }
-            None => break,
+    for (walked, hop) in hops.iter().rev().enumerate() {
+        if walked == 32 {
+            return None;
+        }
+        current = hop.as_ref()?.to_canonical();
+        if !is_trusted(current) {
+            break;
         }
     }
-    current
+    Some(current)
+}
+
+fn known(c: Client) -> Option<IpAddr> {
+    c.addr().map(|ClientAddr(ip)| ip)
 }
 
 /// Every address a header string names, in any spelling: the tokens between separators
@@ -1172,25 +1179,28 @@ proptest! {
             vec(hop().prop_map(|(t, _)| t), 0..6).prop_map(|h| h.join(", ")),
         ]), 0..4),
         peer in select(&["10.0.0.1:443", "203.0.113.1:1", "[::ffff:10.0.0.2]:2", "[2001:db8::1]:3", "[2001:db9::1]:4"]),
+        which in select(&[ClientIpHeader::XForwardedFor, ClientIpHeader::Forwarded, ClientIpHeader::XRealIp]),
     ) {
         let peer: SocketAddr = peer.parse().expect("peer");
         let pairs: Vec<(String, String)> = values.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
         let h = header_map(&pairs);
         let trusted = trusted_nets();
-        let got = client_addr(peer, &h, &trusted).0;
-        // x-real-ip is noise: the gateway does not read it.
-        let named: HashSet<IpAddr> = values.iter().filter(|(k, _)| *k != "x-real-ip").flat_map(|(_, v)| addresses_in(v)).collect();
-        prop_assert!(got == peer.ip().to_canonical() || named.contains(&got), "client {} from {:?}", got, values);
-        prop_assert!(!matches!(got, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()), "{} not normalised", got);
-        if !trusted.iter().any(|n| n.contains(&peer.ip().to_canonical())) {
-            prop_assert_eq!(got, peer.ip().to_canonical());
+        let got = client_addr(peer, &h, &trusted, which);
+        // Only the configured header is read; the others are noise.
+        let named: HashSet<IpAddr> = values.iter().filter(|(k, _)| *k == which.header_name().as_str()).flat_map(|(_, v)| addresses_in(v)).collect();
+        if let Some(got) = known(got) {
+            prop_assert!(got == peer.ip().to_canonical() || named.contains(&got), "client {} from {:?}", got, values);
+            prop_assert!(!matches!(got, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()), "{} not normalised", got);
         }
-        prop_assert_eq!(client_addr(peer, &h, &[]).0, peer.ip().to_canonical());
+        if !trusted.iter().any(|n| n.contains(&peer.ip().to_canonical())) {
+            prop_assert_eq!(known(got), Some(peer.ip().to_canonical()));
+        }
+        prop_assert_eq!(known(client_addr(peer, &h, &[], which)), Some(peer.ip().to_canonical()));
     }
 
     /// On well-formed chains the client is what the reference walk says, whether the
-    /// chain comes as `X-Forwarded-For` or `Forwarded` (which wins), in one header line
-    /// or several.
+    /// chain comes as `X-Forwarded-For` or `Forwarded` (whichever is configured; the
+    /// other is a decoy), in one header line or several.
     #[test]
     fn client_address_follows_the_reference_walk(
         hops in vec(hop(), 0..40),
@@ -1208,21 +1218,35 @@ proptest! {
         };
         let at = split.index(hops.len() + 1);
         let name = if as_forwarded { "forwarded" } else { "x-forwarded-for" };
+        let (which, other) = if as_forwarded {
+            (ClientIpHeader::Forwarded, ("x-forwarded-for", "198.51.100.200"))
+        } else {
+            (ClientIpHeader::XForwardedFor, ("forwarded", "for=198.51.100.200"))
+        };
         let mut pairs = Vec::new();
-        if decoy && as_forwarded {
-            // Ignored: Forwarded is present, and wins.
-            pairs.push(("x-forwarded-for".to_owned(), "198.51.100.200".to_owned()));
+        if decoy {
+            // Ignored: not the configured header.
+            pairs.push((other.0.to_owned(), other.1.to_owned()));
         }
-        pairs.push((name.to_owned(), render(&hops[..at])));
-        if at < hops.len() {
-            pairs.push((name.to_owned(), render(&hops[at..])));
+        let mut meaning: Vec<Option<IpAddr>> = Vec::new();
+        let lines: &[&[(&str, Option<IpAddr>)]] = if at < hops.len() {
+            &[&hops[..at], &hops[at..]]
+        } else {
+            &[&hops[..]]
+        };
+        for line in lines {
+            pairs.push((name.to_owned(), render(line)));
+            // An empty header line is an unreadable hop.
+            if line.is_empty() {
+                meaning.push(None);
+            }
+            meaning.extend(line.iter().map(|(_, m)| *m));
         }
         let h = header_map(&pairs);
         prop_assert_eq!(h.get_all(name).iter().count(), pairs.iter().filter(|(k, _)| k == name).count());
-        let meaning: Vec<Option<IpAddr>> = hops.iter().map(|(_, m)| *m).collect();
         let trusted = trusted_nets();
         prop_assert_eq!(
-            client_addr(peer, &h, &trusted).0,
+            known(client_addr(peer, &h, &trusted, which)),
             reference_client(peer.ip(), &meaning, &trusted),
             "{:?}", pairs
         );
