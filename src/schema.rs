@@ -621,4 +621,40 @@ mod tests {
         .expect("w");
         assert!(Schema::from_file(&inner.join("escape.json")).is_err());
     }
+
+    #[test]
+    fn ref_map_paths_stay_inside_the_folder() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let shared = dir.path().join("shared");
+        std::fs::create_dir_all(shared.join("a")).expect("mkdir");
+        std::fs::write(shared.join("a/x.json"), "{}").expect("w");
+        std::fs::write(dir.path().join("secret.json"), "{}").expect("w");
+        let mut map = RefMap::default();
+        map.insert_arg(&format!("https://s.example/base={}", shared.display()))
+            .expect("insert");
+        let resolve = |uri: &str| map.resolve(uri);
+        assert!(resolve("https://s.example/other/x.json").is_none());
+        assert!(resolve("https://s.example/basement.json").is_none());
+        assert!(matches!(
+            resolve("https://s.example/base/a/x.json#/defs"),
+            Some(Ok(_))
+        ));
+        // The URI library normalises dot segments away; these are the ones that reach us.
+        for uri in [
+            "https://s.example/base/../secret.json",
+            "https://s.example/base/a/%2e%2e/../secret.json",
+            "https://s.example/base/a/%2E%2E/%2e%2e/secret.json",
+            "https://s.example/base/a%2f..%2f..%2fsecret.json",
+            "https://s.example/base/a//x.json",
+            "https://s.example/base/",
+            "https://s.example/base",
+        ] {
+            match resolve(uri) {
+                Some(Err(e)) => assert!(e.contains(uri), "{uri}: {e}"),
+                other => panic!("{uri}: {other:?}"),
+            }
+        }
+        assert!(map.insert_arg("no-scheme/=x").is_err());
+        assert!(map.insert_arg("https://s.example/").is_err());
+    }
 }
