@@ -35,10 +35,18 @@ enum Command {
         /// Bundled schema name (see `hookgate schemas`) or path to a JSON Schema file.
         #[arg(long)]
         schema: String,
+        /// Draft for a schema file that names no `$schema` (a `$schema` always wins):
+        /// 4, 6, 7, 2019-09 or 2020-12.
+        #[arg(long, default_value = "2020-12")]
+        draft: hookgate::schema::Draft,
+        /// `PREFIX=DIR`: load `$ref`s whose absolute URI starts with PREFIX from DIR plus
+        /// the rest of the path, never from the network. Repeatable.
+        #[arg(long = "ref-map", value_name = "PREFIX=DIR")]
+        ref_map: Vec<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutFormat::Text)]
         format: OutFormat,
-        /// Documents to validate.
+        /// Documents, or folders holding `*.json` and `*.ndjson` (one document per line).
         files: Vec<PathBuf>,
     },
     /// List the bundled schemas, or print one with `show NAME`.
@@ -61,6 +69,7 @@ enum SchemasAction {
 enum OutFormat {
     Text,
     Json,
+    Junit,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -76,15 +85,29 @@ fn main() -> ExitCode {
         Command::Check { config } => check(config),
         Command::Validate {
             schema,
+            draft,
+            ref_map,
             format,
             files,
         } => {
             let format = match format {
                 OutFormat::Text => hookgate::validate::Format::Text,
                 OutFormat::Json => hookgate::validate::Format::Json,
+                OutFormat::Junit => hookgate::validate::Format::Junit,
             };
+            let mut options = hookgate::schema::SchemaOptions {
+                draft,
+                ..Default::default()
+            };
+            for arg in &ref_map {
+                if let Err(e) = options.ref_map.insert_arg(arg) {
+                    eprintln!("hookgate validate: --ref-map: {e}");
+                    return ExitCode::from(hookgate::validate::EXIT_UNREADABLE);
+                }
+            }
             ExitCode::from(hookgate::validate::run(
                 &schema,
+                &options,
                 format,
                 &files,
                 &mut std::io::stdin().lock(),

@@ -147,8 +147,9 @@ pub(super) fn compile(
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = HashSet::new();
     let mut paths = HashSet::new();
+    let ref_map = compile_ref_map(raw.schemas, base_dir)?;
     for (i, r) in raw.routes.into_iter().enumerate() {
-        let route = compile_route(i, r, base_dir)?;
+        let route = compile_route(i, r, base_dir, &ref_map)?;
         if !names.insert(route.name.clone()) {
             return Err((
                 format!("route[{i}].name"),
@@ -237,10 +238,28 @@ fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
     })
 }
 
+/// `[schemas] ref_map`: folders relative to the config file, each checked to exist.
+fn compile_ref_map(
+    raw: raw::RawSchemas,
+    base_dir: Option<&std::path::Path>,
+) -> Result<crate::schema::RefMap, KeyError> {
+    let mut map = crate::schema::RefMap::default();
+    for (prefix, dir) in raw.ref_map.unwrap_or_default() {
+        let dir = match base_dir {
+            Some(base) => base.join(&dir),
+            None => std::path::PathBuf::from(&dir),
+        };
+        map.insert(&prefix, &dir)
+            .map_err(|e| (format!("schemas.ref_map.{prefix:?}"), e.to_string()))?;
+    }
+    Ok(map)
+}
+
 fn compile_route(
     i: usize,
     mut r: raw::RawRoute,
     base_dir: Option<&std::path::Path>,
+    ref_map: &crate::schema::RefMap,
 ) -> Result<Route, KeyError> {
     let key = |k: &str| format!("route[{i}].{k}");
     crate::providers::apply(&mut r).map_err(|e| (key("preset"), e))?;
@@ -366,8 +385,13 @@ fn compile_route(
                 }
                 _ => name.clone(),
             };
+            let options = crate::schema::SchemaOptions {
+                draft: r.schema_draft.unwrap_or_default(),
+                ref_map: ref_map.clone(),
+            };
             Some(Arc::new(
-                Schema::load(&resolved).map_err(|e| (key("schema"), e.to_string()))?,
+                Schema::load_with(&resolved, &options)
+                    .map_err(|e| (key("schema"), e.to_string()))?,
             ))
         }
     };

@@ -20,6 +20,9 @@ pub struct RawConfig {
     /// Where dedup and order state lives.
     #[serde(default)]
     pub store: RawStore,
+    /// How every route's schema file finds the schemas it `$ref`s.
+    #[serde(default)]
+    pub schemas: RawSchemas,
     /// The webhook routes, `[[route]]` tables.
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
@@ -59,6 +62,15 @@ pub struct RawStore {
     pub dedup_ttl: Option<String>,
 }
 
+/// `[schemas]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchemas {
+    /// `$ref` URI prefix → local folder (relative to the config file): a `$ref` under the
+    /// prefix is read from the folder, never from the network.
+    pub ref_map: Option<BTreeMap<String, String>>,
+}
+
 /// The store backends a user can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,6 +97,9 @@ pub struct RawRoute {
     pub schema: Option<String>,
     /// `enforce` (422 on violation, the default) or `monitor` (forward, count, log).
     pub schema_mode: Option<SchemaMode>,
+    /// Draft for a schema file without `$schema`: `"4"`, `"6"`, `"7"`, `"2019-09"` or
+    /// `"2020-12"` (the default); a `$schema` in the file wins.
+    pub schema_draft: Option<crate::schema::Draft>,
     /// JSON pointer, `header:NAME` or `body-sha256`; absent means no dedup.
     pub dedup_key: Option<String>,
     /// JSON pointer naming the entity whose events are ordered.

@@ -151,7 +151,9 @@ async fn shutdown_drains_in_flight_requests() {
     let mut gw = Gateway::start(&config(&up.url("/in"), "5s")).await;
     let url = gw.url("/hooks/proxy");
     let in_flight = tokio::spawn(async move { client().post(url).body("{}").send().await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Shut down only once the request is at the upstream: a fixed sleep raced the
+    // connect under load and the test then saw a refused connection, not a drain.
+    up.wait_arrivals(1).await;
     let done = gw.begin_shutdown();
     let r = in_flight
         .await

@@ -6,6 +6,7 @@ mod allowlist;
 mod auth;
 mod body;
 mod cli;
+mod conformance;
 mod dedup;
 mod delivery;
 mod operability;

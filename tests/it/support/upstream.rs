@@ -26,6 +26,7 @@ struct Knobs {
     tx: mpsc::UnboundedSender<Recorded>,
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
+    arrivals: Arc<AtomicU64>,
 }
 
 /// The running upstream.
@@ -34,6 +35,7 @@ pub struct Upstream {
     rx: Mutex<mpsc::UnboundedReceiver<Recorded>>,
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
+    arrivals: Arc<AtomicU64>,
 }
 
 impl Upstream {
@@ -44,6 +46,7 @@ impl Upstream {
             tx,
             status: Arc::new(AtomicU16::new(200)),
             delay_ms: Arc::new(AtomicU64::new(0)),
+            arrivals: Arc::new(AtomicU64::new(0)),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -60,6 +63,7 @@ impl Upstream {
             rx: Mutex::new(rx),
             status: knobs.status,
             delay_ms: knobs.delay_ms,
+            arrivals: knobs.arrivals,
         }
     }
 
@@ -76,6 +80,19 @@ impl Upstream {
     /// Delay before answering.
     pub fn set_delay(&self, d: Duration) {
         self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Waits until `n` requests have arrived, before their delay and answer (fails the
+    /// test after 5 s): a test can then act while they are in flight, without a sleep.
+    #[allow(dead_code)]
+    pub async fn wait_arrivals(&self, n: u64) {
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            while self.arrivals.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "fewer than {n} requests arrived within 5 s");
     }
 
     /// The next recorded request (fails the test after 5 s).
@@ -114,6 +131,7 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
+    k.arrivals.fetch_add(1, Ordering::SeqCst);
     let delay = k.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
