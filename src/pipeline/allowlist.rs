@@ -75,7 +75,7 @@ impl Allowlist {
 
 /// Most forwarding hops we walk; a longer chain of trusted hops makes the client unknown
 /// (bounded work on input, and no guessing past what we did not read).
-const MAX_HOPS: usize = 32;
+pub const MAX_HOPS: usize = 32;
 
 /// The one header that names the client when the TCP peer is a trusted proxy
 /// (`[server] client_ip_header`), like nginx's `real_ip_header`.

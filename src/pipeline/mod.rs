@@ -107,7 +107,7 @@ struct Outcome {
 }
 
 /// Handles one webhook request from `peer`. Deliveries run as tasks on `deliveries`, so
-/// that a sender hanging up cannot cancel one half-way (see [`stages`], step 11).
+/// that a sender hanging up cannot cancel one half-way (see `stages`, step 11).
 pub async fn handle(
     gw: Arc<Gateway>,
     deliveries: &TaskTracker,
