@@ -6,25 +6,31 @@
 //! the **raw bytes as received**, so nothing here looks at JSON (DESIGN.md §1). Only a
 //! request that passes reaches the dedup store, so unsigned traffic never touches it.
 //!
-//! One [`Verifier`] per route, built by the config compiler from the route's `auth` table
-//! (DESIGN.md §3): a generic `hmac` scheme, Standard Webhooks (and Svix, which is the same
-//! scheme under `svix-*` header names), GitHub, Stripe and Slack. The facts each scheme
-//! follows, and the official test vectors in the tests below, are in
-//! `shared/providers/FACTS.md` §6.1–6.5.
+//! **One engine over scheme data.** Every sender's scheme is a
+//! [`SchemeSpec`](crate::providers::scheme::SchemeSpec) in the bundled presets (header
+//! names, signed-content template, MAC, encoding, header layout, timestamp and tolerance);
+//! [`CompiledScheme`] turns one into header names and template parts once, and
+//! [`CompiledScheme::verify`] checks a request against it. Standard Webhooks (and Svix),
+//! GitHub, Stripe, Slack, Shopify, Twilio, GitLab, Zoom, Twitch, Square, PagerDuty and
+//! Grafana are all rows of data; the generic `hmac` type is a scheme built from the route's
+//! own keys. The typed [`GithubScheme`], [`StripeScheme`], ... remain as constructors for
+//! library users and run on the same engine with the bundled spec. The facts and the
+//! official test vectors are in `shared/providers/FACTS.md` §6.
 //!
 //! Invariants:
-//! - Every comparison of a MAC is constant-time (`subtle`), and every secret list allows
-//!   rotation: any one secret (or public key) may match.
+//! - Every comparison of a MAC or token is constant-time (`subtle`), and every secret list
+//!   allows rotation: any one secret (or public key) may match, and every secret is tried.
 //! - A signed timestamp outside the tolerance is rejected in **both** directions, even when
 //!   the signature is right (replay protection; DESIGN.md §3).
 //! - The body is never copied: the MAC (and the ed25519 hash) is fed the signed content in
-//!   pieces.
+//!   pieces. (Twilio's form parameters are decoded and sorted: that is what it signs.)
 //! - Header data cannot make this code panic or do unbounded work: signature and timestamp
 //!   headers are capped at [`MAX_HEADER_BYTES`], at most [`MAX_SIGNATURE_ENTRIES`] entries
 //!   of a signature list are examined, and decoding goes into fixed-size stack buffers.
 //! - Errors name the header and a fixed reason, never secret material nor the presented
 //!   value (which is attacker-controlled and would otherwise end up in logs).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -34,8 +40,11 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use hmac::digest::block_api::EagerHash;
 use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, HeaderName};
+use sha2::Digest as _;
 use subtle::{Choice, ConstantTimeEq};
 
+use crate::providers::scheme::{Handshake, KeyForm, SchemeSpec, SigFormat, TimestampFormat};
+pub use crate::providers::scheme::{HmacAlgorithm, SigEncoding};
 use crate::secret::Secret;
 
 /// Longest signature, timestamp or id header value accepted, in bytes.
@@ -46,9 +55,9 @@ pub const MAX_HEADER_BYTES: usize = 4096;
 
 /// How many entries of one signature header are examined; the rest are ignored.
 ///
-/// Applies to the space-separated Standard Webhooks list and to Stripe's comma-separated
-/// items (where `t=` counts as an item; Stripe sends it first). It bounds the work per
-/// request: each ed25519 entry costs a hash of the body per public key.
+/// Applies to the space-separated Standard Webhooks list, PagerDuty's comma list and to
+/// Stripe's comma-separated items (where `t=` counts as an item; Stripe sends it first).
+/// It bounds the work per request: each ed25519 entry costs a hash of the body per key.
 pub const MAX_SIGNATURE_ENTRIES: usize = 16;
 
 /// How many `v1a` (ed25519) signatures of one request are tried; a sender rotating keys
@@ -63,59 +72,6 @@ const MAX_TAG_BYTES: usize = 64;
 /// characters), plus slack because `base64`'s `decode_slice` may ask for room for its
 /// decoded-length estimate.
 const BASE64_SCRATCH_BYTES: usize = 96;
-
-// Built at compile time (`from_static` is `const`), not on every request.
-const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
-const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
-const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
-const SVIX_ID: HeaderName = HeaderName::from_static("svix-id");
-const SVIX_TIMESTAMP: HeaderName = HeaderName::from_static("svix-timestamp");
-const SVIX_SIGNATURE: HeaderName = HeaderName::from_static("svix-signature");
-const GITHUB_SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
-const GITHUB_LEGACY_SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature");
-const STRIPE_SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
-const SLACK_SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
-const SLACK_TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
-
-/// Standard Webhooks' header families, `[id, timestamp, signature]`: the spec's own
-/// names first (the default), then Svix's.
-static STANDARD_WEBHOOKS_FAMILIES: [[HeaderName; 3]; 2] = [
-    [WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE],
-    [SVIX_ID, SVIX_TIMESTAMP, SVIX_SIGNATURE],
-];
-
-/// The hash behind an HMAC signature (also the `algorithm` of an `hmac` auth).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacAlgorithm {
-    /// HMAC-SHA256 (32-byte MAC).
-    Sha256,
-    /// HMAC-SHA1 (20-byte MAC). Legacy senders only.
-    Sha1,
-    /// HMAC-SHA512 (64-byte MAC).
-    Sha512,
-}
-
-impl HmacAlgorithm {
-    /// Length of this algorithm's MAC in bytes (before hex/base64 encoding).
-    pub const fn output_len(self) -> usize {
-        match self {
-            HmacAlgorithm::Sha1 => 20,
-            HmacAlgorithm::Sha256 => 32,
-            HmacAlgorithm::Sha512 => 64,
-        }
-    }
-}
-
-/// How a MAC is written in its header (also the `encoding` of an `hmac` auth).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SigEncoding {
-    /// Hexadecimal; upper, lower or mixed case is accepted.
-    Hex,
-    /// Standard base64 alphabet with `=` padding (RFC 4648 §4).
-    Base64,
-}
 
 /// The generic `hmac` scheme: one header holding `prefix` followed by the encoded
 /// HMAC of the raw body.
@@ -133,11 +89,8 @@ pub struct HmacScheme {
     pub secrets: Vec<Secret>,
 }
 
-/// Standard Webhooks (spec v1.0.0), which is also Svix's scheme.
-///
-/// Signed content is `id.timestamp.body`; the signature header is a space-separated list
-/// of `v1,<base64 HMAC-SHA256>` and `v1a,<base64 ed25519>` entries. The `webhook-*`
-/// headers are used when any of them is present, otherwise the `svix-*` ones.
+/// Standard Webhooks (spec v1.0.0), which is also Svix's scheme: the bundled
+/// `standard-webhooks` preset's scheme with these keys.
 #[derive(Debug, Clone)]
 pub struct StandardWebhooksScheme {
     /// HMAC keys, already decoded from `whsec_<base64>` (see [`decode_whsec`]).
@@ -179,6 +132,22 @@ pub struct SlackScheme {
     pub tolerance: Duration,
 }
 
+/// A route's keys for a compiled scheme: what `auth = { type = "<preset>", ... }` builds.
+#[derive(Debug, Clone)]
+pub struct SchemeVerifier {
+    /// The scheme, with the route's header overrides applied.
+    pub scheme: CompiledScheme,
+    /// Keys (already in the scheme's key form, e.g. `whsec_` decoded); any may match.
+    pub secrets: Vec<Secret>,
+    /// ed25519 public keys, for schemes whose list has an ed25519 version.
+    pub public_keys: Vec<VerifyingKey>,
+    /// Largest accepted distance between the signed timestamp and now, either way.
+    pub tolerance: Duration,
+    /// The URL the sender was configured with (scheme, host, path; no query), for
+    /// schemes that sign it.
+    pub public_url: Option<String>,
+}
+
 /// The signature check of one route. `Debug` prints no secret (see [`Secret`]).
 #[derive(Debug, Clone)]
 pub enum Verifier {
@@ -192,6 +161,21 @@ pub enum Verifier {
     Stripe(StripeScheme),
     /// Slack's `X-Slack-Signature`.
     Slack(SlackScheme),
+    /// Any scheme described as data (what the config compiler builds).
+    Scheme(Box<SchemeVerifier>),
+}
+
+/// What a scheme may look at in a request.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedRequest<'a> {
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The raw query string, as received (without `?`).
+    pub query: Option<&'a str>,
+    /// The raw body, as received.
+    pub body: &'a [u8],
+    /// The wall clock (injected so tests can fix it).
+    pub now: SystemTime,
 }
 
 /// Why a request's signature was rejected. Every variant is a 401 `unauthorized`
@@ -226,6 +210,13 @@ pub enum SignatureError {
     /// compiler should prevent this; verification fails closed all the same.
     #[error("no secret or public key configured")]
     NoKeysConfigured,
+    /// The bundled scheme this verifier needs is missing or invalid (a build defect,
+    /// caught by the presets' unit tests); verification fails closed.
+    #[error("signature scheme unavailable")]
+    SchemeUnavailable,
+    /// The body does not hash to the value the signed URL carries (Twilio `bodySHA256`).
+    #[error("body does not match the signed body hash")]
+    BodyHashMismatch,
     /// Well-formed signatures were presented but none matched any secret or key.
     #[error("no signature matched")]
     NoMatch,
@@ -242,6 +233,8 @@ impl SignatureError {
             SignatureError::TimestampTooNew => "timestamp_too_new",
             SignatureError::NoSupportedSignature => "no_supported_signature",
             SignatureError::NoKeysConfigured => "no_keys_configured",
+            SignatureError::SchemeUnavailable => "scheme_unavailable",
+            SignatureError::BodyHashMismatch => "body_hash_mismatch",
             SignatureError::NoMatch => "no_match",
         }
     }
@@ -316,43 +309,811 @@ pub fn decode_whpk(value: &[u8]) -> Result<VerifyingKey, KeyError> {
     Ok(key)
 }
 
+// === the compiled scheme ===
+
+/// One header family, as header names.
+#[derive(Debug, Clone)]
+struct Family {
+    signature: HeaderName,
+    timestamp: Option<HeaderName>,
+    id: Option<HeaderName>,
+}
+
+/// One piece of the signed content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Id,
+    Timestamp,
+    Body,
+    Url,
+    Form,
+    Literal(Vec<u8>),
+}
+
+/// The signature header's layout, as bytes.
+#[derive(Debug, Clone)]
+enum Format {
+    Single {
+        prefix: Vec<u8>,
+    },
+    List {
+        separator: u8,
+        version_separator: u8,
+        mac: Vec<u8>,
+        ed25519: Option<Vec<u8>>,
+    },
+    Pairs {
+        timestamp_key: Vec<u8>,
+        mac: Vec<u8>,
+    },
+    Token,
+}
+
+/// A [`SchemeSpec`] compiled for verification: header names parsed, template split into
+/// parts, header overrides applied. Built once per route (or once per bundled scheme).
+#[derive(Debug, Clone)]
+pub struct CompiledScheme {
+    name: String,
+    families: Vec<Family>,
+    parts: Vec<Part>,
+    algorithm: HmacAlgorithm,
+    encoding: SigEncoding,
+    key: KeyForm,
+    public_keys: bool,
+    format: Format,
+    timestamp: Option<TimestampFormat>,
+    default_tolerance: Option<String>,
+    id_forbids: Option<u8>,
+    body_sha256_param: Option<String>,
+    strip: Vec<HeaderName>,
+    handshake: Option<Handshake>,
+}
+
+/// Route-level changes to a scheme's header names (a sender that lets its users name them,
+/// like Grafana).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderOverrides<'a> {
+    /// Replaces the signature header of the first family.
+    pub signature: Option<&'a str>,
+    /// Names the timestamp header of the first family.
+    pub timestamp: Option<&'a str>,
+}
+
+fn header_name(what: &str, name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{what}: {name:?} is not a header name"))
+}
+
+fn one_byte(what: &str, c: char) -> Result<u8, String> {
+    u8::try_from(c)
+        .ok()
+        .filter(u8::is_ascii)
+        .ok_or_else(|| format!("{what}: {c:?} is not one ASCII character"))
+}
+
+fn parse_template(template: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while !rest.is_empty() {
+        let Some(open) = rest.find('{') else {
+            parts.push(Part::Literal(rest.as_bytes().to_vec()));
+            break;
+        };
+        if open > 0 {
+            parts.push(Part::Literal(rest.as_bytes()[..open].to_vec()));
+        }
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| format!("signed: unclosed '{{' in {template:?}"))?;
+        parts.push(match &after[..close] {
+            "id" => Part::Id,
+            "timestamp" => Part::Timestamp,
+            "body" => Part::Body,
+            "url" => Part::Url,
+            "form" => Part::Form,
+            other => return Err(format!("signed: unknown field {{{other}}}")),
+        });
+        rest = &after[close + 1..];
+    }
+    Ok(parts)
+}
+
+impl CompiledScheme {
+    /// Compiles `spec` (the scheme of preset `name`), applying `overrides`.
+    pub fn compile(
+        name: &str,
+        spec: &SchemeSpec,
+        overrides: HeaderOverrides<'_>,
+    ) -> Result<Self, String> {
+        let mut families = spec
+            .headers
+            .iter()
+            .map(|f| {
+                Ok(Family {
+                    signature: header_name("headers.signature", &f.signature)?,
+                    timestamp: f
+                        .timestamp
+                        .as_deref()
+                        .map(|t| header_name("headers.timestamp", t))
+                        .transpose()?,
+                    id: f
+                        .id
+                        .as_deref()
+                        .map(|t| header_name("headers.id", t))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let first = families
+            .first_mut()
+            .ok_or_else(|| "headers: lists no header family".to_owned())?;
+        if let Some(sig) = overrides.signature {
+            first.signature = header_name("header", sig)?;
+        }
+        if let Some(ts) = overrides.timestamp {
+            if spec.timestamp.is_none() {
+                return Err(format!("timestamp_header: {name} signs no timestamp"));
+            }
+            first.timestamp = Some(header_name("timestamp_header", ts)?);
+        }
+        let format = match &spec.format {
+            SigFormat::Single { prefix } => Format::Single {
+                prefix: prefix.as_bytes().to_vec(),
+            },
+            SigFormat::List {
+                separator,
+                version_separator,
+                mac,
+                ed25519,
+            } => Format::List {
+                separator: one_byte("format.separator", *separator)?,
+                version_separator: one_byte("format.version_separator", *version_separator)?,
+                mac: mac.as_bytes().to_vec(),
+                ed25519: ed25519.as_ref().map(|v| v.as_bytes().to_vec()),
+            },
+            SigFormat::Pairs { timestamp_key, mac } => Format::Pairs {
+                timestamp_key: timestamp_key.as_bytes().to_vec(),
+                mac: mac.as_bytes().to_vec(),
+            },
+            SigFormat::Token => Format::Token,
+        };
+        let mut parts = parse_template(&spec.signed)?;
+        let timestamp_in_pairs = matches!(format, Format::Pairs { .. });
+        let mut timestamp = spec.timestamp.as_ref().map(|t| t.format);
+        if let Some(ts) = &spec.timestamp {
+            let has_header = families.iter().all(|f| f.timestamp.is_some());
+            if !has_header && !timestamp_in_pairs {
+                if !ts.optional {
+                    return Err("timestamp: no timestamp header in headers".into());
+                }
+                // Optional and not configured: neither the timestamp nor the literal
+                // that joins it to the next field is signed.
+                if let Some(at) = parts.iter().position(|p| *p == Part::Timestamp) {
+                    parts.remove(at);
+                    if matches!(parts.get(at), Some(Part::Literal(_))) {
+                        parts.remove(at);
+                    }
+                }
+                timestamp = None;
+            }
+        }
+        if parts.contains(&Part::Timestamp) != timestamp.is_some() {
+            return Err("signed: {timestamp} must appear exactly when a timestamp is set".into());
+        }
+        let has_id = families.iter().all(|f| f.id.is_some());
+        if parts.contains(&Part::Id) != has_id {
+            return Err("signed: {id} must appear exactly when every family names an id".into());
+        }
+        let is_token = matches!(format, Format::Token);
+        let algorithm = match (spec.algorithm, is_token) {
+            (Some(a), false) => a,
+            (None, true) => HmacAlgorithm::Sha256,
+            (Some(_), true) => return Err("algorithm: a token scheme has no MAC".into()),
+            (None, false) => return Err("algorithm: missing".into()),
+        };
+        let encoding = match (spec.encoding, is_token) {
+            (Some(e), _) => e,
+            (None, true) => SigEncoding::Hex,
+            (None, false) => return Err("encoding: missing".into()),
+        };
+        let strip = spec
+            .strip
+            .iter()
+            .map(|s| header_name("strip", s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(tolerance) = &spec.timestamp {
+            humantime::parse_duration(&tolerance.tolerance)
+                .map_err(|e| format!("timestamp.tolerance: {e}"))?;
+        }
+        Ok(CompiledScheme {
+            name: name.to_owned(),
+            families,
+            parts,
+            algorithm,
+            encoding,
+            key: spec.key,
+            public_keys: spec.public_keys,
+            format,
+            timestamp,
+            default_tolerance: spec.timestamp.as_ref().map(|t| t.tolerance.clone()),
+            id_forbids: spec
+                .id_forbids
+                .map(|c| one_byte("id_forbids", c))
+                .transpose()?,
+            body_sha256_param: spec.body_sha256_param.clone(),
+            strip,
+            handshake: spec.handshake,
+        })
+    }
+
+    /// The scheme of the generic `hmac` auth type: `prefix` + encoded MAC of the body.
+    pub fn hmac(
+        header: HeaderName,
+        algorithm: HmacAlgorithm,
+        encoding: SigEncoding,
+        prefix: &str,
+    ) -> Self {
+        CompiledScheme {
+            name: "hmac".to_owned(),
+            families: vec![Family {
+                signature: header,
+                timestamp: None,
+                id: None,
+            }],
+            parts: vec![Part::Body],
+            algorithm,
+            encoding,
+            key: KeyForm::Raw,
+            public_keys: false,
+            format: Format::Single {
+                prefix: prefix.as_bytes().to_vec(),
+            },
+            timestamp: None,
+            default_tolerance: None,
+            id_forbids: None,
+            body_sha256_param: None,
+            strip: Vec::new(),
+            handshake: None,
+        }
+    }
+
+    /// The bundled preset `name`'s scheme, compiled once and kept.
+    pub fn bundled(name: &str) -> Option<&'static CompiledScheme> {
+        static BUNDLED: std::sync::LazyLock<BTreeMap<String, CompiledScheme>> =
+            std::sync::LazyLock::new(|| {
+                crate::providers::presets()
+                    .map(|all| {
+                        all.iter()
+                            .filter_map(|(name, p)| {
+                                let spec = p.scheme.as_ref()?;
+                                CompiledScheme::compile(name, spec, HeaderOverrides::default())
+                                    .ok()
+                                    .map(|c| (name.clone(), c))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            });
+        BUNDLED.get(name)
+    }
+
+    /// The preset name (or `hmac`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the signed content includes the request URL (the route needs `public_url`).
+    pub fn signs_url(&self) -> bool {
+        self.parts.contains(&Part::Url)
+    }
+
+    /// Whether the header holds the secret itself rather than a MAC.
+    pub fn is_token(&self) -> bool {
+        matches!(self.format, Format::Token)
+    }
+
+    /// Whether the scheme takes ed25519 public keys.
+    pub fn takes_public_keys(&self) -> bool {
+        self.public_keys
+    }
+
+    /// Whether a timestamp is signed (so a tolerance applies).
+    pub fn has_timestamp(&self) -> bool {
+        self.timestamp.is_some()
+    }
+
+    /// The scheme's default tolerance (e.g. `"5m"`), when it signs a timestamp.
+    pub fn default_tolerance(&self) -> Option<&str> {
+        self.default_tolerance.as_deref()
+    }
+
+    /// The endpoint handshake this sender performs, if any. Answering it is a separate
+    /// dispatch (issue 17, part 2); the engine only verifies signed events.
+    pub fn handshake(&self) -> Option<Handshake> {
+        self.handshake
+    }
+
+    /// The header carrying the signature (or the token), of the first family.
+    pub fn signature_header(&self) -> Option<&HeaderName> {
+        self.families.first().map(|f| &f.signature)
+    }
+
+    /// Turns a configured secret into a MAC key, per the scheme's key form.
+    pub fn decode_secret(&self, secret: &[u8]) -> Result<Secret, KeyError> {
+        match self.key {
+            KeyForm::Raw => Ok(Secret::new(secret.to_vec())),
+            KeyForm::Whsec => decode_whsec(secret),
+        }
+    }
+
+    /// The headers this scheme consumes: every family's signature and timestamp, and the
+    /// extra `strip` headers. Ids are kept: they are not credentials, and they are the
+    /// sender's idempotency key, useful to the upstream.
+    pub fn consumed_headers(&self) -> Vec<HeaderName> {
+        let mut names = Vec::new();
+        for family in &self.families {
+            names.push(family.signature.clone());
+            names.extend(family.timestamp.clone());
+        }
+        names.extend(self.strip.iter().cloned());
+        names
+    }
+
+    /// Whether a signature header of any family is present; on `Err`, the expected one.
+    pub fn signature_present(&self, headers: &HeaderMap) -> Result<(), HeaderName> {
+        if self
+            .families
+            .iter()
+            .any(|f| headers.contains_key(&f.signature))
+        {
+            return Ok(());
+        }
+        self.families
+            .first()
+            .map_or(Ok(()), |f| Err(f.signature.clone()))
+    }
+
+    /// Verifies `req` against this scheme with these keys.
+    ///
+    /// `now` is injected (the wall clock in production, fixed in tests) because the
+    /// timestamp tolerance is about wall-clock time. Timestamps are whole seconds; `now`
+    /// is truncated to whole seconds before the tolerance is applied, as the official
+    /// libraries do.
+    pub fn verify(
+        &self,
+        secrets: &[Secret],
+        public_keys: &[VerifyingKey],
+        tolerance: Duration,
+        public_url: Option<&str>,
+        req: &SignedRequest<'_>,
+    ) -> Result<(), SignatureError> {
+        if secrets.is_empty() && public_keys.is_empty() {
+            return Err(SignatureError::NoKeysConfigured);
+        }
+        let headers = req.headers;
+        // One family or the other, never a mix: a request carrying any header of a
+        // family is a request of that family and must carry all of them.
+        let family = self
+            .families
+            .iter()
+            .find(|f| {
+                headers.contains_key(&f.signature)
+                    || f.timestamp
+                        .as_ref()
+                        .is_some_and(|t| headers.contains_key(t))
+                    || f.id.as_ref().is_some_and(|i| headers.contains_key(i))
+            })
+            .or_else(|| self.families.first())
+            .ok_or(SignatureError::SchemeUnavailable)?;
+
+        let id = match &family.id {
+            Some(name) => {
+                let id = required_header(headers, name)?;
+                // The id is joined to the other fields by this byte, so it inside the id
+                // would make the signed content ambiguous (Standard Webhooks forbids it).
+                if let Some(b) = self.id_forbids
+                    && id.contains(&b)
+                {
+                    return Err(malformed(name, "id contains '.'"));
+                }
+                Some(id)
+            }
+            None => None,
+        };
+        let mut ts_raw = None;
+        if let (Some(name), Some(format)) = (&family.timestamp, self.timestamp) {
+            let raw = required_header(headers, name)?;
+            check_freshness(parse_timestamp(name, format, raw)?, req.now, tolerance)?;
+            ts_raw = Some(raw);
+        }
+        let name = &family.signature;
+        let value = required_header(headers, name)?;
+
+        let mut macs = TagList::new();
+        let mut ed25519 = TagList::new();
+        match &self.format {
+            Format::Token => {
+                return if any_secret(secrets, |s| s.matches(value)) {
+                    Ok(())
+                } else {
+                    Err(SignatureError::NoMatch)
+                };
+            }
+            Format::Single { prefix } => {
+                let encoded = value
+                    .strip_prefix(prefix.as_slice())
+                    .ok_or_else(|| malformed(name, "missing signature prefix"))?;
+                let tag = Tag::decode(self.encoding, encoded, self.algorithm.output_len())
+                    .ok_or_else(|| malformed(name, not_encoded(self.encoding)))?;
+                macs.push(tag);
+            }
+            Format::List {
+                separator,
+                version_separator,
+                mac,
+                ed25519: ed_version,
+            } => {
+                let mut malformed_seen = false;
+                let mut entries = 0;
+                for entry in value
+                    .split(|b| b == separator)
+                    .filter(|entry| !entry.is_empty())
+                    .take(MAX_SIGNATURE_ENTRIES)
+                {
+                    entries += 1;
+                    let Some((version, encoded)) = split_once(entry, *version_separator) else {
+                        malformed_seen = true;
+                        continue;
+                    };
+                    let (list, len) = if version == mac.as_slice() {
+                        (&mut macs, self.algorithm.output_len())
+                    } else if ed_version.as_deref() == Some(version) {
+                        (&mut ed25519, ed25519_dalek::SIGNATURE_LENGTH)
+                    } else {
+                        // Unknown versions are skipped, as Standard Webhooks requires.
+                        continue;
+                    };
+                    match Tag::decode(self.encoding, encoded, len) {
+                        Some(tag) => list.push(tag),
+                        None => malformed_seen = true,
+                    }
+                }
+                if entries == 0 {
+                    return Err(malformed(name, "no signature entries"));
+                }
+                if macs.is_empty() && ed25519.is_empty() {
+                    return Err(if malformed_seen {
+                        malformed(name, "no well-formed signature entry")
+                    } else {
+                        SignatureError::NoSupportedSignature
+                    });
+                }
+            }
+            Format::Pairs { timestamp_key, mac } => {
+                let mut timestamp: Option<&[u8]> = None;
+                let mut malformed_seen = false;
+                for item in value.split(|b| *b == b',').take(MAX_SIGNATURE_ENTRIES) {
+                    let Some((key, encoded)) = split_once(item, b'=') else {
+                        return Err(malformed(name, "item is not key=value"));
+                    };
+                    if key == timestamp_key.as_slice() {
+                        if timestamp.is_some() {
+                            // Stripe's SDK would keep the last one; two timestamps are
+                            // ambiguous, so refuse.
+                            return Err(malformed(name, "more than one timestamp item"));
+                        }
+                        timestamp = Some(encoded);
+                    } else if key == mac.as_slice() {
+                        match Tag::decode(self.encoding, encoded, self.algorithm.output_len()) {
+                            Some(tag) => macs.push(tag),
+                            None => malformed_seen = true,
+                        }
+                    }
+                    // Other keys (Stripe's legacy test-mode v0) are skipped.
+                }
+                let raw = timestamp.ok_or_else(|| malformed(name, "no timestamp item"))?;
+                let format = self.timestamp.unwrap_or_default();
+                check_freshness(parse_timestamp(name, format, raw)?, req.now, tolerance)?;
+                ts_raw = Some(raw);
+                if macs.is_empty() {
+                    return Err(if malformed_seen {
+                        malformed(name, "no well-formed signature item")
+                    } else {
+                        SignatureError::NoSupportedSignature
+                    });
+                }
+            }
+        }
+
+        // Content only some schemes sign: the public URL (plus the query as received)
+        // and the sorted form parameters.
+        let url = if self.signs_url() {
+            let base = public_url.ok_or(SignatureError::SchemeUnavailable)?;
+            Some(match req.query {
+                Some(q) => format!("{base}?{q}"),
+                None => base.to_owned(),
+            })
+        } else {
+            None
+        };
+        let mut form = Vec::new();
+        if self.parts.contains(&Part::Form) {
+            match self.body_hash_param(req.query) {
+                Some(expected) => {
+                    let digest = sha2::Sha256::digest(req.body);
+                    let mut decoded = [0u8; 32];
+                    let ok = expected.len() == 64
+                        && base16ct::mixed::decode(expected.as_bytes(), &mut decoded).is_ok();
+                    if !(ok && bool::from(digest.as_slice().ct_eq(&decoded))) {
+                        return Err(SignatureError::BodyHashMismatch);
+                    }
+                }
+                None => form = sorted_form(req.body),
+            }
+        }
+        let pieces = self.pieces(id, ts_raw, req.body, url.as_deref(), &form);
+
+        if !macs.is_empty()
+            && any_secret_matches(secrets, self.algorithm, &pieces, macs.as_slice()).is_ok()
+        {
+            return Ok(());
+        }
+        // ed25519 hashes `R || A || message`, so each (signature, key) pair costs one pass
+        // over the body plus a curve check (~30 µs): only the first MAX_V1A_ENTRIES
+        // signatures are tried, so an unauthenticated sender cannot buy more than
+        // MAX_V1A_ENTRIES × keys of that work per request. `multipart_verify` takes the
+        // message in pieces, so even here the body is not copied into a joined buffer.
+        for tag in ed25519.as_slice().iter().take(MAX_V1A_ENTRIES) {
+            let Ok(bytes) = <[u8; ed25519_dalek::SIGNATURE_LENGTH]>::try_from(tag.as_slice())
+            else {
+                continue;
+            };
+            let signature = Signature::from_bytes(&bytes);
+            let verified = public_keys.iter().any(|key| {
+                // Non-strict verification accepts anything under a weak key; decode_whpk
+                // refuses them, but keys may be built elsewhere, so check here too.
+                !key.is_weak() && key.multipart_verify(&pieces, &signature).is_ok()
+            });
+            if verified {
+                return Ok(());
+            }
+        }
+        Err(SignatureError::NoMatch)
+    }
+
+    fn body_hash_param<'q>(&self, query: Option<&'q str>) -> Option<std::borrow::Cow<'q, str>> {
+        let param = self.body_sha256_param.as_deref()?;
+        form_urlencoded::parse(query?.as_bytes())
+            .find(|(k, _)| k == param)
+            .map(|(_, v)| v)
+    }
+
+    /// The signed content, in pieces borrowed from the request.
+    fn pieces<'a>(
+        &'a self,
+        id: Option<&'a [u8]>,
+        ts: Option<&'a [u8]>,
+        body: &'a [u8],
+        url: Option<&'a str>,
+        form: &'a [u8],
+    ) -> Vec<&'a [u8]> {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Id => id.unwrap_or_default(),
+                Part::Timestamp => ts.unwrap_or_default(),
+                Part::Body => body,
+                Part::Url => url.map(str::as_bytes).unwrap_or_default(),
+                Part::Form => form,
+                Part::Literal(bytes) => bytes.as_slice(),
+            })
+            .collect()
+    }
+
+    /// The headers a sender using this scheme would send with `body` (for `hookgate sign`
+    /// and tests). `secret` is the configured secret as written; `id` is used by schemes
+    /// that sign a message id; `url` is the full URL the sender posts to (with its query)
+    /// for schemes that sign it. Returns `(name, value)` pairs in a stable order.
+    pub fn sign(
+        &self,
+        secret: &[u8],
+        id: &str,
+        timestamp: u64,
+        url: Option<&str>,
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, String> {
+        let family = self
+            .families
+            .first()
+            .ok_or_else(|| "scheme names no header".to_owned())?;
+        let mut out = Vec::new();
+        if let Format::Token = self.format {
+            let token = std::str::from_utf8(secret).map_err(|_| "secret is not UTF-8")?;
+            out.push((family.signature.to_string(), token.to_owned()));
+            return Ok(out);
+        }
+        let key = self
+            .decode_secret(secret)
+            .map_err(|e| format!("secret: {e}"))?;
+        let ts_text = match self.timestamp {
+            None => None,
+            Some(TimestampFormat::Unix) => Some(timestamp.to_string()),
+            Some(TimestampFormat::Rfc3339) => Some(rfc3339(timestamp)?),
+        };
+        if self.signs_url() && url.is_none() {
+            return Err(format!("{} signs the URL: pass --url", self.name));
+        }
+        let query = url.and_then(|u| u.split_once('?')).map(|(_, q)| q);
+        let form = if self.parts.contains(&Part::Form) && self.body_hash_param(query).is_none() {
+            sorted_form(body)
+        } else {
+            Vec::new()
+        };
+        let id_bytes = family.id.as_ref().map(|_| id.as_bytes());
+        let pieces = self.pieces(
+            id_bytes,
+            ts_text.as_deref().map(str::as_bytes),
+            body,
+            url,
+            &form,
+        );
+        let mac = compute_mac(self.algorithm, key.expose(), &pieces);
+        let encoded = match self.encoding {
+            SigEncoding::Hex => hex_lower(mac.as_slice()),
+            SigEncoding::Base64 => BASE64.encode(mac.as_slice()),
+        };
+        if let (Some(name), true) = (&family.id, id_bytes.is_some()) {
+            out.push((name.to_string(), id.to_owned()));
+        }
+        if let (Some(name), Some(ts)) = (&family.timestamp, &ts_text) {
+            out.push((name.to_string(), ts.clone()));
+        }
+        let value = match &self.format {
+            Format::Single { prefix } => format!("{}{encoded}", String::from_utf8_lossy(prefix)),
+            Format::List {
+                mac,
+                version_separator,
+                ..
+            } => format!(
+                "{}{}{encoded}",
+                String::from_utf8_lossy(mac),
+                char::from(*version_separator)
+            ),
+            Format::Pairs { timestamp_key, mac } => format!(
+                "{}={},{}={encoded}",
+                String::from_utf8_lossy(timestamp_key),
+                ts_text.as_deref().unwrap_or_default(),
+                String::from_utf8_lossy(mac)
+            ),
+            Format::Token => String::new(),
+        };
+        out.push((family.signature.to_string(), value));
+        Ok(out)
+    }
+}
+
+fn not_encoded(encoding: SigEncoding) -> &'static str {
+    match encoding {
+        SigEncoding::Hex => "not hex of the expected length",
+        SigEncoding::Base64 => "not base64 of the expected length",
+    }
+}
+
+/// Twilio's form content: the body's `application/x-www-form-urlencoded` parameters,
+/// decoded, sorted by key then value, duplicates removed (as `twilio-python` does with
+/// `sorted(set(...))`), each written as key followed by value.
+fn sorted_form(body: &[u8]) -> Vec<u8> {
+    let mut pairs: Vec<_> = form_urlencoded::parse(body).collect();
+    pairs.sort();
+    pairs.dedup();
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    out
+}
+
+fn rfc3339(timestamp: u64) -> Result<String, String> {
+    let secs = i64::try_from(timestamp).map_err(|_| "timestamp out of range")?;
+    let t = time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    ))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 // === impl Verifier ===
 
 impl Verifier {
-    /// Verifies the signature over the raw body as received.
-    ///
-    /// `now` is injected (the wall clock in production, fixed in tests) because the
-    /// timestamp tolerance is about wall-clock time, which a paused tokio clock does not
-    /// move. Timestamps are whole seconds; `now` is truncated to whole seconds before the
-    /// tolerance is applied, as the official libraries do.
+    /// Verifies the signature over the raw body as received, for schemes that do not sign
+    /// the URL (see [`Verifier::verify_request`]).
     pub fn verify(
         &self,
         headers: &HeaderMap,
         body: &[u8],
         now: SystemTime,
     ) -> Result<(), SignatureError> {
+        self.verify_request(&SignedRequest {
+            headers,
+            query: None,
+            body,
+            now,
+        })
+    }
+
+    /// Verifies a request: every variant runs on the one engine, [`CompiledScheme::verify`].
+    pub fn verify_request(&self, req: &SignedRequest<'_>) -> Result<(), SignatureError> {
+        let bundled =
+            |name: &str| CompiledScheme::bundled(name).ok_or(SignatureError::SchemeUnavailable);
         match self {
-            Verifier::Hmac(scheme) => verify_single_mac(
-                headers,
-                &scheme.header,
-                scheme.prefix.as_bytes(),
-                scheme.algorithm,
-                scheme.encoding,
-                &scheme.secrets,
-                body,
+            Verifier::Hmac(s) => CompiledScheme::hmac(
+                s.header.clone(),
+                s.algorithm,
+                s.encoding,
+                &s.prefix,
+            )
+            .verify(&s.secrets, &[], Duration::ZERO, None, req),
+            Verifier::StandardWebhooks(s) => bundled("standard-webhooks")?.verify(
+                &s.secrets,
+                &s.public_keys,
+                s.tolerance,
+                None,
+                req,
             ),
-            Verifier::StandardWebhooks(scheme) => scheme.verify(headers, body, now),
-            Verifier::Github(scheme) => verify_single_mac(
-                headers,
-                &GITHUB_SIGNATURE,
-                b"sha256=",
-                HmacAlgorithm::Sha256,
-                SigEncoding::Hex,
-                &scheme.secrets,
-                body,
+            Verifier::Github(s) => {
+                bundled("github")?.verify(&s.secrets, &[], Duration::ZERO, None, req)
+            }
+            Verifier::Stripe(s) => {
+                bundled("stripe")?.verify(&s.secrets, &[], s.tolerance, None, req)
+            }
+            Verifier::Slack(s) => bundled("slack")?.verify(&s.secrets, &[], s.tolerance, None, req),
+            Verifier::Scheme(v) => v.scheme.verify(
+                &v.secrets,
+                &v.public_keys,
+                v.tolerance,
+                v.public_url.as_deref(),
+                req,
             ),
-            Verifier::Stripe(scheme) => scheme.verify(headers, body, now),
-            Verifier::Slack(scheme) => scheme.verify(headers, body, now),
+        }
+    }
+
+    /// The scheme's name: `hmac`, or the preset whose scheme it is.
+    pub fn type_name(&self) -> &str {
+        match self {
+            Verifier::Hmac(_) => "hmac",
+            Verifier::StandardWebhooks(_) => "standard-webhooks",
+            Verifier::Github(_) => "github",
+            Verifier::Stripe(_) => "stripe",
+            Verifier::Slack(_) => "slack",
+            Verifier::Scheme(v) => v.scheme.name(),
+        }
+    }
+
+    fn with_scheme<T>(&self, default: T, f: impl FnOnce(&CompiledScheme) -> T) -> T {
+        match self {
+            Verifier::Hmac(s) => f(&CompiledScheme::hmac(
+                s.header.clone(),
+                s.algorithm,
+                s.encoding,
+                &s.prefix,
+            )),
+            Verifier::Scheme(v) => f(&v.scheme),
+            other => CompiledScheme::bundled(other.type_name()).map_or(default, f),
         }
     }
 
@@ -367,18 +1128,7 @@ impl Verifier {
     /// `X-Hub-Signature` is stripped with the SHA-256 one for the same reason: it is the
     /// same credential under a weaker MAC, and the gateway has already checked the body.
     pub fn consumed_headers(&self) -> Vec<HeaderName> {
-        match self {
-            Verifier::Hmac(scheme) => vec![scheme.header.clone()],
-            Verifier::StandardWebhooks(_) => vec![
-                WEBHOOK_SIGNATURE,
-                WEBHOOK_TIMESTAMP,
-                SVIX_SIGNATURE,
-                SVIX_TIMESTAMP,
-            ],
-            Verifier::Github(_) => vec![GITHUB_SIGNATURE, GITHUB_LEGACY_SIGNATURE],
-            Verifier::Stripe(_) => vec![STRIPE_SIGNATURE],
-            Verifier::Slack(_) => vec![SLACK_SIGNATURE, SLACK_TIMESTAMP],
-        }
+        self.with_scheme(Vec::new(), CompiledScheme::consumed_headers)
     }
 
     /// Whether a header carrying the signature itself is present: a request with none
@@ -386,241 +1136,8 @@ impl Verifier {
     /// GitHub's legacy SHA-1 header (stripped but never trusted), is not enough. On
     /// `Err`, the header the scheme expects.
     pub fn signature_present(&self, headers: &HeaderMap) -> Result<(), HeaderName> {
-        let expected: &[HeaderName] = match self {
-            Verifier::Hmac(scheme) => std::slice::from_ref(&scheme.header),
-            Verifier::StandardWebhooks(_) => &[WEBHOOK_SIGNATURE, SVIX_SIGNATURE],
-            Verifier::Github(_) => &[GITHUB_SIGNATURE],
-            Verifier::Stripe(_) => &[STRIPE_SIGNATURE],
-            Verifier::Slack(_) => &[SLACK_SIGNATURE],
-        };
-        match expected {
-            [first, ..] if !expected.iter().any(|name| headers.contains_key(name)) => {
-                Err(first.clone())
-            }
-            _ => Ok(()),
-        }
+        self.with_scheme(Ok(()), |s| s.signature_present(headers))
     }
-}
-
-// === impl StandardWebhooksScheme ===
-
-impl StandardWebhooksScheme {
-    fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<(), SignatureError> {
-        if self.secrets.is_empty() && self.public_keys.is_empty() {
-            return Err(SignatureError::NoKeysConfigured);
-        }
-
-        // One family or the other, never a mix: a request carrying any `webhook-*` header
-        // is a Standard Webhooks request and must carry all three.
-        let [id_name, ts_name, sig_name] = STANDARD_WEBHOOKS_FAMILIES
-            .iter()
-            .find(|family| family.iter().any(|name| headers.contains_key(name)))
-            .unwrap_or(&STANDARD_WEBHOOKS_FAMILIES[0]);
-
-        let id = required_header(headers, id_name)?;
-        // The id and timestamp are joined with '.', so a '.' inside either would make the
-        // signed content ambiguous (the spec forbids it).
-        if id.contains(&b'.') {
-            return Err(malformed(id_name, "id contains '.'"));
-        }
-        let ts_raw = required_header(headers, ts_name)?;
-        let ts = parse_timestamp(ts_name, ts_raw)?;
-        check_freshness(ts, now, self.tolerance)?;
-        let signatures = required_header(headers, sig_name)?;
-
-        let mut v1 = TagList::new();
-        let mut v1a = TagList::new();
-        let mut malformed_seen = false;
-        let mut entries = 0;
-        for entry in signatures
-            .split(|b| *b == b' ')
-            .filter(|entry| !entry.is_empty())
-            .take(MAX_SIGNATURE_ENTRIES)
-        {
-            entries += 1;
-            let Some((version, encoded)) = split_once(entry, b',') else {
-                malformed_seen = true;
-                continue;
-            };
-            let (list, len) = match version {
-                b"v1" => (&mut v1, HmacAlgorithm::Sha256.output_len()),
-                b"v1a" => (&mut v1a, ed25519_dalek::SIGNATURE_LENGTH),
-                // Unknown versions are skipped, as the spec requires.
-                _ => continue,
-            };
-            match Tag::decode(SigEncoding::Base64, encoded, len) {
-                Some(tag) => list.push(tag),
-                None => malformed_seen = true,
-            }
-        }
-        if entries == 0 {
-            return Err(malformed(sig_name, "no signature entries"));
-        }
-        if v1.is_empty() && v1a.is_empty() {
-            return Err(if malformed_seen {
-                malformed(sig_name, "no well-formed v1 or v1a entry")
-            } else {
-                SignatureError::NoSupportedSignature
-            });
-        }
-
-        let signed: [&[u8]; 5] = [id, b".", ts_raw, b".", body];
-        if !v1.is_empty()
-            && any_secret_matches(&self.secrets, HmacAlgorithm::Sha256, &signed, v1.as_slice())
-                .is_ok()
-        {
-            return Ok(());
-        }
-        // ed25519 hashes `R || A || message`, so each (signature, key) pair costs one pass
-        // over the body plus a curve check (~30 µs): only the first MAX_V1A_ENTRIES
-        // signatures are tried, so an unauthenticated sender cannot buy more than
-        // MAX_V1A_ENTRIES × keys of that work per request. `multipart_verify` takes the
-        // message in pieces, so even here the body is not copied into a joined buffer.
-        for tag in v1a.as_slice().iter().take(MAX_V1A_ENTRIES) {
-            let Ok(bytes) = <[u8; ed25519_dalek::SIGNATURE_LENGTH]>::try_from(tag.as_slice())
-            else {
-                continue;
-            };
-            let signature = Signature::from_bytes(&bytes);
-            let verified = self.public_keys.iter().any(|key| {
-                // Non-strict verification accepts anything under a weak key; decode_whpk
-                // refuses them, but keys may be built elsewhere, so check here too.
-                !key.is_weak() && key.multipart_verify(&signed, &signature).is_ok()
-            });
-            if verified {
-                return Ok(());
-            }
-        }
-        Err(SignatureError::NoMatch)
-    }
-}
-
-// === impl StripeScheme ===
-
-impl StripeScheme {
-    fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<(), SignatureError> {
-        if self.secrets.is_empty() {
-            return Err(SignatureError::NoKeysConfigured);
-        }
-        let name = STRIPE_SIGNATURE;
-        let value = required_header(headers, &name)?;
-
-        let mut timestamp: Option<&[u8]> = None;
-        let mut v1 = TagList::new();
-        let mut malformed_seen = false;
-        for item in value.split(|b| *b == b',').take(MAX_SIGNATURE_ENTRIES) {
-            let Some((key, encoded)) = split_once(item, b'=') else {
-                return Err(malformed(&name, "item is not key=value"));
-            };
-            match key {
-                b"t" if timestamp.is_some() => {
-                    // Stripe's SDK would silently keep the last one; two timestamps are
-                    // ambiguous, so refuse.
-                    return Err(malformed(&name, "more than one t= item"));
-                }
-                b"t" => timestamp = Some(encoded),
-                b"v1" => match Tag::decode(
-                    SigEncoding::Hex,
-                    encoded,
-                    HmacAlgorithm::Sha256.output_len(),
-                ) {
-                    Some(tag) => v1.push(tag),
-                    None => malformed_seen = true,
-                },
-                // v0 is Stripe's legacy test-mode scheme; other keys are unknown: skip both.
-                _ => {}
-            }
-        }
-        let ts_raw = timestamp.ok_or_else(|| malformed(&name, "no t= item"))?;
-        let ts = parse_timestamp(&name, ts_raw)?;
-        check_freshness(ts, now, self.tolerance)?;
-        if v1.is_empty() {
-            return Err(if malformed_seen {
-                malformed(&name, "no well-formed v1 item")
-            } else {
-                SignatureError::NoSupportedSignature
-            });
-        }
-        let signed: [&[u8]; 3] = [ts_raw, b".", body];
-        any_secret_matches(&self.secrets, HmacAlgorithm::Sha256, &signed, v1.as_slice())
-    }
-}
-
-// === impl SlackScheme ===
-
-impl SlackScheme {
-    fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<(), SignatureError> {
-        if self.secrets.is_empty() {
-            return Err(SignatureError::NoKeysConfigured);
-        }
-        let (ts_name, sig_name) = (SLACK_TIMESTAMP, SLACK_SIGNATURE);
-        let ts_raw = required_header(headers, &ts_name)?;
-        let ts = parse_timestamp(&ts_name, ts_raw)?;
-        check_freshness(ts, now, self.tolerance)?;
-        let value = required_header(headers, &sig_name)?;
-        let encoded = value
-            .strip_prefix(b"v0=")
-            .ok_or_else(|| malformed(&sig_name, "missing v0= prefix"))?;
-        let tag = Tag::decode(
-            SigEncoding::Hex,
-            encoded,
-            HmacAlgorithm::Sha256.output_len(),
-        )
-        .ok_or_else(|| malformed(&sig_name, "not hex of the expected length"))?;
-        let signed: [&[u8]; 4] = [b"v0:", ts_raw, b":", body];
-        any_secret_matches(
-            &self.secrets,
-            HmacAlgorithm::Sha256,
-            &signed,
-            std::slice::from_ref(&tag),
-        )
-    }
-}
-
-// === single-MAC schemes (hmac, github) ===
-
-/// One header, `prefix` + encoded MAC of the body: the `hmac` and `github` schemes.
-fn verify_single_mac(
-    headers: &HeaderMap,
-    name: &HeaderName,
-    prefix: &[u8],
-    algorithm: HmacAlgorithm,
-    encoding: SigEncoding,
-    secrets: &[Secret],
-    body: &[u8],
-) -> Result<(), SignatureError> {
-    if secrets.is_empty() {
-        return Err(SignatureError::NoKeysConfigured);
-    }
-    let value = required_header(headers, name)?;
-    let encoded = value
-        .strip_prefix(prefix)
-        .ok_or_else(|| malformed(name, "missing signature prefix"))?;
-    let tag = Tag::decode(encoding, encoded, algorithm.output_len()).ok_or_else(|| {
-        malformed(
-            name,
-            match encoding {
-                SigEncoding::Hex => "not hex of the expected length",
-                SigEncoding::Base64 => "not base64 of the expected length",
-            },
-        )
-    })?;
-    any_secret_matches(secrets, algorithm, &[body], std::slice::from_ref(&tag))
 }
 
 // === MAC computation ===
@@ -653,26 +1170,7 @@ fn any_secret(secrets: &[Secret], mut matches: impl FnMut(&Secret) -> bool) -> b
 }
 
 fn mac_matches(algorithm: HmacAlgorithm, key: &[u8], signed: &[&[u8]], tags: &[Tag]) -> bool {
-    match algorithm {
-        HmacAlgorithm::Sha1 => mac_matches_with::<sha1::Sha1>(key, signed, tags),
-        HmacAlgorithm::Sha256 => mac_matches_with::<sha2::Sha256>(key, signed, tags),
-        HmacAlgorithm::Sha512 => mac_matches_with::<sha2::Sha512>(key, signed, tags),
-    }
-}
-
-fn mac_matches_with<D: EagerHash>(key: &[u8], signed: &[&[u8]], tags: &[Tag]) -> bool
-where
-    Hmac<D>: KeyInit + Mac,
-{
-    // HMAC accepts keys of any length, so this cannot fail; if it ever did, fail closed.
-    let Ok(mut mac) = <Hmac<D> as KeyInit>::new_from_slice(key) else {
-        return false;
-    };
-    // Feed the pieces one by one: the body is never copied into a joined buffer.
-    for piece in signed {
-        mac.update(piece);
-    }
-    let computed = mac.finalize().into_bytes();
+    let computed = compute_mac(algorithm, key, signed);
     // Compare against every tag without stopping at the first hit, so the time taken
     // does not say which entry matched.
     let mut matched = Choice::from(0);
@@ -680,6 +1178,40 @@ where
         matched |= computed.as_slice().ct_eq(tag.as_slice());
     }
     matched.into()
+}
+
+/// The MAC of the pieces, held on the stack.
+fn compute_mac(algorithm: HmacAlgorithm, key: &[u8], signed: &[&[u8]]) -> Tag {
+    match algorithm {
+        HmacAlgorithm::Sha1 => mac_with::<sha1::Sha1>(key, signed),
+        HmacAlgorithm::Sha256 => mac_with::<sha2::Sha256>(key, signed),
+        HmacAlgorithm::Sha512 => mac_with::<sha2::Sha512>(key, signed),
+    }
+}
+
+fn mac_with<D: EagerHash>(key: &[u8], signed: &[&[u8]]) -> Tag
+where
+    Hmac<D>: KeyInit + Mac,
+{
+    let mut tag = Tag {
+        bytes: [0; MAX_TAG_BYTES],
+        len: 0,
+    };
+    // HMAC accepts keys of any length, so this cannot fail; if it ever did, the empty
+    // tag matches no presented signature (they are checked to be the MAC's length).
+    let Ok(mut mac) = <Hmac<D> as KeyInit>::new_from_slice(key) else {
+        return tag;
+    };
+    // Feed the pieces one by one: the body is never copied into a joined buffer.
+    for piece in signed {
+        mac.update(piece);
+    }
+    let computed = mac.finalize().into_bytes();
+    if let Some(slot) = tag.bytes.get_mut(..computed.len()) {
+        slot.copy_from_slice(&computed);
+        tag.len = computed.len();
+    }
+    tag
 }
 
 // === presented signatures ===
@@ -794,16 +1326,39 @@ fn required_header<'a>(
     Ok(bytes)
 }
 
-/// Parses integer unix seconds: ASCII digits only (no sign, no fraction, no spaces).
-fn parse_timestamp(name: &HeaderName, raw: &[u8]) -> Result<u64, SignatureError> {
-    const REASON: &str = "timestamp is not integer unix seconds";
-    if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
-        return Err(malformed(name, REASON));
+/// Parses a signed timestamp into unix seconds: integer seconds (ASCII digits only: no
+/// sign, no fraction, no spaces), or RFC 3339 (fraction truncated).
+fn parse_timestamp(
+    name: &HeaderName,
+    format: TimestampFormat,
+    raw: &[u8],
+) -> Result<u64, SignatureError> {
+    match format {
+        TimestampFormat::Unix => {
+            const REASON: &str = "timestamp is not integer unix seconds";
+            if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+                return Err(malformed(name, REASON));
+            }
+            std::str::from_utf8(raw)
+                .ok()
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .ok_or_else(|| malformed(name, REASON))
+        }
+        TimestampFormat::Rfc3339 => {
+            const REASON: &str = "timestamp is not RFC 3339 after 1970";
+            std::str::from_utf8(raw)
+                .ok()
+                .and_then(|text| {
+                    time::OffsetDateTime::parse(
+                        text,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                })
+                .and_then(|t| u64::try_from(t.unix_timestamp()).ok())
+                .ok_or_else(|| malformed(name, REASON))
+        }
     }
-    std::str::from_utf8(raw)
-        .ok()
-        .and_then(|digits| digits.parse::<u64>().ok())
-        .ok_or_else(|| malformed(name, REASON))
 }
 
 /// Rejects a timestamp further than `tolerance` from `now`, in either direction.
