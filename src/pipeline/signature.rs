@@ -2536,3 +2536,427 @@ mod tests {
         }
     }
 }
+
+/// Each preset's scheme against its vector from `shared/providers/FACTS.md` §6, through the
+/// one engine with the bundled data. The source of every vector is named at its test and
+/// in the preset's `vector` key.
+#[cfg(test)]
+mod preset_vectors {
+    use super::*;
+    use http::HeaderValue;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("test header name"),
+                HeaderValue::from_bytes(value.as_bytes()).expect("test header value"),
+            );
+        }
+        map
+    }
+
+    /// A route's verifier for bundled preset `name`, built as the config compiler does.
+    fn preset(name: &str, secrets: &[&str], public_url: Option<&str>) -> SchemeVerifier {
+        preset_with(name, secrets, public_url, HeaderOverrides::default())
+    }
+
+    fn preset_with(
+        name: &str,
+        secrets: &[&str],
+        public_url: Option<&str>,
+        overrides: HeaderOverrides<'_>,
+    ) -> SchemeVerifier {
+        let spec = crate::providers::scheme(name).expect("bundled scheme");
+        let scheme = CompiledScheme::compile(name, spec, overrides).expect("compiles");
+        let secrets = secrets
+            .iter()
+            .map(|s| scheme.decode_secret(s.as_bytes()).expect("key"))
+            .collect();
+        let tolerance = scheme.default_tolerance().map_or(Duration::ZERO, |t| {
+            humantime::parse_duration(t).expect("tolerance")
+        });
+        SchemeVerifier {
+            scheme,
+            secrets,
+            public_keys: Vec::new(),
+            tolerance,
+            public_url: public_url.map(str::to_owned),
+        }
+    }
+
+    fn check(
+        v: &SchemeVerifier,
+        h: &HeaderMap,
+        query: Option<&str>,
+        body: &[u8],
+        now: u64,
+    ) -> Result<(), SignatureError> {
+        Verifier::Scheme(Box::new(v.clone())).verify_request(&SignedRequest {
+            headers: h,
+            query,
+            body,
+            now: at(now),
+        })
+    }
+
+    #[test]
+    fn every_bundled_scheme_compiles_and_fifteen_presets_exist() {
+        let all = crate::providers::presets().expect("presets");
+        let mut schemes = 0;
+        for (name, p) in all {
+            if let Some(spec) = &p.scheme {
+                schemes += 1;
+                CompiledScheme::compile(name, spec, HeaderOverrides::default())
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(CompiledScheme::bundled(name).is_some(), "{name}");
+                assert!(spec.vector.is_some(), "{name} names its vector's source");
+            }
+        }
+        assert!(schemes >= 12, "{schemes} signing presets");
+        assert!(all.len() >= 15);
+    }
+
+    #[test]
+    fn shopify_computed_vector() {
+        // FACTS.md §6.6 [computed] (Shopify publishes no fixed vector): key `hush`.
+        let v = preset("shopify", &["hush"], None);
+        let h = headers(&[(
+            "x-shopify-hmac-sha256",
+            "VnKUjZsLuN5iZWjn5EntcBVCF9kMN43LglzCE1/GSeY=",
+        )]);
+        assert_eq!(check(&v, &h, None, br#"{"id":1}"#, 0), Ok(()));
+        assert_eq!(
+            check(&v, &h, None, br#"{"id":2}"#, 0),
+            Err(SignatureError::NoMatch)
+        );
+        let wrong = preset("shopify", &["hush!"], None);
+        assert_eq!(
+            check(&wrong, &h, None, br#"{"id":1}"#, 0),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    const TWILIO_URL: &str = "https://mycompany.com/myapp.php";
+    const TWILIO_QUERY: &str = "foo=1&bar=2";
+    const TWILIO_FORM: &[u8] = b"CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212";
+
+    #[test]
+    fn twilio_official_vectors() {
+        // twilio/twilio-python tests/unit/test_request_validator.py; FACTS.md §6.7.
+        let v = preset("twilio", &["12345"], Some(TWILIO_URL));
+        let sig = |s: &str| headers(&[("x-twilio-signature", s)]);
+        let h = sig("RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+        assert_eq!(check(&v, &h, Some(TWILIO_QUERY), TWILIO_FORM, 0), Ok(()));
+        // Parameter order in the body does not matter: they are sorted.
+        let reordered = b"To=%2B18005551212&From=%2B14158675309&Digits=1234&Caller=%2B14158675309&CallSid=CA1234567890ABCDE";
+        assert_eq!(check(&v, &h, Some(TWILIO_QUERY), reordered, 0), Ok(()));
+        // The URL is signed: another query, or no public_url match, fails.
+        assert_eq!(
+            check(&v, &h, Some("foo=1&bar=3"), TWILIO_FORM, 0),
+            Err(SignatureError::NoMatch)
+        );
+        // A URL with an explicit port (same vector file).
+        let v1234 = preset(
+            "twilio",
+            &["12345"],
+            Some("http://mycompany.com:1234/myapp.php"),
+        );
+        let h1234 = sig("Zmvh+3yNM1Phv2jhDCwEM3q5ebU=");
+        assert_eq!(
+            check(&v1234, &h1234, Some(TWILIO_QUERY), TWILIO_FORM, 0),
+            Ok(())
+        );
+        // Repeated keys: every (key, value) pair, sorted.
+        let dup = sig("IK+Dwps556ElfBT0I3Rgjkr1wJU=");
+        let body = b"Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234";
+        assert_eq!(check(&v, &dup, Some(TWILIO_QUERY), body, 0), Ok(()));
+    }
+
+    #[test]
+    fn twilio_json_body_sha256_variant() {
+        // twilio-python test_request_validator.py, JSON body; FACTS.md §6.7.
+        let v = preset("twilio", &["12345"], Some(TWILIO_URL));
+        let body = br#"{"property": "value", "boolean": true}"#;
+        let query = "foo=1&bar=2&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620";
+        let h = headers(&[("x-twilio-signature", "a9nBmqA0ju/hNViExpshrM61xv4=")]);
+        assert_eq!(check(&v, &h, Some(query), body, 0), Ok(()));
+        // The URL (and so the signature) is right but the body is not the hashed one.
+        assert_eq!(
+            check(
+                &v,
+                &h,
+                Some(query),
+                br#"{"property": "value", "boolean": false}"#,
+                0
+            ),
+            Err(SignatureError::BodyHashMismatch)
+        );
+    }
+
+    #[test]
+    fn gitlab_token() {
+        // FACTS.md §6.8: X-Gitlab-Token carries the secret token (no MAC, no vector).
+        let v = preset("gitlab", &["old-token", "new-token"], None);
+        let body = b"{}";
+        assert_eq!(
+            check(
+                &v,
+                &headers(&[("x-gitlab-token", "new-token")]),
+                None,
+                body,
+                0
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &v,
+                &headers(&[("x-gitlab-token", "new-tokem")]),
+                None,
+                body,
+                0
+            ),
+            Err(SignatureError::NoMatch)
+        );
+        assert_eq!(
+            check(&v, &headers(&[]), None, body, 0),
+            Err(SignatureError::MissingHeader(HeaderName::from_static(
+                "x-gitlab-token"
+            )))
+        );
+    }
+
+    #[test]
+    fn zoom_computed_vector_and_tolerance() {
+        // FACTS.md §6.9 [computed] (Zoom publishes no fixed vector).
+        let v = preset("zoom", &["secret_token_123"], None);
+        let body = br#"{"event":"meeting.started","event_ts":1658940994000}"#;
+        let h = headers(&[
+            ("x-zm-request-timestamp", "1658940994"),
+            (
+                "x-zm-signature",
+                "v0=706ba54a361cc543fd415610128574f7b24ceb368d7a9271fc04c66f81f21320",
+            ),
+        ]);
+        assert_eq!(check(&v, &h, None, body, 1_658_940_994), Ok(()));
+        assert_eq!(
+            check(&v, &h, None, body, 1_658_940_994 + 301),
+            Err(SignatureError::TimestampTooOld)
+        );
+        assert_eq!(
+            check(&v, &h, None, body, 1_658_940_994 - 301),
+            Err(SignatureError::TimestampTooNew)
+        );
+        assert_eq!(
+            v.scheme.handshake(),
+            Some(crate::providers::scheme::Handshake::ZoomUrlValidation)
+        );
+    }
+
+    #[test]
+    fn twitch_computed_vector_rfc3339_and_ten_minutes() {
+        // FACTS.md §6.10 [computed] (Twitch publishes no fixed vector).
+        let v = preset("twitch", &["s3cRe7s3cRe7"], None);
+        let body = br#"{"subscription":{"type":"channel.follow"}}"#;
+        let h = headers(&[
+            (
+                "twitch-eventsub-message-id",
+                "e76c6bd4-55c9-4987-8304-da1588d8988b",
+            ),
+            (
+                "twitch-eventsub-message-timestamp",
+                "2019-11-16T10:11:12.634234626Z",
+            ),
+            (
+                "twitch-eventsub-message-signature",
+                "sha256=e78a10bc0f474de33a937e7e2196ef5d50307d8e94ec2fd73051e1b181585a06",
+            ),
+        ]);
+        let ts = 1_573_899_072; // 2019-11-16T10:11:12Z
+        assert_eq!(check(&v, &h, None, body, ts), Ok(()));
+        assert_eq!(check(&v, &h, None, body, ts + 600), Ok(()));
+        assert_eq!(
+            check(&v, &h, None, body, ts + 601),
+            Err(SignatureError::TimestampTooOld)
+        );
+        let mut tampered = h.clone();
+        tampered.insert(
+            "twitch-eventsub-message-id",
+            HeaderValue::from_static("e76c6bd4-55c9-4987-8304-da1588d8988c"),
+        );
+        assert_eq!(
+            check(&v, &tampered, None, body, ts),
+            Err(SignatureError::NoMatch)
+        );
+        let mut bad_ts = h.clone();
+        bad_ts.insert(
+            "twitch-eventsub-message-timestamp",
+            HeaderValue::from_static("1573899072"),
+        );
+        assert!(matches!(
+            check(&v, &bad_ts, None, body, ts),
+            Err(SignatureError::MalformedHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn square_official_vector() {
+        // square/square-python-sdk tests/integration/test_webhooks_helper.py; FACTS.md §6.11.
+        let url = "https://webhook.site/679a4f3a-dcfa-49ee-bac5-9d0edad886b9";
+        let v = preset("square", &["Ibxx_5AKakO-3qeNVR61Dw"], Some(url));
+        let body = br#"{"merchant_id":"MLEFBHHSJGVHD","type":"webhooks.test_notification","event_id":"ac3ac95b-f97d-458c-a6e6-18981597e05f","created_at":"2022-07-13T20:30:59.037339943Z","data":{"type":"webhooks","id":"bc368e64-01aa-407e-b46e-3231809b1129"}}"#;
+        let h = headers(&[(
+            "x-square-hmacsha256-signature",
+            "GF4YkrJgGBDZ9NIYbNXBnMzqb2HoL4RW/S6vkZ9/2N4=",
+        )]);
+        assert_eq!(check(&v, &h, None, body, 0), Ok(()));
+        let elsewhere = preset(
+            "square",
+            &["Ibxx_5AKakO-3qeNVR61Dw"],
+            Some("https://webhook.site/other"),
+        );
+        assert_eq!(
+            check(&elsewhere, &h, None, body, 0),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn pagerduty_official_vector_and_comma_list() {
+        // PagerDuty/go-pagerduty webhookv3/webhookv3_test.go (`defaultBody`, saved in
+        // tests/vectors/pagerduty-v3-body.json); FACTS.md §6.12.
+        let body = include_bytes!("../../tests/vectors/pagerduty-v3-body.json");
+        assert_eq!(body.len(), 1655);
+        let v = preset(
+            "pagerduty",
+            &["lDQHScfUeXUKaQRNF+8XIiDKZ7XX3itBAYzwU0TARw8lJqRnkKl2iB1anSb0Z+IK"],
+            None,
+        );
+        let good = "v1=0c0b9495b893a39e70d1fea2fe11fbe0a825f88b9f67846f6cc07dd2bc5476cd";
+        let bad = "v1=7020c8a7ec668a9b7012bc3dd82e483394b038f4230acc6785efbf2a7d8bcaf5";
+        let sig = |s: &str| headers(&[("x-pagerduty-signature", s)]);
+        assert_eq!(check(&v, &sig(good), None, body, 0), Ok(()));
+        assert_eq!(
+            check(&v, &sig(bad), None, body, 0),
+            Err(SignatureError::NoMatch)
+        );
+        // Sender-side rotation: the good one anywhere in the comma list.
+        assert_eq!(
+            check(&v, &sig(&format!("{bad},{good}")), None, body, 0),
+            Ok(())
+        );
+        assert_eq!(
+            check(&v, &sig("v2=00"), None, body, 0),
+            Err(SignatureError::NoSupportedSignature)
+        );
+    }
+
+    #[test]
+    fn grafana_with_and_without_timestamp() {
+        // FACTS.md §6.14 [computed], matching computeHMAC in grafana/alerting
+        // http/hmac_test.go.
+        let body = b"test message";
+        let v = preset("grafana", &["secret"], None);
+        let h = headers(&[(
+            "x-grafana-alerting-signature",
+            "3bcebf43c85d20bba6e3b6ba278af1d2ba3ab0d57de271b0ad30b833e851c5a6",
+        )]);
+        assert_eq!(check(&v, &h, None, body, 0), Ok(()));
+        let with_ts = preset_with(
+            "grafana",
+            &["secret"],
+            None,
+            HeaderOverrides {
+                signature: None,
+                timestamp: Some("x-grafana-alerting-timestamp"),
+            },
+        );
+        let h = headers(&[
+            ("x-grafana-alerting-timestamp", "1700000000"),
+            (
+                "x-grafana-alerting-signature",
+                "36fa366a807205a13fc507ea4413374566ad5808c7ca7653f94d121fe5e64c2d",
+            ),
+        ]);
+        assert_eq!(check(&with_ts, &h, None, body, 1_700_000_000), Ok(()));
+        assert_eq!(
+            check(&with_ts, &h, None, body, 1_700_000_000 + 301),
+            Err(SignatureError::TimestampTooOld)
+        );
+        // Once the route names the timestamp header, a request without it is refused.
+        let h = headers(&[(
+            "x-grafana-alerting-signature",
+            "3bcebf43c85d20bba6e3b6ba278af1d2ba3ab0d57de271b0ad30b833e851c5a6",
+        )]);
+        assert_eq!(
+            check(&with_ts, &h, None, body, 1_700_000_000),
+            Err(SignatureError::MissingHeader(HeaderName::from_static(
+                "x-grafana-alerting-timestamp"
+            )))
+        );
+    }
+
+    #[test]
+    fn svix_preset_uses_svix_names_first() {
+        // FACTS.md §6.2: the Standard Webhooks official vector under svix-* names.
+        let v = preset("svix", &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], None);
+        let h = headers(&[
+            ("svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("svix-timestamp", "1614265330"),
+            (
+                "svix-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
+        ]);
+        assert_eq!(
+            check(&v, &h, None, br#"{"test": 2432232314}"#, 1_614_265_330),
+            Ok(())
+        );
+        assert_eq!(
+            v.scheme.signature_present(&HeaderMap::new()),
+            Err(HeaderName::from_static("svix-signature"))
+        );
+    }
+
+    #[test]
+    fn sign_then_verify_round_trips_for_every_scheme() {
+        let all = crate::providers::presets().expect("presets");
+        let body = br#"{"id":"evt_1","n":1}"#;
+        let ts = 1_700_000_000;
+        for (name, p) in all {
+            if p.scheme.is_none() {
+                continue;
+            }
+            let secret = if name == "standard-webhooks" || name == "svix" {
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+            } else {
+                "a-shared-secret"
+            };
+            let public_url = "https://hooks.example.com/hooks/x";
+            let v = preset(name, &[secret], Some(public_url));
+            let signed = v
+                .scheme
+                .sign(secret.as_bytes(), "msg_1", ts, Some(public_url), body)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let pairs: Vec<(&str, &str)> = signed
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let h = headers(&pairs);
+            assert_eq!(check(&v, &h, None, body, ts), Ok(()), "{name}");
+            let other = preset(name, &[&secret.replace('a', "b")], Some(public_url));
+            if name != "standard-webhooks" && name != "svix" {
+                assert_eq!(
+                    check(&other, &h, None, body, ts),
+                    Err(SignatureError::NoMatch),
+                    "{name}"
+                );
+            }
+        }
+    }
+}
