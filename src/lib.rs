@@ -16,6 +16,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod pipeline;
+pub mod presets_cmd;
 pub mod providers;
 pub mod schema;
 pub mod secret;

@@ -634,6 +634,12 @@ impl CompiledScheme {
         self.handshake
     }
 
+    /// The query parameter that carries the body's SHA-256 when the body is not form
+    /// parameters (Twilio's `bodySHA256`), if the scheme has one.
+    pub fn body_sha256_param(&self) -> Option<&str> {
+        self.body_sha256_param.as_deref()
+    }
+
     /// The header carrying the signature (or the token), of the first family.
     pub fn signature_header(&self) -> Option<&HeaderName> {
         self.families.first().map(|f| &f.signature)

@@ -284,3 +284,170 @@ async fn url_signing_scheme_without_public_url_is_a_config_error() {
         "{e}"
     );
 }
+
+// === the real binary: `presets` and `sign` ===
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
+
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run hookgate")
+}
+
+#[test]
+fn presets_lists_and_shows_and_refuses_unknown_names() {
+    let out = run(&["presets"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(names.len() >= 15, "{text}");
+    for name in [
+        "standard-webhooks",
+        "svix",
+        "github",
+        "stripe",
+        "slack",
+        "shopify",
+        "twilio",
+        "gitlab",
+        "zoom",
+        "twitch",
+        "square",
+        "pagerduty",
+        "grafana",
+        "datadog",
+        "alertmanager",
+        "flashduty-incident",
+        "wallarm",
+        "apono-request",
+        "firefly",
+        "nops",
+    ] {
+        assert!(names.contains(&name), "{name} missing from\n{text}");
+    }
+    let out = run(&["presets", "show", "flashduty-incident"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("dedup_key=/event_id"), "{text}");
+    assert!(text.contains("address:     47.94.95.118"), "{text}");
+    let out = run(&["presets", "show", "square"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("public_url"), "{text}");
+    assert!(text.contains("square-python-sdk"), "{text}");
+    let out = run(&["presets", "show", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shopify"));
+}
+
+#[test]
+fn sign_refuses_unknown_presets_unreadable_files_and_unsigned_senders() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let body = dir.path().join("body.json");
+    std::fs::write(&body, b"{}").expect("write");
+    let body = body.to_str().expect("utf-8 path");
+    let out = run(&["sign", "--preset", "nope", "--secret", "s", body]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&[
+        "sign",
+        "--preset",
+        "github",
+        "--secret",
+        "s",
+        "/nonexistent/body.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["sign", "--preset", "wallarm", "--secret", "s", body]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no signature scheme"));
+    let out = run(&["sign", "--preset", "square", "--secret", "s", body]);
+    assert_eq!(out.status.code(), Some(2), "square needs --url");
+    // The GitHub docs vector (FACTS.md §6.3), printed as GitHub sends it.
+    let hello = dir.path().join("hello.txt");
+    std::fs::write(&hello, b"Hello, World!").expect("write");
+    let out = run(&[
+        "sign",
+        "--preset",
+        "github",
+        "--secret",
+        "It's a Secret to Everybody",
+        hello.to_str().expect("utf-8 path"),
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "x-hub-signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17\n"
+    );
+}
+
+#[tokio::test]
+async fn sign_output_verifies_through_the_gateway_for_every_signing_preset() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("body.json");
+    let body = br#"{"id":"evt_1","event_id":"e-1","type":"test"}"#;
+    std::fs::write(&file, body).expect("write");
+    let file = file.to_str().expect("utf-8 path").to_owned();
+    let public_url = "https://hooks.example.com/hooks/p";
+    let up = Upstream::start().await;
+    let presets = hookgate::providers::presets().expect("presets");
+    let mut signed = 0;
+    for (name, p) in presets {
+        if p.scheme.is_none() {
+            continue;
+        }
+        let whsec = name == "standard-webhooks" || name == "svix";
+        let secret = if whsec {
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        } else {
+            "a-sender-secret"
+        };
+        let out = run(&[
+            "sign", "--preset", name, "--secret", secret, "--url", public_url, &file,
+        ]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut target = "/hooks/p".to_owned();
+        let mut headers = Vec::new();
+        for line in text.lines() {
+            if let Some(url) = line.strip_prefix("# POST ") {
+                if let Some((_, query)) = url.split_once('?') {
+                    target = format!("/hooks/p?{query}");
+                }
+            } else if let Some((k, v)) = line.split_once(": ") {
+                headers.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        assert!(!headers.is_empty(), "{name}: {text}");
+        let route = |secret: &str| {
+            format!(
+                "auth = {{ type = \"{name}\", secrets = [\"{secret}\"] }}\npublic_url = \"{public_url}\""
+            )
+        };
+        let gw = gateway(&route(secret), &up).await;
+        let r = post(&gw, &target, &headers, body).await;
+        assert_eq!(r.status(), 200, "{name}: {text}");
+        assert_eq!(verdict(&r), "forwarded", "{name}");
+        assert_eq!(&up.next().await.body[..], &body[..], "{name}");
+        // The same headers at a route holding another secret: refused.
+        let other = if whsec {
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+        } else {
+            "another-secret"
+        };
+        let gw_other = gateway(&route(other), &up).await;
+        let r = post(&gw_other, &target, &headers, body).await;
+        assert_eq!(r.status(), 401, "{name}");
+        up.assert_nothing().await;
+        signed += 1;
+    }
+    assert!(signed >= 12);
+}
