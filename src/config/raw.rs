@@ -186,7 +186,7 @@ impl DeliveryMode {
 ///
 /// `none`, `bearer`, `basic`, `header` and `hmac` are built in; any other `type` names a
 /// preset with a signature scheme (`github`, `stripe`, `shopify`, ...), checked when the
-/// route is compiled.
+/// route is compiled. Without `type`, the route's `preset` names the scheme.
 #[derive(Debug, Clone)]
 pub enum RawAuth {
     /// No credentials (the default).
@@ -222,8 +222,9 @@ pub enum RawAuth {
     /// A preset's signature scheme (`standard-webhooks`, `github`, `stripe`, `slack`,
     /// `shopify`, `twilio`, ...; `hookgate presets` lists them).
     Scheme {
-        /// The preset name, as written in `type`.
-        scheme: String,
+        /// The preset name, as written in `type`; `None` when `type` is left out, which
+        /// means the route's `preset` (filled in by `providers::apply`).
+        scheme: Option<String>,
         /// The scheme's keys.
         keys: RawSchemeKeys,
     },
@@ -279,11 +280,11 @@ impl<'de> Deserialize<'de> for RawAuth {
         // the rest of the table is then read as a built-in type or as scheme keys.
         let mut table = toml::Table::deserialize(d)?;
         let kind = match table.get("type") {
-            Some(toml::Value::String(s)) => s.clone(),
+            Some(toml::Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(D::Error::custom("`type` must be a string")),
-            None => return Err(D::Error::custom("missing field `type`")),
+            None => None,
         };
-        if BUILT_IN_AUTH.contains(&kind.as_str()) {
+        if kind.as_deref().is_some_and(|k| BUILT_IN_AUTH.contains(&k)) {
             let auth = BuiltInAuth::deserialize(toml::Value::Table(table))
                 .map_err(|e| D::Error::custom(e.message()))?;
             return Ok(match auth {

@@ -125,7 +125,18 @@ impl Auth {
                     public_url: None,
                 }))))
             }
-            RawAuth::Scheme { scheme, keys } => compile_scheme(&scheme, keys, public_url)?,
+            RawAuth::Scheme {
+                scheme: Some(scheme),
+                keys,
+            } => compile_scheme(&scheme, keys, public_url)?,
+            RawAuth::Scheme { scheme: None, .. } => {
+                return Err((
+                    ".type".into(),
+                    "missing: name an auth type, or leave it out only on a route whose \
+                     preset is a sender with a signature scheme (see `hookgate presets`)"
+                        .into(),
+                ));
+            }
             RawAuth::Header { headers } => {
                 if headers.is_empty() {
                     return Err((".headers".into(), "must name at least one header".into()));

@@ -2929,6 +2929,85 @@ mod preset_vectors {
         );
     }
 
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Every header name any bundled scheme reads.
+        fn names() -> Vec<&'static str> {
+            vec![
+                "x-shopify-hmac-sha256",
+                "x-twilio-signature",
+                "x-gitlab-token",
+                "x-zm-signature",
+                "x-zm-request-timestamp",
+                "twitch-eventsub-message-id",
+                "twitch-eventsub-message-timestamp",
+                "twitch-eventsub-message-signature",
+                "x-square-hmacsha256-signature",
+                "x-pagerduty-signature",
+                "x-grafana-alerting-signature",
+                "svix-id",
+                "svix-timestamp",
+                "svix-signature",
+            ]
+        }
+
+        fn value_strategy() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                "(v1=[0-9a-f]{0,66},?){0,20}".prop_map(String::into_bytes),
+                "(sha256=|v0=)?[0-9a-f]{0,70}".prop_map(String::into_bytes),
+                "[A-Za-z0-9+/=]{0,60}".prop_map(String::into_bytes),
+                "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{0,20}(Z|[+-][0-9]{2}:[0-9]{2})?"
+                    .prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 4090..4100),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_requests_never_verify_nor_panic(
+                values in proptest::collection::vec((0..14usize, value_strategy()), 0..8),
+                query in proptest::option::of("[A-Za-z0-9=&%+._-]{0,80}(bodySHA256=[0-9a-fA-F]{0,70})?"),
+                body in proptest::collection::vec(any::<u8>(), 0..64),
+                now in any::<u64>(),
+            ) {
+                let names = names();
+                let mut map = HeaderMap::new();
+                for (index, value) in &values {
+                    let (Some(name), Ok(value)) =
+                        (names.get(*index), HeaderValue::from_bytes(value))
+                    else {
+                        continue;
+                    };
+                    map.append(*name, value);
+                }
+                let now = UNIX_EPOCH
+                    .checked_add(Duration::from_secs(now % (1 << 40)))
+                    .unwrap_or(UNIX_EPOCH);
+                for name in [
+                    "shopify", "twilio", "zoom", "twitch", "square", "pagerduty",
+                    "grafana", "svix",
+                ] {
+                    let secret = if name == "svix" {
+                        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+                    } else {
+                        "k"
+                    };
+                    let v = preset(name, &[secret], Some("https://h.example/p"));
+                    prop_assert!(
+                        check(&v, &map, query.as_deref(), &body, now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())).is_err(),
+                        "{} verified random data", name
+                    );
+                }
+                // GitLab's token is compared, never parsed: only the token itself passes.
+                let v = preset("gitlab", &["a-token-no-generator-makes"], None);
+                prop_assert!(check(&v, &map, None, &body, 0).is_err());
+            }
+        }
+    }
+
     #[test]
     fn sign_then_verify_round_trips_for_every_scheme() {
         let all = crate::providers::presets().expect("presets");

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::raw::{OrderTimeUnit, RawRoute};
+use crate::config::raw::{OrderTimeUnit, RawAuth, RawRoute};
 
 /// The bundled presets file.
 pub const PRESETS_TOML: &str = include_str!("../../schemas/presets.toml");
@@ -92,6 +92,15 @@ pub fn apply(route: &mut RawRoute) -> Result<(), String> {
     fill(&mut route.order_time, &preset.order_time);
     fill(&mut route.order_time_unit, &preset.order_time_unit);
     fill(&mut route.methods, &preset.methods);
+    // `auth = { secrets = [...] }` without `type`: the preset's own signature scheme.
+    if let Some(RawAuth::Scheme {
+        scheme: scheme @ None,
+        ..
+    }) = &mut route.auth
+        && preset.scheme.is_some()
+    {
+        *scheme = Some(name.clone());
+    }
     Ok(())
 }
 
@@ -136,6 +145,38 @@ mod tests {
         assert_eq!(r.schema.as_deref(), Some("flashduty-incident"));
         assert_eq!(r.dedup_key.as_deref(), Some("/event_id"));
         assert_eq!(r.order_time_unit, Some(OrderTimeUnit::Ms));
+    }
+
+    #[test]
+    fn auth_without_type_takes_the_presets_scheme() {
+        let mut r = RawRoute {
+            preset: Some("github".into()),
+            auth: Some(RawAuth::Scheme {
+                scheme: None,
+                keys: crate::config::raw::RawSchemeKeys::default(),
+            }),
+            ..RawRoute::default()
+        };
+        apply(&mut r).expect("apply");
+        assert!(
+            matches!(&r.auth, Some(RawAuth::Scheme { scheme: Some(s), .. }) if s == "github"),
+            "{:?}",
+            r.auth
+        );
+        // A preset without a scheme leaves it for the compiler to refuse.
+        let mut r = RawRoute {
+            preset: Some("wallarm".into()),
+            auth: Some(RawAuth::Scheme {
+                scheme: None,
+                keys: crate::config::raw::RawSchemeKeys::default(),
+            }),
+            ..RawRoute::default()
+        };
+        apply(&mut r).expect("apply");
+        assert!(matches!(
+            &r.auth,
+            Some(RawAuth::Scheme { scheme: None, .. })
+        ));
     }
 
     #[test]

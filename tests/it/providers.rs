@@ -451,3 +451,36 @@ async fn sign_output_verifies_through_the_gateway_for_every_signing_preset() {
     }
     assert!(signed >= 12);
 }
+
+#[tokio::test]
+async fn a_presets_scheme_is_the_auth_type_when_type_is_left_out() {
+    // `preset = "github"` + `auth = { secrets = [...] }`: verified as GitHub signs
+    // (FACTS.md §6.3 docs vector), and the preset's dedup key is filled too.
+    let up = Upstream::start().await;
+    let gw = gateway(
+        "preset = \"github\"\nauth = { secrets = [\"It's a Secret to Everybody\"] }",
+        &up,
+    )
+    .await;
+    let signed = h(&[
+        (
+            "X-Hub-Signature-256",
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        ),
+        ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+    ]);
+    // GitHub's docs vector body is not JSON: the signature passes, then JSON refuses it.
+    let r = post(&gw, "/hooks/p", &signed, b"Hello, World!").await;
+    assert_eq!(verdict(&r), "invalid_json");
+    let r = post(&gw, "/hooks/p", &h(&[("X-GitHub-Delivery", "x")]), b"{}").await;
+    assert_eq!(verdict(&r), "unauthorized");
+    up.assert_nothing().await;
+    // Without a signing preset, a type-less auth is a config error naming the key.
+    let e = hookgate::config::from_str(
+        "[[route]]\nname = \"p\"\npath = \"/p\"\nupstream = \"http://127.0.0.1:1/\"\npreset = \"wallarm\"\nauth = { secrets = [\"k\"] }\n",
+        "t",
+    )
+    .expect_err("no scheme to take")
+    .to_string();
+    assert!(e.contains("route[0].auth.type"), "{e}");
+}
