@@ -7,7 +7,7 @@
 //! request that passes reaches the dedup store, so unsigned traffic never touches it.
 //!
 //! **One engine over scheme data.** Every sender's scheme is a
-//! [`SchemeSpec`](crate::providers::scheme::SchemeSpec) in the bundled presets (header
+//! [`SchemeSpec`] in the bundled presets (header
 //! names, signed-content template, MAC, encoding, header layout, timestamp and tolerance);
 //! [`CompiledScheme`] turns one into header names and template parts once, and
 //! [`CompiledScheme::verify`] checks a request against it. Standard Webhooks (and Svix),

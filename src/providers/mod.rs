@@ -5,7 +5,7 @@
 //! route fills every key the route leaves out. Explicit route keys win, so a user can
 //! keep a preset's schema but narrow its addresses, say.
 //!
-//! A preset of a signing sender also carries its signature scheme as data ([`scheme`]);
+//! A preset of a signing sender also carries its signature scheme as data ([`mod@scheme`]);
 //! `auth = { type = "<preset>", ... }` verifies with it. Senders that do not sign say in
 //! `credentials` which header checks (bearer, basic, custom headers) they can be paired with.
 
