@@ -242,6 +242,15 @@ impl Auth {
         }
     }
 
+    /// The endpoint handshake the route's sender performs, if its signature scheme has
+    /// one (see [`Verifier::handshake`]).
+    pub fn handshake(&self) -> Option<crate::providers::scheme::Handshake> {
+        match self {
+            Auth::Signature(v) => v.handshake(),
+            _ => None,
+        }
+    }
+
     /// Headers holding credentials this check consumed; they are not forwarded.
     pub fn consumed_headers(&self) -> Vec<HeaderName> {
         match self {

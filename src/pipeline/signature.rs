@@ -1137,6 +1137,14 @@ impl Verifier {
         self.with_scheme(Vec::new(), CompiledScheme::consumed_headers)
     }
 
+    /// The endpoint handshake this sender performs before sending events (Zoom URL
+    /// validation, Twitch challenge, Slack url_verification), from the scheme's data.
+    /// This is the hook for the handshake dispatch: the handshake request is signed like
+    /// any event, so it is verified first and then answered instead of forwarded.
+    pub fn handshake(&self) -> Option<Handshake> {
+        self.with_scheme(None, CompiledScheme::handshake)
+    }
+
     /// Whether a header carrying the signature itself is present: a request with none
     /// is unsigned and can be refused before its body is read. A timestamp alone, or
     /// GitHub's legacy SHA-1 header (stripped but never trusted), is not enough. On
@@ -2759,8 +2767,21 @@ mod preset_vectors {
             Err(SignatureError::TimestampTooNew)
         );
         assert_eq!(
-            v.scheme.handshake(),
-            Some(crate::providers::scheme::Handshake::ZoomUrlValidation)
+            Verifier::Scheme(Box::new(v)).handshake(),
+            Some(Handshake::ZoomUrlValidation)
+        );
+        let slack = Verifier::Slack(SlackScheme {
+            secrets: vec![Secret::new(b"k".to_vec())],
+            tolerance: Duration::from_secs(300),
+        });
+        assert_eq!(slack.handshake(), Some(Handshake::SlackUrlVerification));
+        assert_eq!(
+            Verifier::Scheme(Box::new(preset("twitch", &["k"], None))).handshake(),
+            Some(Handshake::TwitchChallenge)
+        );
+        assert_eq!(
+            Verifier::Scheme(Box::new(preset("github", &["k"], None))).handshake(),
+            None
         );
     }
 
