@@ -365,6 +365,7 @@ pub struct CompiledScheme {
     default_tolerance: Option<String>,
     id_forbids: Option<u8>,
     body_sha256_param: Option<String>,
+    url_port_variants: bool,
     strip: Vec<HeaderName>,
     handshake: Option<Handshake>,
 }
@@ -542,6 +543,7 @@ impl CompiledScheme {
                 .map(|c| one_byte("id_forbids", c))
                 .transpose()?,
             body_sha256_param: spec.body_sha256_param.clone(),
+            url_port_variants: spec.url_port_variants,
             strip,
             handshake: spec.handshake,
         })
@@ -573,6 +575,7 @@ impl CompiledScheme {
             default_tolerance: None,
             id_forbids: None,
             body_sha256_param: None,
+            url_port_variants: false,
             strip: Vec::new(),
             handshake: None,
         }
@@ -834,14 +837,19 @@ impl CompiledScheme {
 
         // Content only some schemes sign: the public URL (plus the query as received)
         // and the sorted form parameters.
-        let url = if self.signs_url() {
+        let urls = if self.signs_url() {
             let base = public_url.ok_or(SignatureError::SchemeUnavailable)?;
-            Some(match req.query {
-                Some(q) => format!("{base}?{q}"),
-                None => base.to_owned(),
-            })
+            url_variants(base, self.url_port_variants)
+                .into_iter()
+                .map(|u| {
+                    Some(match req.query {
+                        Some(q) => format!("{u}?{q}"),
+                        None => u,
+                    })
+                })
+                .collect()
         } else {
-            None
+            vec![None]
         };
         let mut form = Vec::new();
         if self.parts.contains(&Part::Form) {
@@ -858,13 +866,20 @@ impl CompiledScheme {
                 None => form = sorted_form(req.body),
             }
         }
-        let pieces = self.pieces(id, ts_raw, req.body, url.as_deref(), &form);
-
-        if !macs.is_empty()
-            && any_secret_matches(secrets, self.algorithm, &pieces, macs.as_slice()).is_ok()
-        {
+        // Every URL variant is tried, whichever matches, like every secret.
+        let mut mac_ok = false;
+        for url in &urls {
+            let pieces = self.pieces(id, ts_raw, req.body, url.as_deref(), &form);
+            if !macs.is_empty() {
+                mac_ok |=
+                    any_secret_matches(secrets, self.algorithm, &pieces, macs.as_slice()).is_ok();
+            }
+        }
+        if mac_ok {
             return Ok(());
         }
+        let first_url = urls.first().cloned().flatten();
+        let pieces = self.pieces(id, ts_raw, req.body, first_url.as_deref(), &form);
         // ed25519 hashes `R || A || message`, so each (signature, key) pair costs one pass
         // over the body plus a curve check (~30 µs): only the first MAX_V1A_ENTRIES
         // signatures are tried, so an unauthenticated sender cannot buy more than
@@ -1004,6 +1019,40 @@ fn not_encoded(encoding: SigEncoding) -> &'static str {
         SigEncoding::Hex => "not hex of the expected length",
         SigEncoding::Base64 => "not base64 of the expected length",
     }
+}
+
+/// The public URL as configured, and, when `port_variants`, the same URL with the
+/// scheme's default port added (when it has no port) or its port removed (when it has
+/// one), as Twilio's validator tries both.
+fn url_variants(base: &str, port_variants: bool) -> Vec<String> {
+    let mut urls = vec![base.to_owned()];
+    if !port_variants {
+        return urls;
+    }
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return urls;
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
+    // A port is the digits after the last ':' that is not inside an IPv6 literal.
+    let port = authority
+        .rsplit_once(':')
+        .filter(|(host, port)| {
+            !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with('[')
+        })
+        .filter(|(_, port)| !port.contains(']'));
+    let variant = match port {
+        Some((host, _)) => format!("{scheme}://{host}{path}"),
+        None => {
+            let default = if scheme.eq_ignore_ascii_case("https") {
+                443
+            } else {
+                80
+            };
+            format!("{scheme}://{authority}:{default}{path}")
+        }
+    };
+    urls.push(variant);
+    urls
 }
 
 /// Twilio's form content: the body's `application/x-www-form-urlencoded` parameters,
@@ -2689,6 +2738,51 @@ mod preset_vectors {
         let dup = sig("IK+Dwps556ElfBT0I3Rgjkr1wJU=");
         let body = b"Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234";
         assert_eq!(check(&v, &dup, Some(TWILIO_QUERY), body, 0), Ok(()));
+    }
+
+    #[test]
+    fn twilio_port_variants_official_vectors() {
+        // twilio-python test_request_validator.py: the sender signed the URL with the
+        // default port (`:443`, `:80`) while the receiver knows it without, and the
+        // validator accepts both ways; FACTS.md §6.7.
+        let sig = |s: &str| headers(&[("x-twilio-signature", s)]);
+        let https = preset("twilio", &["12345"], Some(TWILIO_URL));
+        let h443 = sig("kvajT1Ptam85bY51eRf/AJRuM3w=");
+        assert_eq!(
+            check(&https, &h443, Some(TWILIO_QUERY), TWILIO_FORM, 0),
+            Ok(())
+        );
+        let http = preset("twilio", &["12345"], Some("http://mycompany.com/myapp.php"));
+        let h80 = sig("0ZXoZLH/DfblKGATFgpif+LLRf4=");
+        assert_eq!(
+            check(&http, &h80, Some(TWILIO_QUERY), TWILIO_FORM, 0),
+            Ok(())
+        );
+        // And the other way round: configured with the port, signed without.
+        let with_port = preset(
+            "twilio",
+            &["12345"],
+            Some("https://mycompany.com:443/myapp.php"),
+        );
+        let plain = sig("RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+        assert_eq!(
+            check(&with_port, &plain, Some(TWILIO_QUERY), TWILIO_FORM, 0),
+            Ok(())
+        );
+        // The :80 signature is not an https one.
+        assert_eq!(
+            check(&https, &h80, Some(TWILIO_QUERY), TWILIO_FORM, 0),
+            Err(SignatureError::NoMatch)
+        );
+        assert_eq!(
+            url_variants("https://[::1]:8443/p", true),
+            ["https://[::1]:8443/p", "https://[::1]/p"]
+        );
+        assert_eq!(
+            url_variants("https://[::1]/p", true),
+            ["https://[::1]/p", "https://[::1]:443/p"]
+        );
+        assert_eq!(url_variants("https://h/p", false), ["https://h/p"]);
     }
 
     #[test]

@@ -96,6 +96,11 @@ pub struct SchemeSpec {
     /// Query parameter carrying the hex SHA-256 of the body (Twilio's JSON variant): when
     /// the request's URL has it, `{form}` is empty and the body must hash to it.
     pub body_sha256_param: Option<String>,
+    /// Also accept the URL with its default port added or its port removed, as Twilio's
+    /// own validator does ("signature generation on the back end is inconsistent"
+    /// about `:443`/`:80`). Costs one more MAC per secret.
+    #[serde(default)]
+    pub url_port_variants: bool,
     /// Further headers stripped before forwarding (older signatures of the same secret).
     #[serde(default)]
     pub strip: Vec<String>,
