@@ -17,6 +17,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod pipeline;
+pub mod presets_cmd;
 pub mod protocol;
 pub mod providers;
 pub mod schema;

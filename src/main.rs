@@ -1,4 +1,5 @@
-//! The `hookgate` command line (DESIGN.md §2): `serve`, `check`, `validate`, `schemas`.
+//! The `hookgate` command line (DESIGN.md §2): `serve`, `check`, `validate`, `schemas`,
+//! `presets`, `sign`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,43 @@ enum Command {
     Schemas {
         #[command(subcommand)]
         action: Option<SchemasAction>,
+    },
+    /// List the sender presets, or show one with `show NAME`.
+    Presets {
+        #[command(subcommand)]
+        action: Option<PresetsAction>,
+    },
+    /// Print the headers a sender using a preset would send with FILE as the body.
+    Sign {
+        /// Preset name (see `hookgate presets`).
+        #[arg(long)]
+        preset: String,
+        /// The shared secret: a literal, env:NAME or file:PATH.
+        #[arg(long)]
+        secret: String,
+        /// Signed time, unix seconds (default: now).
+        #[arg(long)]
+        timestamp: Option<u64>,
+        /// Message id, for schemes that sign one (default: derived from body and time).
+        #[arg(long)]
+        id: Option<String>,
+        /// The URL the sender posts to, for schemes that sign it (Twilio, Square).
+        #[arg(long)]
+        url: Option<String>,
+        /// Print a curl command instead of header lines.
+        #[arg(long)]
+        curl: bool,
+        /// The body.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PresetsAction {
+    /// Show one preset: what it fills, its signature scheme, its addresses.
+    Show {
+        /// Its name.
+        name: String,
     },
 }
 
@@ -115,6 +153,37 @@ fn main() -> ExitCode {
                 &mut std::io::stderr().lock(),
             ))
         }
+        Command::Presets { action } => {
+            let show = action
+                .as_ref()
+                .map(|PresetsAction::Show { name }| name.as_str());
+            ExitCode::from(hookgate::presets_cmd::presets(
+                show,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            ))
+        }
+        Command::Sign {
+            preset,
+            secret,
+            timestamp,
+            id,
+            url,
+            curl,
+            file,
+        } => ExitCode::from(hookgate::presets_cmd::sign(
+            &hookgate::presets_cmd::SignArgs {
+                preset: &preset,
+                secret: &secret,
+                timestamp,
+                id: id.as_deref(),
+                url: url.as_deref(),
+                curl,
+                file: &file,
+            },
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )),
         Command::Schemas { action } => {
             let show = action
                 .as_ref()

@@ -353,8 +353,18 @@ fn compile_route(
         r.upstream_timeout.as_deref(),
         "5s",
     )?;
-    let auth = Auth::compile(r.auth.unwrap_or(raw::RawAuth::None))
-        .map_err(|(k, e)| (format!("{}{k}", key("auth")), e))?;
+    if let Some(url) = &r.public_url {
+        public_url(url).map_err(|e| (key("public_url"), e))?;
+    }
+    let auth = Auth::compile(
+        r.auth.unwrap_or(raw::RawAuth::None),
+        r.public_url.as_deref(),
+    )
+    .map_err(|(k, e)| match k.strip_prefix('!') {
+        // A key of the route itself, not below `auth`.
+        Some(route_key) => (key(route_key), e),
+        None => (format!("{}{k}", key("auth")), e),
+    })?;
     let rate_limit = match r.rate_limit {
         None => None,
         Some(rl) => {
@@ -533,6 +543,29 @@ fn upstream_is_listener(url: &reqwest::Url, listen: SocketAddr) -> bool {
 /// "never"; refusing them keeps every `now + duration` the gateway computes (deadlines,
 /// expiries, tolerances) far from overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Checks a route's `public_url`: an absolute `http(s)://` URL without query or fragment
+/// (the request's own query string is appended to it when a scheme signs the URL).
+fn public_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} must start with https:// or http://"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} has no host"));
+    }
+    if url.contains(['?', '#']) {
+        return Err(format!(
+            "{url:?} may not carry a query or fragment: the request's query is appended to it"
+        ));
+    }
+    if url.bytes().any(|b| !(b'!'..=b'~').contains(&b)) {
+        return Err(format!(
+            "{url:?} must be printable ASCII without spaces (percent-encode the rest)"
+        ));
+    }
+    Ok(())
+}
 
 /// Parses a duration string like `"500ms"` or `"24h"`; zero is refused (it would disable
 /// the limit in a surprising way), and so is anything beyond [`MAX_DURATION`].

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::pipeline::signature::{HmacAlgorithm, SigEncoding};
+use crate::providers::scheme::{HmacAlgorithm, SigEncoding};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +125,10 @@ pub struct RawRoute {
     pub upstream_timeout: Option<String>,
     /// Credentials the sender must present (default none).
     pub auth: Option<RawAuth>,
+    /// The URL the sender was configured with (`https://host/path`, no query), for auth
+    /// schemes that sign the URL (Twilio, Square). Not guessed from `Host`: behind a proxy
+    /// the scheme, host and port the gateway sees are not the ones the sender signed.
+    pub public_url: Option<String>,
     /// Requests per second and burst, for the route or per client address.
     pub rate_limit: Option<RawRateLimit>,
 }
@@ -199,8 +203,11 @@ impl DeliveryMode {
 }
 
 /// `auth = { type = "...", ... }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+///
+/// `none`, `bearer`, `basic`, `header` and `hmac` are built in; any other `type` names a
+/// preset with a signature scheme (`github`, `stripe`, `shopify`, ...), checked when the
+/// route is compiled. Without `type`, the route's `preset` names the scheme.
+#[derive(Debug, Clone)]
 pub enum RawAuth {
     /// No credentials (the default).
     None,
@@ -232,34 +239,97 @@ pub enum RawAuth {
         /// Keys (secret values, used as bytes); any may match.
         secrets: Vec<String>,
     },
-    /// Standard Webhooks (and Svix): `webhook-id`, `webhook-timestamp`, `webhook-signature`.
-    StandardWebhooks {
-        /// `whsec_<base64>` keys for `v1,` HMAC signatures.
-        #[serde(default)]
-        secrets: Vec<String>,
-        /// `whpk_<base64>` ed25519 public keys for `v1a,` signatures.
-        #[serde(default)]
-        public_keys: Vec<String>,
-        /// Accepted clock difference, both directions (default `5m`).
-        tolerance: Option<String>,
+    /// A preset's signature scheme (`standard-webhooks`, `github`, `stripe`, `slack`,
+    /// `shopify`, `twilio`, ...; `hookgate presets` lists them).
+    Scheme {
+        /// The preset name, as written in `type`; `None` when `type` is left out, which
+        /// means the route's `preset` (filled in by `providers::apply`).
+        scheme: Option<String>,
+        /// The scheme's keys.
+        keys: RawSchemeKeys,
     },
-    /// GitHub: `X-Hub-Signature-256: sha256=<hex>`. GitHub signs no timestamp.
-    Github {
-        /// Webhook secrets; any may match.
+}
+
+/// The keys of `auth` for a preset's signature scheme.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchemeKeys {
+    /// Shared secrets (secret values; `whsec_...` for Standard Webhooks); any may match.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// `whpk_<base64>` ed25519 public keys, for schemes that take them.
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+    /// Accepted clock difference, both directions (default: the scheme's, e.g. `5m`).
+    pub tolerance: Option<String>,
+    /// Replaces the scheme's signature header (for senders whose users name it).
+    pub header: Option<String>,
+    /// Names the timestamp header, for schemes where it is optional (Grafana).
+    pub timestamp_header: Option<String>,
+}
+
+/// The built-in auth types, as written.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+enum BuiltInAuth {
+    None,
+    Bearer {
+        tokens: Vec<String>,
+    },
+    Basic {
+        users: BTreeMap<String, String>,
+    },
+    Header {
+        headers: BTreeMap<String, Vec<String>>,
+    },
+    Hmac {
+        header: String,
+        algorithm: Option<HmacAlgorithm>,
+        encoding: Option<SigEncoding>,
+        prefix: Option<String>,
         secrets: Vec<String>,
     },
-    /// Stripe: `Stripe-Signature: t=..,v1=..`.
-    Stripe {
-        /// Endpoint secrets (`whsec_...`, used as written); any may match.
-        secrets: Vec<String>,
-        /// Accepted clock difference, both directions (default `5m`).
-        tolerance: Option<String>,
-    },
-    /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:<ts>:<body>`.
-    Slack {
-        /// Signing secrets; any may match.
-        secrets: Vec<String>,
-        /// Accepted clock difference, both directions (default `5m`).
-        tolerance: Option<String>,
-    },
+}
+
+const BUILT_IN_AUTH: [&str; 5] = ["none", "bearer", "basic", "header", "hmac"];
+
+impl<'de> Deserialize<'de> for RawAuth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        // The scheme types are data (the bundled presets), so `type` is read first and
+        // the rest of the table is then read as a built-in type or as scheme keys.
+        let mut table = toml::Table::deserialize(d)?;
+        let kind = match table.get("type") {
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(D::Error::custom("`type` must be a string")),
+            None => None,
+        };
+        if kind.as_deref().is_some_and(|k| BUILT_IN_AUTH.contains(&k)) {
+            let auth = BuiltInAuth::deserialize(toml::Value::Table(table))
+                .map_err(|e| D::Error::custom(e.message()))?;
+            return Ok(match auth {
+                BuiltInAuth::None => RawAuth::None,
+                BuiltInAuth::Bearer { tokens } => RawAuth::Bearer { tokens },
+                BuiltInAuth::Basic { users } => RawAuth::Basic { users },
+                BuiltInAuth::Header { headers } => RawAuth::Header { headers },
+                BuiltInAuth::Hmac {
+                    header,
+                    algorithm,
+                    encoding,
+                    prefix,
+                    secrets,
+                } => RawAuth::Hmac {
+                    header,
+                    algorithm,
+                    encoding,
+                    prefix,
+                    secrets,
+                },
+            });
+        }
+        table.remove("type");
+        let keys = RawSchemeKeys::deserialize(toml::Value::Table(table))
+            .map_err(|e| D::Error::custom(e.message()))?;
+        Ok(RawAuth::Scheme { scheme: kind, keys })
+    }
 }

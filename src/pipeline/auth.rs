@@ -11,11 +11,11 @@
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, header::AUTHORIZATION};
 
-use crate::config::raw::RawAuth;
+use crate::config::raw::{RawAuth, RawSchemeKeys};
 use crate::config::secret_source;
 use crate::pipeline::signature::{
-    self, GithubScheme, HmacAlgorithm, HmacScheme, SigEncoding, SignatureError, SlackScheme,
-    StandardWebhooksScheme, StripeScheme, Verifier,
+    self, CompiledScheme, HeaderOverrides, HmacAlgorithm, SchemeVerifier, SigEncoding,
+    SignatureError, SignedRequest, Verifier,
 };
 use crate::secret::Secret;
 
@@ -49,6 +49,16 @@ pub enum Auth {
     Header(Vec<(HeaderName, Vec<Secret>)>),
     /// A signature over the raw body (checked after the body is read).
     Signature(Box<Verifier>),
+    /// A preset whose sender puts the shared secret itself in a header (GitLab's
+    /// `X-Gitlab-Token`): checked like `header`, before the body is read.
+    Token {
+        /// The preset name.
+        scheme: String,
+        /// The header carrying the token.
+        header: HeaderName,
+        /// Accepted tokens.
+        tokens: Vec<Secret>,
+    },
 }
 
 /// Default signed-timestamp tolerance, both directions (the schemes' own libraries use 5 min).
@@ -57,7 +67,9 @@ const DEFAULT_TOLERANCE: &str = "5m";
 impl Auth {
     /// Builds the check from the config, resolving `env:`/`file:` secrets. Errors carry
     /// the key suffix below `auth` (e.g. `.tokens[1]`).
-    pub fn compile(raw: RawAuth) -> Result<Self, (String, String)> {
+    ///
+    /// `public_url` is the route's `public_url`, required by schemes that sign the URL.
+    pub fn compile(raw: RawAuth, public_url: Option<&str>) -> Result<Self, (String, String)> {
         Ok(match raw {
             RawAuth::None => Auth::None,
             RawAuth::Bearer { tokens } => {
@@ -99,70 +111,31 @@ impl Auth {
                         format!("{header:?} is not a header name"),
                     )
                 })?;
-                Auth::Signature(Box::new(Verifier::Hmac(HmacScheme {
+                let scheme = CompiledScheme::hmac(
                     header,
-                    algorithm: algorithm.unwrap_or(HmacAlgorithm::Sha256),
-                    encoding: encoding.unwrap_or(SigEncoding::Hex),
-                    prefix: prefix.unwrap_or_default(),
+                    algorithm.unwrap_or(HmacAlgorithm::Sha256),
+                    encoding.unwrap_or(SigEncoding::Hex),
+                    prefix.as_deref().unwrap_or_default(),
+                );
+                Auth::Signature(Box::new(Verifier::Scheme(Box::new(SchemeVerifier {
+                    scheme,
                     secrets: non_empty(&secrets, ".secrets")?,
-                })))
+                    public_keys: Vec::new(),
+                    tolerance: std::time::Duration::ZERO,
+                    public_url: None,
+                }))))
             }
-            RawAuth::StandardWebhooks {
-                secrets,
-                public_keys,
-                tolerance,
-            } => {
-                if secrets.is_empty() && public_keys.is_empty() {
-                    return Err((
-                        ".secrets".into(),
-                        "list at least one whsec_ secret or whpk_ public key".into(),
-                    ));
-                }
-                let secrets = resolve_all(&secrets, ".secrets")?
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        signature::decode_whsec(s.expose()).map_err(|e| {
-                            (format!(".secrets[{i}]"), format!("not a whsec_ key: {e}"))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let public_keys = resolve_all(&public_keys, ".public_keys")?
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        signature::decode_whpk(s.expose()).map_err(|e| {
-                            (
-                                format!(".public_keys[{i}]"),
-                                format!("not a whpk_ key: {e}"),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Auth::Signature(Box::new(Verifier::StandardWebhooks(
-                    StandardWebhooksScheme {
-                        secrets,
-                        public_keys,
-                        tolerance: tolerance_of(tolerance.as_deref())?,
-                    },
-                )))
-            }
-            RawAuth::Github { secrets } => {
-                Auth::Signature(Box::new(Verifier::Github(GithubScheme {
-                    secrets: non_empty(&secrets, ".secrets")?,
-                })))
-            }
-            RawAuth::Stripe { secrets, tolerance } => {
-                Auth::Signature(Box::new(Verifier::Stripe(StripeScheme {
-                    secrets: non_empty(&secrets, ".secrets")?,
-                    tolerance: tolerance_of(tolerance.as_deref())?,
-                })))
-            }
-            RawAuth::Slack { secrets, tolerance } => {
-                Auth::Signature(Box::new(Verifier::Slack(SlackScheme {
-                    secrets: non_empty(&secrets, ".secrets")?,
-                    tolerance: tolerance_of(tolerance.as_deref())?,
-                })))
+            RawAuth::Scheme {
+                scheme: Some(scheme),
+                keys,
+            } => compile_scheme(&scheme, keys, public_url)?,
+            RawAuth::Scheme { scheme: None, .. } => {
+                return Err((
+                    ".type".into(),
+                    "missing: name an auth type, or leave it out only on a route whose \
+                     preset is a sender with a signature scheme (see `hookgate presets`)"
+                        .into(),
+                ));
             }
             RawAuth::Header { headers } => {
                 if headers.is_empty() {
@@ -186,19 +159,14 @@ impl Auth {
     }
 
     /// The `type` name, as in the config.
-    pub fn type_name(&self) -> &'static str {
+    pub fn type_name(&self) -> &str {
         match self {
             Auth::None => "none",
             Auth::Bearer(_) => "bearer",
             Auth::Basic(_) => "basic",
             Auth::Header(_) => "header",
-            Auth::Signature(v) => match **v {
-                Verifier::Hmac(_) => "hmac",
-                Verifier::StandardWebhooks(_) => "standard-webhooks",
-                Verifier::Github(_) => "github",
-                Verifier::Stripe(_) => "stripe",
-                Verifier::Slack(_) => "slack",
-            },
+            Auth::Signature(v) => v.type_name(),
+            Auth::Token { scheme, .. } => scheme,
         }
     }
 
@@ -209,8 +177,19 @@ impl Auth {
         body: &[u8],
         now: std::time::SystemTime,
     ) -> Result<(), SignatureError> {
+        self.verify_request(&SignedRequest {
+            headers,
+            query: None,
+            body,
+            now,
+        })
+    }
+
+    /// Verifies a body signature with everything a scheme may sign (the query string
+    /// too, for schemes that sign the URL); other types pass.
+    pub fn verify_request(&self, req: &SignedRequest<'_>) -> Result<(), SignatureError> {
         match self {
-            Auth::Signature(v) => v.verify(headers, body, now),
+            Auth::Signature(v) => v.verify_request(req),
             _ => Ok(()),
         }
     }
@@ -248,6 +227,10 @@ impl Auth {
                 }
                 if ok { Ok(()) } else { Err(AuthError::NoMatch) }
             }
+            Auth::Token { header, tokens, .. } => {
+                let value = single(headers, header)?;
+                any_matches(tokens.iter(), value)
+            }
             Auth::Header(checks) => {
                 let mut all = true;
                 for (name, accepted) in checks {
@@ -259,6 +242,15 @@ impl Auth {
         }
     }
 
+    /// The endpoint handshake the route's sender performs, if its signature scheme has
+    /// one (see [`Verifier::handshake`]).
+    pub fn handshake(&self) -> Option<crate::providers::scheme::Handshake> {
+        match self {
+            Auth::Signature(v) => v.handshake(),
+            _ => None,
+        }
+    }
+
     /// Headers holding credentials this check consumed; they are not forwarded.
     pub fn consumed_headers(&self) -> Vec<HeaderName> {
         match self {
@@ -266,8 +258,131 @@ impl Auth {
             Auth::Bearer(_) | Auth::Basic(_) => vec![AUTHORIZATION],
             Auth::Header(checks) => checks.iter().map(|(n, _)| n.clone()).collect(),
             Auth::Signature(v) => v.consumed_headers(),
+            Auth::Token { header, .. } => vec![header.clone()],
         }
     }
+}
+
+/// `auth = { type = "<preset>", ... }`: the preset's scheme, compiled with the route's keys.
+fn compile_scheme(
+    name: &str,
+    keys: RawSchemeKeys,
+    public_url: Option<&str>,
+) -> Result<Auth, (String, String)> {
+    let spec = crate::providers::scheme(name).map_err(|known| {
+        (
+            ".type".to_owned(),
+            format!(
+                "unknown auth type {name:?} (built in: none, bearer, basic, header, hmac; \
+                 presets with a signature scheme: {known})"
+            ),
+        )
+    })?;
+    let scheme = CompiledScheme::compile(
+        name,
+        spec,
+        HeaderOverrides {
+            signature: keys.header.as_deref(),
+            timestamp: keys.timestamp_header.as_deref(),
+        },
+    )
+    .map_err(|e| {
+        let key = if e.starts_with("timestamp_header") {
+            ".timestamp_header"
+        } else if e.starts_with("header") {
+            ".header"
+        } else {
+            ".type"
+        };
+        (key.to_owned(), e)
+    })?;
+    if !scheme.takes_public_keys() && !keys.public_keys.is_empty() {
+        return Err((
+            ".public_keys".into(),
+            format!("{name} takes no public keys"),
+        ));
+    }
+    if scheme.is_token() {
+        let tokens = non_empty(&keys.secrets, ".secrets")?;
+        can_arrive(&tokens, ".secrets")?;
+        let header = scheme
+            .signature_header()
+            .cloned()
+            .ok_or_else(|| (".type".to_owned(), "scheme names no header".to_owned()))?;
+        return Ok(Auth::Token {
+            scheme: name.to_owned(),
+            header,
+            tokens,
+        });
+    }
+    if keys.secrets.is_empty() && keys.public_keys.is_empty() {
+        return Err((
+            ".secrets".into(),
+            if scheme.takes_public_keys() {
+                "list at least one secret or public key".into()
+            } else {
+                "must list at least one secret".into()
+            },
+        ));
+    }
+    let secrets = resolve_all(&keys.secrets, ".secrets")?
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            scheme
+                .decode_secret(s.expose())
+                .map_err(|e| (format!(".secrets[{i}]"), format!("not a usable key: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let public_keys = resolve_all(&keys.public_keys, ".public_keys")?
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            signature::decode_whpk(s.expose()).map_err(|e| {
+                (
+                    format!(".public_keys[{i}]"),
+                    format!("not a whpk_ key: {e}"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tolerance = if scheme.has_timestamp() {
+        crate::config::parse_duration(
+            ".tolerance",
+            keys.tolerance.as_deref(),
+            scheme.default_tolerance().unwrap_or(DEFAULT_TOLERANCE),
+        )?
+    } else if keys.tolerance.is_some() {
+        return Err((
+            ".tolerance".into(),
+            format!("{name} signs no timestamp, so no tolerance applies"),
+        ));
+    } else {
+        std::time::Duration::ZERO
+    };
+    let public_url = if scheme.signs_url() {
+        let url = public_url.ok_or_else(|| {
+            (
+                "!public_url".to_owned(),
+                format!(
+                    "required by auth type {name}, which signs the URL the sender posts to \
+                     (write it as configured at the sender, e.g. \"https://hooks.example.com/hooks/{name}\")"
+                ),
+            )
+        })?;
+        Some(url.to_owned())
+    } else {
+        None
+    };
+    Ok(Auth::Signature(Box::new(Verifier::Scheme(Box::new(
+        SchemeVerifier {
+            scheme,
+            secrets,
+            public_keys,
+            tolerance,
+            public_url,
+        },
+    )))))
 }
 
 fn non_empty(values: &[String], key: &str) -> Result<Vec<Secret>, (String, String)> {
@@ -275,10 +390,6 @@ fn non_empty(values: &[String], key: &str) -> Result<Vec<Secret>, (String, Strin
         return Err((key.to_owned(), "must list at least one secret".into()));
     }
     resolve_all(values, key)
-}
-
-fn tolerance_of(value: Option<&str>) -> Result<std::time::Duration, (String, String)> {
-    crate::config::parse_duration(".tolerance", value, DEFAULT_TOLERANCE)
 }
 
 fn resolve_all(values: &[String], key: &str) -> Result<Vec<Secret>, (String, String)> {
@@ -351,6 +462,12 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    impl Auth {
+        fn compile_for_test(raw: RawAuth) -> Result<Self, (String, String)> {
+            Self::compile(raw, None)
+        }
+    }
+
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
@@ -364,7 +481,7 @@ mod tests {
 
     #[test]
     fn bearer_rotation_and_errors() {
-        let auth = Auth::compile(RawAuth::Bearer {
+        let auth = Auth::compile_for_test(RawAuth::Bearer {
             tokens: vec!["old".into(), "new".into()],
         })
         .expect("auth");
@@ -392,7 +509,7 @@ mod tests {
     fn basic_checks_user_and_password() {
         let mut users = BTreeMap::new();
         users.insert("apono".to_owned(), "pw:with:colons".to_owned());
-        let auth = Auth::compile(RawAuth::Basic { users }).expect("auth");
+        let auth = Auth::compile_for_test(RawAuth::Basic { users }).expect("auth");
         let good = base64::engine::general_purpose::STANDARD.encode("apono:pw:with:colons");
         assert_eq!(
             auth.check(&h(&[("authorization", &format!("Basic {good}"))])),
@@ -414,7 +531,7 @@ mod tests {
         let mut headers = BTreeMap::new();
         headers.insert("X-Token".to_owned(), vec!["a".into(), "b".into()]);
         headers.insert("X-Tenant".to_owned(), vec!["acme".into()]);
-        let auth = Auth::compile(RawAuth::Header { headers }).expect("auth");
+        let auth = Auth::compile_for_test(RawAuth::Header { headers }).expect("auth");
         assert_eq!(
             auth.check(&h(&[("x-token", "b"), ("x-tenant", "acme")])),
             Ok(())
@@ -431,8 +548,8 @@ mod tests {
 
     #[test]
     fn empty_lists_are_config_errors() {
-        assert!(Auth::compile(RawAuth::Bearer { tokens: vec![] }).is_err());
-        let err = Auth::compile(RawAuth::Bearer {
+        assert!(Auth::compile_for_test(RawAuth::Bearer { tokens: vec![] }).is_err());
+        let err = Auth::compile_for_test(RawAuth::Bearer {
             tokens: vec!["env:HOOKGATE_UNSET_TOKEN_VAR".into()],
         })
         .expect_err("unset env");

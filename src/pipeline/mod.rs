@@ -267,7 +267,12 @@ async fn stages(
     // 6. signature over the raw bytes, before any parsing.
     route
         .auth
-        .verify_body(&parts.headers, &bytes, std::time::SystemTime::now())?;
+        .verify_request(&crate::pipeline::signature::SignedRequest {
+            headers: &parts.headers,
+            query: parts.uri.query(),
+            body: &bytes,
+            now: std::time::SystemTime::now(),
+        })?;
     // 7. JSON, depth-bounded before any tree is built.
     let document = json::parse(&bytes, server.max_json_depth)?;
     // 8. schema.

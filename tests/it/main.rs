@@ -12,6 +12,7 @@ mod delivery;
 mod operability;
 mod oracle;
 mod ordering;
+mod providers;
 mod regression;
 mod robustness;
 mod routing;
