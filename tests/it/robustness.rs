@@ -2,7 +2,8 @@
 //! input (config, JSON, signature headers, event keys and times, forwarding headers) and
 //! over whole requests through the real gateway. Each property asserts an invariant or
 //! agrees with a small reference model written here, not only the absence of a panic.
-//! The cargo-fuzz targets in `fuzz/` explore the same surfaces on nightly.
+//! The cargo-fuzz targets in `fuzz/` explore the same surfaces with the same reference
+//! models (`oracle.rs`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,7 @@ use proptest::sample::{Index, select};
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 
+use crate::oracle::{addresses_in, days_from_civil, days_in_month, reference_client};
 use crate::support::{client, gateway::Gateway, sign, upstream::Upstream, verdict};
 
 // === shared helpers ===
@@ -818,27 +820,6 @@ proptest! {
 
 // === event keys and times ===
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm),
-/// written independently of the `time` crate the gateway uses.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
 /// An RFC 3339 time and the Unix nanoseconds it denotes.
 fn rfc3339() -> impl Strategy<Value = (String, i128)> {
     (
@@ -1111,46 +1092,6 @@ fn trusted_nets() -> Vec<ipnet::IpNet> {
         "10.0.0.0/8".parse().expect("net"),
         "2001:db8::/126".parse().expect("net"),
     ]
-}
-
-/// The walk DESIGN.md describes, written out: from the peer, right to left, past trusted
-/// hops, stopping at the first untrusted or unparseable one (at most 32 hops).
-fn reference_client(peer: IpAddr, hops: &[Option<IpAddr>], trusted: &[ipnet::IpNet]) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(&ip));
-    let mut current = peer.to_canonical();
-    if !is_trusted(current) {
-        return current;
-    }
-    for hop in hops.iter().rev().take(32) {
-        match hop {
-            Some(ip) => {
-                current = ip.to_canonical();
-                if !is_trusted(current) {
-                    break;
-                }
-            }
-            None => break,
-        }
-    }
-    current
-}
-
-/// Every address a header string names, in any spelling: the tokens between separators
-/// that parse as an address, a socket address, or a bracketed address.
-fn addresses_in(text: &str) -> HashSet<IpAddr> {
-    text.split([',', ';', '=', '"', ' ', '\t'])
-        .filter_map(|t| {
-            t.parse::<IpAddr>()
-                .ok()
-                .or_else(|| t.parse::<SocketAddr>().ok().map(|s| s.ip()))
-                .or_else(|| {
-                    t.strip_prefix('[')
-                        .and_then(|r| r.split(']').next())
-                        .and_then(|r| r.parse().ok())
-                })
-        })
-        .map(|ip: IpAddr| ip.to_canonical())
-        .collect()
 }
 
 proptest! {
