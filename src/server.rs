@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::config::{self, ConfigSource};
+use crate::error::GatewayError;
 use crate::pipeline::{self, Gateway};
 use crate::telemetry::Metrics;
 
@@ -71,11 +72,31 @@ impl Shared {
 /// The router: health endpoints, then every other path goes to the webhook pipeline.
 pub fn router(shared: Shared) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(
+            "/healthz",
+            get(healthz).fallback(operational_method_not_allowed),
+        )
+        .route(
+            "/readyz",
+            get(readyz).fallback(operational_method_not_allowed),
+        )
+        .route(
+            "/metrics",
+            get(metrics).fallback(operational_method_not_allowed),
+        )
         .fallback(webhook)
         .with_state(shared)
+}
+
+/// Another method on an operational endpoint: the contract's 405 (verdict, `Allow`,
+/// JSON body), not axum's bare one (found by the `http_raw` fuzz target).
+async fn operational_method_not_allowed(method: http::Method) -> Response {
+    GatewayError::MethodNotAllowed {
+        method,
+        allow: vec![http::Method::GET, http::Method::HEAD],
+    }
+    .into_answer(None, None)
+    .into_response()
 }
 
 async fn healthz() -> Response {
