@@ -6,7 +6,7 @@
 //!
 //! Invariants: the server answers with a sequence of well-formed HTTP/1.x responses
 //! (each head parses, each body is framed by `Content-Length`, chunking or the close)
-//! and then closes, or closes without answering — within 10 s, never hanging; every
+//! and then closes, or closes without answering — within 5 s, never hanging; every
 //! answer with a verdict obeys the contract (`check_answer`), every other answer is
 //! an operational endpoint's or hyper's own refusal of an unparseable request; after
 //! each input a fresh connection's `GET /healthz` answers 200 (the process keeps
@@ -29,7 +29,7 @@ struct World {
 }
 
 /// How long the server may take to answer and close one input's connection.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes written per input at most.
 const MAX_INPUT: usize = 64 * 1024;
 
