@@ -3,4 +3,5 @@
 
 mod config;
 mod forwarding;
+mod fuzz;
 mod http;
