@@ -4,3 +4,4 @@
 mod config;
 mod forwarding;
 mod http;
+mod probe;
