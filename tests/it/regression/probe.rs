@@ -1,7 +1,9 @@
 //! Regressions found by probing the running gateway from outside after issue 10 (a hostile
 //! or sloppy sender's view).
 
-use crate::support::{client, gateway::Gateway, upstream::Upstream, verdict};
+use std::time::Duration;
+
+use crate::support::{client, gateway::Gateway, raw_exchange, upstream::Upstream, verdict};
 
 /// A route in front of `upstream_url`, with no checks that could refuse the probes.
 fn route_to(upstream_url: &str) -> String {
@@ -40,4 +42,31 @@ async fn sender_query_cannot_override_upstream_query_parameters() {
         .expect("send");
     assert_eq!(verdict(&r), "forwarded");
     assert_eq!(up.next().await.uri.query(), Some("token=a&token=b&&c"));
+}
+
+/// `Transfer-Encoding: gzip, chunked` (or any coding besides one `chunked`) was accepted:
+/// hyper undid the chunking and ignored the rest, so a gzip-coded body was judged as if
+/// it were the JSON itself. RFC 9112 §6.1: a transfer coding the server does not
+/// understand is answered 501, never guessed at.
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_are_refused() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&route_to(&up.url("/in"))).await;
+    for coding in ["gzip, chunked", "chunked, chunked", "identity, chunked"] {
+        let request = format!(
+            "POST /q HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: {coding}\r\nConnection: close\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
+        );
+        let answer = raw_exchange(gw.addr, request.as_bytes(), Duration::from_secs(3)).await;
+        assert!(answer.starts_with("HTTP/1.1 501 "), "{coding}: {answer}");
+        assert!(
+            answer.contains("x-hookgate-verdict: bad_request"),
+            "{coding}: {answer}"
+        );
+    }
+    // Plain chunked (any case) still works.
+    let request = "POST /q HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    let answer = raw_exchange(gw.addr, request.as_bytes(), Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains("x-hookgate-verdict: forwarded"), "{answer}");
+    assert_eq!(&up.next().await.body[..], b"{}");
 }
