@@ -70,3 +70,77 @@ async fn transfer_codings_other_than_chunked_are_refused() {
     assert!(answer.contains("x-hookgate-verdict: forwarded"), "{answer}");
     assert_eq!(&up.next().await.body[..], b"{}");
 }
+
+/// A file sink that reaches the process's file-size limit (`ulimit -f`, RLIMIT_FSIZE)
+/// killed the whole gateway with SIGXFSZ, leaving half a line in the file: the cut-back
+/// of a failed append (issue 10, defect 4) never ran. The signal is ignored so that the
+/// write fails with EFBIG like a full disk: that event is refused, the file keeps only
+/// whole lines, and the gateway goes on serving.
+#[cfg(unix)]
+#[tokio::test]
+async fn file_size_limit_refuses_the_event_instead_of_killing_the_gateway() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tmp");
+    let sink = dir.path().join("out.jsonl");
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nbackend = \"memory\"\n[[route]]\nname = \"f\"\npath = \"/f\"\nupstream = \"file://{}\"\n",
+            sink.display()
+        ),
+    )
+    .expect("config");
+    // 4 blocks of 512 bytes (POSIX sh counts in those): room for two events of ~700 bytes, not for three.
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -f 4 && exec \"$0\" serve --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_hookgate"))
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read");
+    let addr = first
+        .split_whitespace()
+        .nth(3)
+        .expect("listening line")
+        .to_owned();
+    let pad = "x".repeat(700);
+    let c = client();
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let r = c
+            .post(format!("http://{addr}/f"))
+            .body(format!(r#"{{"id":{i},"pad":"{pad}"}}"#))
+            .send()
+            .await;
+        statuses.push(r.map(|r| (r.status().as_u16(), verdict(&r))).ok());
+    }
+    let alive = child.try_wait().expect("wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(alive, "the gateway died; answers: {statuses:?}");
+    assert_eq!(
+        statuses[0],
+        Some((200, "forwarded".to_owned())),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses[1],
+        Some((200, "forwarded".to_owned())),
+        "{statuses:?}"
+    );
+    for s in &statuses[2..] {
+        let (status, verdict) = s.clone().expect("an answer");
+        assert!(status >= 500, "{status} {verdict}");
+        assert_eq!(verdict, "upstream_error");
+    }
+    let written = std::fs::read_to_string(&sink).expect("sink");
+    assert!(written.ends_with('\n'), "a torn line was left: {written:?}");
+    assert_eq!(written.lines().count(), 2);
+}
