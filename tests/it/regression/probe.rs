@@ -144,3 +144,34 @@ async fn file_size_limit_refuses_the_event_instead_of_killing_the_gateway() {
     assert!(written.ends_with('\n'), "a torn line was left: {written:?}");
     assert_eq!(written.lines().count(), 2);
 }
+
+/// The upstream URL's credentials were masked in the start-up table and `check`, but its
+/// query was printed whole, and a query is where many upstreams take their secret
+/// (`?code=` for Azure Functions, `?key=&token=` for chat webhooks). Values are masked,
+/// names stay (they say what is configured).
+#[test]
+fn check_and_start_up_table_do_not_print_upstream_query_secrets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &config,
+        "[store]\nbackend = \"memory\"\n[[route]]\nname = \"q\"\npath = \"/q\"\nupstream = \"http://127.0.0.1:9/in?code=s3cr3tQueryKey&v=2\"\n",
+    )
+    .expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{shown}");
+    assert!(!shown.contains("s3cr3tQueryKey"), "{shown}");
+    assert!(
+        shown.contains("http://127.0.0.1:9/in?code=***&v=***"),
+        "{shown}"
+    );
+}
