@@ -290,6 +290,14 @@ pub(super) async fn send(
         .await
         .map_err(|e| classify(e, out.timeout))?;
     let status = response.status();
+    // A 1xx as the final answer (101 to a request that asked for no upgrade) or a status
+    // outside RFC 9110's 100..=599 cannot be passed back as an answer: the upstream failed.
+    if !(200..=599).contains(&status.as_u16()) {
+        return Err(DeliveryError::Unreachable(format!(
+            "upstream answered with status {}, not a final answer",
+            status.as_u16()
+        )));
+    }
     let mut headers = answer_headers(response.headers());
     let body = match read_capped(response).await {
         Some(body) => body,

@@ -175,3 +175,56 @@ fn check_and_start_up_table_do_not_print_upstream_query_secrets() {
         "{shown}"
     );
 }
+
+/// An upstream answering with a status that is no final answer (101 Switching Protocols
+/// to a request that asked for no upgrade) or none at all (600..999) was passed back as
+/// `forwarded`: the sender got a protocol switch nobody made, or an invalid status line.
+/// Either is the upstream failing: 502 `upstream_error`, and the event is not marked seen.
+#[tokio::test]
+async fn upstream_answers_outside_200_to_599_are_upstream_errors() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for answer in [
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        "HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok",
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let mut arrivals = 0;
+            // Bounded: the gateway sends two requests at most.
+            while arrivals < 2 {
+                let Ok(Ok((mut s, _))) =
+                    tokio::time::timeout(Duration::from_secs(5), listener.accept()).await
+                else {
+                    break;
+                };
+                arrivals += 1;
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.shutdown().await;
+            }
+            arrivals
+        });
+        let gw = Gateway::start(&format!(
+            "{}dedup_key = \"/id\"\n",
+            route_to(&format!("http://{addr}/in"))
+        ))
+        .await;
+        let c = client();
+        for _ in 0..2 {
+            let r = c
+                .post(gw.url("/q"))
+                .body(r#"{"id":"e1"}"#)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), 502, "{answer}");
+            assert_eq!(verdict(&r), "upstream_error", "{answer}");
+        }
+        // Not marked seen: the retry reached the upstream too.
+        assert_eq!(server.await.expect("join"), 2, "{answer}");
+    }
+}
