@@ -228,3 +228,35 @@ async fn upstream_answers_outside_200_to_599_are_upstream_errors() {
         assert_eq!(server.await.expect("join"), 2, "{answer}");
     }
 }
+
+/// A config that does not parse was reported with the TOML parser's snippet of the
+/// offending line, and with the misplaced value quoted: literal tokens reached stderr and,
+/// on a refused SIGHUP reload, the structured log ("secrets are never logged"). The
+/// message keeps the line, the column and the parser's reason, with values masked.
+#[test]
+fn config_parse_errors_do_not_quote_secrets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("hookgate.toml");
+    for auth in [
+        "auth = { type = \"bearer\", tokens = [\"LiteralSecretOne\", 5] }",
+        "auth = { type = \"bearer\", tokens = \"LiteralSecretOne\" }",
+    ] {
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\nbackend = \"memory\"\n[[route]]\nname = \"a\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:9/a\"\n{auth}\n"
+            ),
+        )
+        .expect("config");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .expect("check");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(!said.contains("LiteralSecretOne"), "{said}");
+        assert!(said.contains("line 7"), "{said}");
+        assert!(said.contains("invalid type"), "{said}");
+    }
+}
