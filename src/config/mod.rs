@@ -146,8 +146,21 @@ fn parse_message(text: &str, e: &toml::de::Error) -> String {
         Some(span) => {
             let before = text.get(..span.start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("TOML parse error at line {line}, column {column}: {masked}")
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before.len() - line_start + 1;
+            // The key the line assigns (up to its first '='), or a table header: never
+            // what follows, which may be a secret.
+            let prefix = before.get(line_start..).unwrap_or("");
+            let key = match prefix.split_once('=') {
+                Some((key, _)) => key.trim(),
+                None if prefix.trim_start().starts_with('[') => prefix.trim(),
+                None => "",
+            };
+            if key.is_empty() {
+                format!("TOML parse error at line {line}, column {column}: {masked}")
+            } else {
+                format!("TOML parse error at line {line}, column {column} ({key}): {masked}")
+            }
         }
         None => format!("TOML parse error: {masked}"),
     }

@@ -258,5 +258,6 @@ fn config_parse_errors_do_not_quote_secrets() {
         assert!(!said.contains("LiteralSecretOne"), "{said}");
         assert!(said.contains("line 7"), "{said}");
         assert!(said.contains("invalid type"), "{said}");
+        assert!(said.contains("(auth)"), "the key is named: {said}");
     }
 }
