@@ -261,3 +261,48 @@ fn config_parse_errors_do_not_quote_secrets() {
         assert!(said.contains("(auth)"), "the key is named: {said}");
     }
 }
+
+/// With `dedup_key = "header:NAME"`, a request carrying the header twice was deduplicated
+/// on the first value while both reached the upstream, which may well read the last one:
+/// the gateway and the upstream disagreed on which event it was (`a` then `b, a`-style
+/// retries slipped through or were dropped). A repeated id header is refused like a
+/// malformed one (422), as repeated credential headers are.
+#[tokio::test]
+async fn repeated_dedup_header_is_refused() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&format!(
+        "{}dedup_key = \"header:X-Event-Id\"\n",
+        route_to(&up.url("/in"))
+    ))
+    .await;
+    let c = client();
+    let r = c
+        .post(gw.url("/q"))
+        .header("x-event-id", "a")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(verdict(&r), "forwarded");
+    up.next().await;
+    let r = c
+        .post(gw.url("/q"))
+        .header("x-event-id", "b")
+        .header("x-event-id", "a")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 422);
+    assert_eq!(verdict(&r), "invalid_schema");
+    let r = c
+        .post(gw.url("/q"))
+        .header("x-event-id", "b")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(verdict(&r), "forwarded");
+    assert_eq!(up.next().await.headers["x-event-id"], "b");
+    up.assert_nothing().await;
+}
