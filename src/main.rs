@@ -338,6 +338,8 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
     let listen = settings.server.listen;
     let table = route_table(&settings.routes);
     runtime.block_on(async move {
+        #[cfg(unix)]
+        ignore_file_size_signal();
         // Store and file sinks are opened before "listening" is printed: a sink that
         // cannot be opened must not look like a gateway that started.
         let shared = match hookgate::build(settings) {
@@ -377,6 +379,19 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
             }
         }
     })
+}
+
+/// Keeps SIGXFSZ from killing the gateway. Its default action ends the process when a
+/// write crosses the file-size limit (`ulimit -f`), so a file sink reaching it took the
+/// whole gateway down with half a line in the file; handled, the write fails with EFBIG
+/// instead and the sink cuts the failed line back off, as after a full disk. tokio never
+/// unregisters a signal handler, so dropping the stream keeps it in place.
+#[cfg(unix)]
+fn ignore_file_size_signal() {
+    let kind = tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ);
+    if let Err(e) = tokio::signal::unix::signal(kind) {
+        tracing::warn!(error = %e, "Cannot handle SIGXFSZ: a file sink over the file-size limit ends the process.");
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

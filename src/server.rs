@@ -224,7 +224,9 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
             req.extensions_mut().insert(ConnectInfo(peer));
             let app = app.clone();
             async move {
-                if let Err(e) = protocol::check_host(req.version(), req.headers()) {
+                if let Err(e) = protocol::check_host(req.version(), req.headers())
+                    .and_then(|()| protocol::check_transfer_coding(req.headers()))
+                {
                     return Ok(refuse_malformed(req, e).await);
                 }
                 app.oneshot(req).await

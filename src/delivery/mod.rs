@@ -62,14 +62,27 @@ impl Target {
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            // Credentials in the URL are never printed (start-up table, `check`, logs).
-            Target::Http(u) if u.password().is_some() || !u.username().is_empty() => {
+            // Credentials in the URL are never printed (start-up table, `check`, logs),
+            // nor query values: a query is where many upstreams take their secret
+            // (`?code=`, `?token=`). Parameter names stay.
+            Target::Http(u) => {
                 let mut shown = u.clone();
-                let _ = shown.set_username("***");
-                let _ = shown.set_password(None);
+                if u.password().is_some() || !u.username().is_empty() {
+                    let _ = shown.set_username("***");
+                    let _ = shown.set_password(None);
+                }
+                if let Some(query) = u.query().filter(|q| !q.is_empty()) {
+                    let masked: Vec<String> = query
+                        .split('&')
+                        .map(|pair| match pair.split_once('=') {
+                            Some((name, _)) => format!("{name}=***"),
+                            None => pair.to_owned(),
+                        })
+                        .collect();
+                    shown.set_query(Some(&masked.join("&")));
+                }
                 write!(f, "{shown}")
             }
-            Target::Http(u) => write!(f, "{u}"),
             Target::File(p) => write!(f, "file://{}", p.display()),
         }
     }

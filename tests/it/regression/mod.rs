@@ -5,3 +5,4 @@ mod config;
 mod forwarding;
 mod fuzz;
 mod http;
+mod probe;
