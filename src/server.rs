@@ -194,6 +194,19 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     let read_timeout = shared.current().settings.server.read_timeout;
     let evictor = tokio::spawn(evict_idle_rate_buckets(shared.clone()));
     let purger = tokio::spawn(purge_expired_keys(shared.clone()));
+    // Async delivery workers: started for the routes of the configuration serving
+    // now (a reload that adds or changes an async route takes effect on restart).
+    let stop_workers = tokio_util::sync::CancellationToken::new();
+    let mut workers = {
+        let gw = shared.current();
+        crate::delivery::worker::spawn_all(
+            gw.routes().cloned(),
+            gw.store(),
+            gw.deliverer(),
+            &shared.metrics,
+            &stop_workers,
+        )
+    };
     let deliveries = shared.deliveries.clone();
     let app = router(shared);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -255,6 +268,18 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     };
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("Drain timeout passed with requests still in flight.");
+    }
+    // Workers finish their attempts in flight and settle them, then let the store go.
+    stop_workers.cancel();
+    if tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("Drain timeout passed with async deliveries still in flight.");
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
     }
 }
 

@@ -123,10 +123,30 @@ pub struct RawRoute {
     pub delivery: Option<DeliveryMode>,
     /// How long the upstream may take to answer (default `5s`).
     pub upstream_timeout: Option<String>,
+    /// Async delivery: how failed attempts are retried.
+    pub retry: Option<RawRetry>,
+    /// Async delivery: attempts in flight at once (default 16).
+    pub concurrency: Option<u32>,
+    /// Async delivery: pending events above which the route answers 503 (default 100000).
+    pub max_pending: Option<u64>,
     /// Credentials the sender must present (default none).
     pub auth: Option<RawAuth>,
     /// Requests per second and burst, for the route or per client address.
     pub rate_limit: Option<RawRateLimit>,
+}
+
+/// `retry = { max_attempts = 15, initial = "1s", max_delay = "10m", max_age = "72h" }`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts before the event is dead-lettered (default 15).
+    pub max_attempts: Option<u32>,
+    /// First backoff ceiling (default `1s`).
+    pub initial: Option<String>,
+    /// Largest backoff ceiling (default `10m`).
+    pub max_delay: Option<String>,
+    /// Age after which the event is dead-lettered (default `72h`).
+    pub max_age: Option<String>,
 }
 
 /// `rate_limit = { per_second = 100, burst = 200, per_address = false }`.

@@ -14,6 +14,9 @@
 
 mod file;
 mod forward;
+pub mod outbox;
+pub mod retry;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,216 @@
+//! `delivery = "async"`: 202 `accepted` after the durable accept, then a worker
+//! delivers with retries, per-entity order, dead letters and back-pressure.
+
+use std::time::Duration;
+
+use crate::support::{client, gateway::Gateway, upstream::Upstream, verdict};
+
+fn config(store: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        r#"
+[store]
+{store}
+[[route]]
+name = "async"
+path = "/hooks/async"
+upstream = "{upstream}"
+delivery = "async"
+dedup_key = "/id"
+order_key = "/entity"
+order_time = "/t"
+upstream_timeout = "2s"
+{extra}
+"#
+    )
+}
+
+fn embedded(dir: &std::path::Path) -> String {
+    format!("backend = \"embedded\"\npath = \"{}\"", dir.display())
+}
+
+async fn post(gw: &Gateway, id: &str, entity: &str, t: u64) -> reqwest::Response {
+    client()
+        .post(gw.url("/hooks/async"))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"id":"{id}","entity":"{entity}","t":{t}}}"#))
+        .send()
+        .await
+        .expect("send")
+}
+
+fn id_of(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).expect("json");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+async fn metrics(gw: &Gateway) -> String {
+    client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test]
+async fn accepted_is_202_then_delivered_with_event_id_and_attempt() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&embedded(dir.path()), &up.url("/in"), "")).await;
+    let r = post(&gw, "e1", "a", 1).await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(verdict(&r), "accepted");
+    let got = up.next().await;
+    assert_eq!(id_of(&got.body), "e1");
+    assert_eq!(got.headers["x-hookgate-event-id"], "e1");
+    assert_eq!(got.headers["x-hookgate-attempt"], "1");
+    assert_eq!(got.headers["x-hookgate-route"], "async");
+    // A copy is a duplicate, an older event of the entity stale: from the accept on.
+    let r = post(&gw, "e1", "a", 1).await;
+    assert_eq!(
+        (r.status().as_u16(), verdict(&r)),
+        (200, "duplicate".into())
+    );
+    let r = post(&gw, "e0", "a", 0).await;
+    assert_eq!((r.status().as_u16(), verdict(&r)), (200, "stale".into()));
+    up.assert_nothing().await;
+}
+
+#[tokio::test]
+async fn route_without_dedup_key_gets_a_generated_event_id() {
+    let up = Upstream::start().await;
+    let cfg = format!(
+        r#"
+[store]
+backend = "memory"
+[[route]]
+name = "plain"
+path = "/hooks/plain"
+upstream = "{}"
+delivery = "async"
+"#,
+        up.url("/in")
+    );
+    let gw = Gateway::start(&cfg).await;
+    let r = client()
+        .post(gw.url("/hooks/plain"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 202);
+    let got = up.next().await;
+    let id = got.headers["x-hookgate-event-id"].to_str().expect("ascii");
+    assert!(id.starts_with("hg-") && id.len() > 20, "{id}");
+}
+
+/// The upstream fails, then recovers: every event arrives, and per entity no event is
+/// sent before the older one was delivered.
+#[tokio::test]
+async fn down_then_up_delivers_all_in_entity_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::start().await;
+    up.set_status(500);
+    let retry = r#"retry = { initial = "20ms", max_delay = "50ms" }"#;
+    let gw = Gateway::start(&config(&embedded(dir.path()), &up.url("/in"), retry)).await;
+    for (i, entity) in [(1, "a"), (2, "b"), (3, "a"), (4, "b"), (5, "a")] {
+        let r = post(&gw, &format!("e{i}"), entity, i).await;
+        assert_eq!(r.status(), 202);
+    }
+    up.wait_arrivals(6).await;
+    up.set_status(200);
+    // Record arrivals until every id was seen after the recovery.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        let got = up.next().await;
+        seen.push(id_of(&got.body));
+        if ["e1", "e2", "e3", "e4", "e5"]
+            .iter()
+            .all(|id| seen.iter().rev().take(5).any(|s| s == id))
+        {
+            break;
+        }
+    }
+    for id in ["e1", "e2", "e3", "e4", "e5"] {
+        assert!(seen.iter().any(|s| s == id), "{id} never arrived: {seen:?}");
+    }
+    // Entity a: e1 < e3 < e5 at first arrival, and no older one after a newer one.
+    for (older, newer) in [("e1", "e3"), ("e3", "e5"), ("e2", "e4")] {
+        let last_older = seen.iter().rposition(|s| s == older).expect("older");
+        let first_newer = seen.iter().position(|s| s == newer).expect("newer");
+        assert!(
+            last_older < first_newer,
+            "{newer} sent before {older} was done: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dead_letter_after_max_attempts_does_not_block_the_entity() {
+    let up = Upstream::start().await;
+    up.set_status(503);
+    let retry = r#"retry = { max_attempts = 2, initial = "10ms", max_delay = "10ms" }"#;
+    let gw = Gateway::start(&config("backend = \"memory\"", &up.url("/in"), retry)).await;
+    assert_eq!(post(&gw, "e1", "a", 1).await.status(), 202);
+    let first = up.next().await;
+    let second = up.next().await;
+    assert_eq!(first.headers["x-hookgate-attempt"], "1");
+    assert_eq!(second.headers["x-hookgate-attempt"], "2");
+    up.assert_nothing().await;
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains(r#"hookgate_dead_letters{route="async"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"hookgate_deliveries_total{route="async",outcome="rejected"} 2"#),
+        "{m}"
+    );
+    up.set_status(200);
+    assert_eq!(post(&gw, "e2", "a", 2).await.status(), 202);
+    assert_eq!(id_of(&up.next().await.body), "e2");
+}
+
+#[tokio::test]
+async fn full_outbox_is_503_unavailable_with_retry_after() {
+    let up = Upstream::start().await;
+    up.set_status(500);
+    let extra = "max_pending = 1\nretry = { initial = \"1h\", max_delay = \"1h\" }";
+    let gw = Gateway::start(&config("backend = \"memory\"", &up.url("/in"), extra)).await;
+    assert_eq!(post(&gw, "e1", "a", 1).await.status(), 202);
+    let r = post(&gw, "e2", "b", 1).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(verdict(&r), "unavailable");
+    assert!(r.headers().get("retry-after").is_some());
+    // Not marked seen: the sender's retry is not a duplicate later.
+    let r = post(&gw, "e2", "b", 1).await;
+    assert_eq!(r.status(), 503);
+}
+
+#[tokio::test]
+async fn restart_resumes_pending_events() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::start().await;
+    up.set_status(500);
+    let retry = r#"retry = { initial = "1h", max_delay = "1h" }"#;
+    let cfg = config(&embedded(dir.path()), &up.url("/in"), retry);
+    let mut gw = Gateway::start(&cfg).await;
+    assert_eq!(post(&gw, "e1", "a", 1).await.status(), 202);
+    assert_eq!(up.next().await.headers["x-hookgate-attempt"], "1");
+    gw.begin_shutdown().await.expect("shutdown");
+    up.set_status(200);
+    let gw = Gateway::start(&cfg).await;
+    let got = up.next().await;
+    assert_eq!(id_of(&got.body), "e1");
+    assert_eq!(got.headers["x-hookgate-attempt"], "2");
+    // Delivered now: removed from the outbox, so nothing comes again.
+    up.assert_nothing().await;
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains(r#"hookgate_outbox_pending{route="async"} 0"#),
+        "{m}"
+    );
+}
