@@ -30,6 +30,17 @@ pub struct Settings {
     pub store: StoreSettings,
     /// The routes, in file order.
     pub routes: Vec<Arc<Route>>,
+    /// `[admin]`, if configured.
+    pub admin: Option<AdminSettings>,
+}
+
+/// `[admin]`, checked.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Where the admin listener listens.
+    pub listen: SocketAddr,
+    /// The bearer token every admin request must carry, if set.
+    pub token: Option<crate::secret::Secret>,
 }
 
 impl Settings {
@@ -162,6 +173,23 @@ pub(super) fn compile(
 ) -> Result<Settings, KeyError> {
     let server = compile_server(raw.server)?;
     let store = compile_store(raw.store)?;
+    let admin = match raw.admin {
+        None => None,
+        Some(a) => Some(AdminSettings {
+            listen: a.listen.parse().map_err(|e| {
+                (
+                    "admin.listen".to_owned(),
+                    format!("{:?} is not host:port ({e})", a.listen),
+                )
+            })?,
+            token: match a.token {
+                None => None,
+                Some(t) => Some(
+                    super::secret_source::resolve(&t).map_err(|e| ("admin.token".to_owned(), e))?,
+                ),
+            },
+        }),
+    };
     if store.backend != StoreBackendName::Memory && store.backend != StoreBackendName::Embedded {
         return Err((
             "store.backend".into(),
@@ -204,6 +232,7 @@ pub(super) fn compile(
         server,
         store,
         routes,
+        admin,
     })
 }
 

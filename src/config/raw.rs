@@ -20,6 +20,8 @@ pub struct RawConfig {
     /// Where dedup and order state lives.
     #[serde(default)]
     pub store: RawStore,
+    /// The operators' listener; absent means none.
+    pub admin: Option<RawAdmin>,
     /// How every route's schema file finds the schemas it `$ref`s.
     #[serde(default)]
     pub schemas: RawSchemas,
@@ -46,6 +48,16 @@ pub struct RawServer {
     pub client_ip_header: Option<crate::pipeline::allowlist::ClientIpHeader>,
     /// Serve `GET /metrics` (default true).
     pub metrics: Option<bool>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address to listen on, `host:port`.
+    pub listen: String,
+    /// Bearer token required on every admin request (secret value); absent means none.
+    pub token: Option<String>,
 }
 
 /// `[store]`.

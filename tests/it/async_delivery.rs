@@ -214,3 +214,111 @@ async fn restart_resumes_pending_events() {
         "{m}"
     );
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
+
+/// A port free right now (the admin listener binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+async fn hookgate(args: &[&str]) -> (i32, String) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(&args)
+            .output()
+            .expect("run hookgate")
+    })
+    .await
+    .expect("join");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Dead letter after max_attempts, then replayed through the CLI (admin listener of
+/// the running gateway) → delivered; with the gateway stopped the CLI reads the store
+/// file; exit 1 when refused, 2 when unreachable.
+#[tokio::test]
+async fn dead_letter_replayed_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::start().await;
+    up.set_status(500);
+    let port = free_port();
+    let admin = format!("http://127.0.0.1:{port}");
+    let extra = r#"retry = { max_attempts = 1 }"#;
+    let cfg = format!(
+        "[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"s3cret-admin\"\n{}",
+        config(&embedded(dir.path()), &up.url("/in"), extra)
+    );
+    let cfg_file = dir.path().join("hookgate.toml");
+    std::fs::write(&cfg_file, &cfg).expect("write config");
+    let cfg_path = cfg_file.to_str().expect("utf8");
+    let mut gw = Gateway::start(&cfg).await;
+    assert_eq!(post(&gw, "e1", "a", 1).await.status(), 202);
+    assert_eq!(id_of(&up.next().await.body), "e1");
+    up.assert_nothing().await;
+
+    // Without the token the admin listener refuses: exit 1.
+    let (code, _) = hookgate(&["outbox", "--admin", &admin]).await;
+    assert_eq!(code, 1);
+    // Through the config (which has the token): status and the list.
+    let (code, out) = hookgate(&["outbox", "--config", cfg_path]).await;
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["routes"][0]["dead_letters"], 1, "{out}");
+    let (code, out) = hookgate(&["dead-letters", "list", "--config", cfg_path]).await;
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["dead_letters"][0]["event_id"], "e1", "{out}");
+    assert_eq!(v["dead_letters"][0]["last_status"], 500, "{out}");
+    // An unknown route is refused.
+    let (code, _) = hookgate(&[
+        "dead-letters",
+        "list",
+        "--config",
+        cfg_path,
+        "--route",
+        "nope",
+    ])
+    .await;
+    assert_eq!(code, 1);
+
+    up.set_status(200);
+    let (code, out) = hookgate(&[
+        "dead-letters",
+        "replay",
+        "--config",
+        cfg_path,
+        "--route",
+        "async",
+        "--id",
+        "e1",
+    ])
+    .await;
+    assert_eq!((code, out.trim()), (0, r#"{"replayed":1}"#));
+    let got = up.next().await;
+    assert_eq!(id_of(&got.body), "e1");
+    assert_eq!(got.headers["x-hookgate-attempt"], "1");
+
+    // A second dead letter, then the gateway stops: the CLI works on the store file.
+    up.set_status(500);
+    assert_eq!(post(&gw, "e2", "b", 1).await.status(), 202);
+    assert_eq!(id_of(&up.next().await.body), "e2");
+    up.assert_nothing().await;
+    gw.begin_shutdown().await.expect("shutdown");
+    let (code, out) = hookgate(&["dead-letters", "list", "--config", cfg_path]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"e2\""), "{out}");
+    let (code, out) = hookgate(&["dead-letters", "drop", "--config", cfg_path, "--id", "e2"]).await;
+    assert_eq!((code, out.trim()), (0, r#"{"dropped":1}"#));
+    // Nobody listens at an explicit --admin URL: exit 2.
+    let (code, _) = hookgate(&["outbox", "--admin", &admin]).await;
+    assert_eq!(code, 2);
+}
