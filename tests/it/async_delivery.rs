@@ -322,3 +322,159 @@ async fn dead_letter_replayed_through_the_cli() {
     let (code, _) = hookgate(&["outbox", "--admin", &admin]).await;
     assert_eq!(code, 2);
 }
+
+/// The real binary, serving `config` (a file) on `port`.
+struct Binary(std::process::Child);
+
+impl Binary {
+    async fn start(config: &std::path::Path, port: u16) -> Binary {
+        let child = std::process::Command::new(BIN)
+            .args(["serve", "--config", config.to_str().expect("utf8")])
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn hookgate");
+        let ready = format!("http://127.0.0.1:{port}/readyz");
+        for _ in 0..200 {
+            if let Ok(r) = client().get(&ready).send().await
+                && r.status() == 200
+            {
+                return Binary(child);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("hookgate did not become ready on {port}");
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        // SIGKILL: no drain, no clean close of the store.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// 2 000 events sent concurrently to an async route of the real binary over five
+/// cycles, each cut short by `kill -9` midway, restarted on the same store: every id
+/// that got a 202 reaches the upstream; per entity the first deliveries never go back
+/// in time; duplicates (redeliveries after a crash) are counted and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_cycles_lose_no_accepted_event() {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::{Arc, Mutex};
+    const CYCLES: usize = 5;
+    const PER_CYCLE: usize = 400;
+    const SENDERS: usize = 32;
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::start().await;
+    let accepted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut times: HashMap<String, (String, u64)> = HashMap::new();
+    let config_file = dir.path().join("hookgate.toml");
+    let mut next_id = 0usize;
+    let mut last = None;
+    for cycle in 0..=CYCLES {
+        let port = free_port();
+        let cfg = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n{}",
+            config(&embedded(&dir.path().join("store")), &up.url("/in"), "")
+        );
+        std::fs::write(&config_file, cfg).expect("config");
+        let bin = Binary::start(&config_file, port).await;
+        if cycle == CYCLES {
+            // The last run only drains what the earlier ones accepted.
+            last = Some(bin);
+            break;
+        }
+        let url = format!("http://127.0.0.1:{port}/hooks/async");
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        let ids: Vec<(String, String, u64)> = (0..PER_CYCLE)
+            .map(|i| {
+                let n = next_id + i;
+                (format!("c{cycle}-{n}"), format!("ent{}", n % 200), n as u64)
+            })
+            // Senders pop from the end: oldest event times go first.
+            .rev()
+            .collect();
+        next_id += PER_CYCLE;
+        for (id, entity, t) in &ids {
+            times.insert(id.clone(), (entity.clone(), *t));
+        }
+        let ids = Arc::new(Mutex::new(ids));
+        for _ in 0..SENDERS {
+            let (ids, accepted, url, sent) = (
+                Arc::clone(&ids),
+                Arc::clone(&accepted),
+                url.clone(),
+                Arc::clone(&sent),
+            );
+            tasks.push(tokio::spawn(async move {
+                let c = client();
+                loop {
+                    let Some((id, entity, t)) = ids.lock().expect("lock").pop() else {
+                        return;
+                    };
+                    let body = format!(r#"{{"id":"{id}","entity":"{entity}","t":{t}}}"#);
+                    let r = c.post(&url).body(body).send().await;
+                    sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if let Ok(r) = r
+                        && r.status() == 202
+                    {
+                        accepted.lock().expect("lock").insert(id);
+                    }
+                }
+            }));
+        }
+        // kill -9 midway through the cycle's sends.
+        while sent.load(std::sync::atomic::Ordering::SeqCst) < PER_CYCLE / 2 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        drop(bin);
+        for t in tasks {
+            t.await.expect("sender");
+        }
+    }
+    let accepted = accepted.lock().expect("lock").clone();
+    assert!(accepted.len() > 500, "too few accepted: {}", accepted.len());
+    let mut received: HashMap<String, usize> = HashMap::new();
+    let mut first_order: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while accepted.iter().any(|id| !received.contains_key(id)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "accepted events lost: {}",
+            accepted
+                .iter()
+                .filter(|id| !received.contains_key(*id))
+                .count()
+        );
+        let id = id_of(&up.next().await.body);
+        let n = received.entry(id.clone()).or_insert(0);
+        if *n == 0 {
+            first_order.push(id);
+        }
+        *n += 1;
+    }
+    let duplicates: usize = received.values().map(|n| n - 1).sum();
+    let unaccepted = received.keys().filter(|id| !accepted.contains(*id)).count();
+    println!(
+        "crash test: {} accepted, {} delivered, {duplicates} duplicate deliveries, \
+         {unaccepted} delivered without a 202 seen (killed mid-answer)",
+        accepted.len(),
+        received.len()
+    );
+    // Per entity, first deliveries never go back in event time.
+    let mut newest: HashMap<&str, u64> = HashMap::new();
+    for id in &first_order {
+        let (entity, t) = &times[id];
+        let prev = newest.entry(entity.as_str()).or_insert(0);
+        assert!(
+            *t >= *prev,
+            "{id} of {entity} delivered after a newer event"
+        );
+        *prev = *t;
+    }
+    drop(last);
+}
