@@ -328,7 +328,7 @@ struct Binary(std::process::Child);
 
 impl Binary {
     async fn start(config: &std::path::Path, port: u16) -> Binary {
-        let child = std::process::Command::new(BIN)
+        let mut child = std::process::Command::new(BIN)
             .args(["serve", "--config", config.to_str().expect("utf8")])
             .env("RUST_LOG", "error")
             .stdout(std::process::Stdio::null())
@@ -344,6 +344,8 @@ impl Binary {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("hookgate did not become ready on {port}");
     }
 }
