@@ -480,3 +480,26 @@ async fn crash_cycles_lose_no_accepted_event() {
     }
     drop(last);
 }
+
+/// An upstream's `Retry-After` is a floor under the backoff: with a 10 ms backoff and
+/// `Retry-After: 1`, the second attempt comes no sooner than a second later.
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let up = Upstream::start().await;
+    up.set_status(503);
+    up.set_retry_after(1);
+    let retry = r#"retry = { initial = "10ms", max_delay = "10ms" }"#;
+    let gw = Gateway::start(&config("backend = \"memory\"", &up.url("/in"), retry)).await;
+    assert_eq!(post(&gw, "e1", "a", 1).await.status(), 202);
+    let _ = up.next().await;
+    let first = tokio::time::Instant::now();
+    up.set_status(200);
+    up.set_retry_after(0);
+    let second = up.next().await;
+    let waited = first.elapsed();
+    assert_eq!(second.headers["x-hookgate-attempt"], "2");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "retried after {waited:?}"
+    );
+}
