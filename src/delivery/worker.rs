@@ -131,31 +131,12 @@ pub async fn run(
                 Err(e) => tracing::warn!(route = %route.name, error = %e, "Outbox scan failed."),
             }
         }
-        // Launch every eligible record: the oldest pending of its entity, due, not
-        // running, within the concurrency.
-        let mut blocked: HashSet<&str> = HashSet::new();
-        let mut wake = next_poll;
-        let mut launch = Vec::new();
-        let mut in_flight = running.len();
-        for (seq, e) in &pending {
-            if let Some(entity) = &e.entity
-                && !blocked.insert(entity.as_str())
-            {
-                continue;
-            }
-            if e.running {
-                continue;
-            }
-            if e.next_at > now {
-                wake = wake.min(e.next_at);
-                continue;
-            }
-            if in_flight >= route.concurrency {
-                break;
-            }
-            in_flight += 1;
-            launch.push(*seq);
-        }
+        let (launch, due) = eligible(
+            pending.iter(),
+            now,
+            route.concurrency.saturating_sub(running.len()),
+        );
+        let wake = due.map_or(next_poll, |d| d.min(next_poll));
         for seq in launch {
             if let Some(e) = pending.get_mut(&seq) {
                 e.running = true;
@@ -194,6 +175,39 @@ pub async fn run(
     }
     // Attempts in flight finish (and settle) before the worker lets the store go.
     while running.join_next().await.is_some() {}
+}
+
+/// The records to launch now, in seq order: per entity only the oldest pending record
+/// (so nothing overtakes an older event of its entity, and a running or waiting one
+/// holds back only its own entity), not running, due, at most `free` of them. Also the
+/// earliest instant a waiting record becomes due.
+fn eligible<'a>(
+    pending: impl Iterator<Item = (&'a u64, &'a Entry)>,
+    now: Instant,
+    free: usize,
+) -> (Vec<u64>, Option<Instant>) {
+    let mut blocked: HashSet<&str> = HashSet::new();
+    let mut launch = Vec::new();
+    let mut due: Option<Instant> = None;
+    for (seq, e) in pending {
+        if let Some(entity) = &e.entity
+            && !blocked.insert(entity.as_str())
+        {
+            continue;
+        }
+        if e.running {
+            continue;
+        }
+        if e.next_at > now {
+            due = Some(due.map_or(e.next_at, |d| d.min(e.next_at)));
+            continue;
+        }
+        if launch.len() >= free {
+            break;
+        }
+        launch.push(*seq);
+    }
+    (launch, due)
 }
 
 /// One attempt of record `seq`, settled in the store.
@@ -327,4 +341,163 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::outbox::Table;
+    use crate::store::{EventTime, OrderPoint, ReserveOutcome, ReserveRequest, Store};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Accept a new event of entity n (None: no entity).
+        Accept(Option<u8>),
+        /// The k-th eligible record is delivered.
+        Deliver(usize),
+        /// The k-th eligible record fails (dead-lettered from its 3rd failure).
+        Fail(usize),
+        /// kill -9 and restart: the store is reopened, the window rebuilt from it.
+        Crash,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => proptest::option::of(0u8..3).prop_map(Op::Accept),
+            2 => (0usize..4).prop_map(Op::Deliver),
+            1 => (0usize..4).prop_map(Op::Fail),
+            1 => Just(Op::Crash),
+        ]
+    }
+
+    /// The window a (re)started worker builds: every pending record, due now.
+    fn window(store: &Store) -> BTreeMap<u64, Entry> {
+        let now = Instant::now();
+        store
+            .outbox_scan(Table::Outbox, Some("r"), 0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let r = Record::decode(&s.record).unwrap();
+                (
+                    s.seq,
+                    Entry {
+                        entity: r.entity,
+                        attempts: r.attempts,
+                        received_ms: r.received_ms,
+                        next_at: now,
+                        running: false,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Settles the k-th eligible record (delivered or failed), as `attempt` does.
+    async fn settle(store: &Store, k: usize, ok: bool, settled: &mut Vec<(String, i64)>) {
+        let pending = window(store);
+        let (launch, _) = eligible(pending.iter(), Instant::now(), usize::MAX);
+        let Some(&seq) = launch.get(k % launch.len().max(1)) else {
+            return;
+        };
+        let mut r =
+            Record::decode(&store.outbox_get(Table::Outbox, "r", seq).unwrap().unwrap()).unwrap();
+        r.attempts += 1;
+        let route = "r".to_owned();
+        let op = if ok {
+            OutboxOp::Remove { route, seq }
+        } else if r.attempts >= 3 {
+            OutboxOp::DeadLetter {
+                route,
+                seq,
+                record: r.encode(),
+            }
+        } else {
+            OutboxOp::Update {
+                route,
+                seq,
+                record: r.encode(),
+            }
+        };
+        let finished = !matches!(op, OutboxOp::Update { .. });
+        assert!(store.outbox_apply(op).await.unwrap().is_some());
+        if finished {
+            settled.push((r.event_id.clone(), r.event_time.unwrap_or(0)));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Random accept / deliver / fail / crash-restart sequences against a reference
+        /// model: no accepted id is lost (each ends delivered or dead-lettered exactly
+        /// once), and per entity the settlement order never goes back in event time.
+        #[test]
+        fn outbox_matches_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let mut store = Store::open_embedded(dir.path()).unwrap();
+                let mut accepted: HashMap<String, Option<String>> = HashMap::new();
+                let mut settled: Vec<(String, i64)> = Vec::new();
+                let mut clock = 0i64;
+                for op in ops {
+                    match op {
+                        Op::Accept(entity) => {
+                            clock += 1;
+                            let id = format!("e{clock}");
+                            let entity = entity.map(|n| format!("ent{n}"));
+                            let req = ReserveRequest {
+                                route: "r",
+                                event_id: Some(&id),
+                                order: entity.as_deref().map(|e| OrderPoint { entity: e, time: EventTime(clock) }),
+                                dedup_ttl: Duration::from_secs(3600),
+                            };
+                            let ReserveOutcome::Reserved(res) = store.reserve(req).await.unwrap() else {
+                                panic!("a fresh id with a newer time is reserved");
+                            };
+                            let order = entity.clone().map(|e| (e, clock));
+                            let rec = super::super::outbox::record_for(
+                                &id, order.as_ref(), &http::Method::POST, None,
+                                &http::HeaderMap::new(), b"{}", "127.0.0.1",
+                            );
+                            store.accept(Some(res), "r", rec.encode()).await.unwrap();
+                            accepted.insert(id, entity);
+                        }
+                        Op::Deliver(k) => settle(&store, k, true, &mut settled).await,
+                        Op::Fail(k) => settle(&store, k, false, &mut settled).await,
+                        Op::Crash => {
+                            drop(store);
+                            store = Store::open_embedded(dir.path()).unwrap();
+                        }
+                    }
+                }
+                // Drain: a final worker delivers everything left.
+                while store.outbox_pending("r") > 0 {
+                    settle(&store, 0, true, &mut settled).await;
+                }
+                let mut seen: HashMap<&str, usize> = HashMap::new();
+                for (id, _) in &settled {
+                    *seen.entry(id.as_str()).or_insert(0) += 1;
+                }
+                for id in accepted.keys() {
+                    prop_assert_eq!(seen.get(id.as_str()).copied(), Some(1), "{} lost or settled twice", id);
+                }
+                let mut newest: HashMap<&str, i64> = HashMap::new();
+                for (id, t) in &settled {
+                    if let Some(Some(entity)) = accepted.get(id) {
+                        let prev = newest.entry(entity.as_str()).or_insert(0);
+                        prop_assert!(*t >= *prev, "{} of {} settled after a newer event", id, entity);
+                        *prev = *t;
+                    }
+                }
+                prop_assert_eq!(store.outbox_pending("r"), 0);
+                Ok(())
+            })?;
+        }
+    }
 }
