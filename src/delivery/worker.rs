@@ -96,8 +96,12 @@ pub async fn run(
     let mut next_poll = Instant::now();
     loop {
         let now = Instant::now();
-        if now >= next_poll && pending.len() < WINDOW {
+        // A full window still advances the poll clock, or the loop would spin.
+        let scan = now >= next_poll && pending.len() < WINDOW;
+        if now >= next_poll {
             next_poll = now + POLL;
+        }
+        if scan {
             match reader.scan(&route.name, after, WINDOW - pending.len()) {
                 Ok(found) => {
                     for stored in found {
