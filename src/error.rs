@@ -27,6 +27,10 @@ use crate::verdict::{VERDICT_HEADER, Verdict};
 /// `Retry-After` of a 409 `in_flight`: the other delivery is usually done within it.
 pub const IN_FLIGHT_RETRY_SECS: u64 = 1;
 
+/// `Retry-After` of a 503 `unavailable` on an async route (outbox full, store down):
+/// long enough for workers to drain some backlog or the store to reopen.
+pub const ASYNC_RETRY_SECS: u64 = 5;
+
 /// Why a request was not delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -80,6 +84,10 @@ pub enum GatewayError {
     /// The store could not decide or persist.
     #[error("store unavailable: {0}")]
     Store(crate::store::StoreError),
+    /// Async delivery cannot accept now (outbox full, or the store cannot write):
+    /// nothing is accepted without durability. Answered with `Retry-After`.
+    #[error("cannot accept for async delivery: {0}")]
+    AsyncUnavailable(&'static str),
     /// A bug: an invariant of the gateway did not hold.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -116,7 +124,7 @@ impl GatewayError {
             GatewayError::Duplicate => Verdict::Duplicate,
             GatewayError::Stale => Verdict::Stale,
             GatewayError::InFlight => Verdict::InFlight,
-            GatewayError::Store(_) => Verdict::Unavailable,
+            GatewayError::Store(_) | GatewayError::AsyncUnavailable(_) => Verdict::Unavailable,
             GatewayError::Schema(_) | GatewayError::Extract(_) => Verdict::InvalidSchema,
         }
     }
@@ -169,6 +177,13 @@ impl GatewayError {
                     HeaderValue::from(IN_FLIGHT_RETRY_SECS),
                 ));
                 answer.detail = json!(self.to_string());
+            }
+            GatewayError::AsyncUnavailable(why) => {
+                answer.headers.push((
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(ASYNC_RETRY_SECS),
+                ));
+                answer.detail = json!(why);
             }
             // Never expose store internals (paths) to senders.
             GatewayError::Store(_) => answer.detail = json!("store unavailable, retry later"),

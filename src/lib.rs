@@ -13,6 +13,7 @@
 //! - [`protocol`]: requests that are not acceptable HTTP/1.1, hyper's own answers included.
 //! - [`config`]: the TOML file, parsed then compiled into [`config::Settings`].
 
+pub mod admin;
 pub mod config;
 pub mod delivery;
 pub mod error;

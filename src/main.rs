@@ -14,6 +14,46 @@ struct Cli {
     command: Command,
 }
 
+/// Where the outbox commands go: a running gateway's admin listener, or the store
+/// file of a stopped one.
+#[derive(clap::Args)]
+struct AdminTarget {
+    /// Config file (default: ./hookgate.toml if present, else the built-in default).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The admin listener's URL (instead of the config's `[admin] listen`).
+    #[arg(long)]
+    admin: Option<String>,
+    /// Only this route.
+    #[arg(long)]
+    route: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum DeadLettersAction {
+    /// List dead letters.
+    List {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Move dead letters back to the outbox (all, or by --route / --id).
+    Replay {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Only the dead letter with this event id.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Delete dead letters (all, or by --route / --id).
+    Drop {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Only the dead letter with this event id.
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
@@ -30,6 +70,16 @@ enum Command {
         /// Config file (default: ./hookgate.toml if present, else the built-in default).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Async outbox status per route: pending, oldest age, in retry, dead letters.
+    Outbox {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Inspect, replay or drop dead letters.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLettersAction,
     },
     /// Validate JSON documents (stdin when no FILE) against a bundled schema or a schema file.
     Validate {
@@ -184,6 +234,18 @@ fn main() -> ExitCode {
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         )),
+        Command::Outbox { target } => admin_cli(hookgate::admin::CliAction::Status, target, None),
+        Command::DeadLetters { action } => match action {
+            DeadLettersAction::List { target } => {
+                admin_cli(hookgate::admin::CliAction::List, target, None)
+            }
+            DeadLettersAction::Replay { target, id } => {
+                admin_cli(hookgate::admin::CliAction::Replay, target, id)
+            }
+            DeadLettersAction::Drop { target, id } => {
+                admin_cli(hookgate::admin::CliAction::Drop, target, id)
+            }
+        },
         Command::Schemas { action } => {
             let show = action
                 .as_ref()
@@ -195,6 +257,30 @@ fn main() -> ExitCode {
             ))
         }
     }
+}
+
+fn admin_cli(
+    action: hookgate::admin::CliAction,
+    target: AdminTarget,
+    id: Option<String>,
+) -> ExitCode {
+    // With --admin alone no config is needed; a config that does not load is then
+    // not an error.
+    let settings = if target.admin.is_some() && target.config.is_none() {
+        None
+    } else {
+        match load(target.config) {
+            Ok((_, s)) => Some(s),
+            Err(code) => return code,
+        }
+    };
+    ExitCode::from(hookgate::admin::cli(
+        action,
+        settings.as_ref(),
+        target.admin.as_deref(),
+        target.route.as_deref(),
+        id.as_deref(),
+    ))
 }
 
 fn load(config: Option<PathBuf>) -> Result<(config::ConfigSource, Settings), ExitCode> {

@@ -194,6 +194,20 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     let read_timeout = shared.current().settings.server.read_timeout;
     let evictor = tokio::spawn(evict_idle_rate_buckets(shared.clone()));
     let purger = tokio::spawn(purge_expired_keys(shared.clone()));
+    // Async delivery workers: started for the routes of the configuration serving
+    // now (a reload that adds or changes an async route takes effect on restart).
+    let stop_workers = tokio_util::sync::CancellationToken::new();
+    let mut workers = {
+        let gw = shared.current();
+        crate::delivery::worker::spawn_all(
+            gw.routes().cloned(),
+            gw.store(),
+            gw.deliverer(),
+            &shared.metrics,
+            &stop_workers,
+        )
+    };
+    let admin = start_admin(&shared, stop_workers.clone()).await;
     let deliveries = shared.deliveries.clone();
     let app = router(shared);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -258,6 +272,46 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("Drain timeout passed with requests still in flight.");
     }
+    // Workers finish their attempts in flight and settle them, then let the store go.
+    stop_workers.cancel();
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("Drain timeout passed with async deliveries still in flight.");
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+/// Binds and starts the admin listener, if configured; it stops with `stop`. A bind
+/// failure is logged, and the gateway serves without it.
+async fn start_admin(
+    shared: &Shared,
+    stop: tokio_util::sync::CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let gw = shared.current();
+    let settings = gw.settings.admin.clone()?;
+    let listener = match TcpListener::bind(settings.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %settings.listen, error = %e, "Cannot bind the admin listener; serving without it.");
+            return None;
+        }
+    };
+    tracing::info!(listen = %settings.listen, "Admin listener up.");
+    let ops = crate::admin::Ops::new(gw.store(), crate::admin::async_routes(&gw.settings));
+    Some(tokio::spawn(crate::admin::serve(
+        listener,
+        ops,
+        settings.token,
+        async move { stop.cancelled().await },
+    )))
 }
 
 /// How often idle per-address rate-limit buckets are dropped.

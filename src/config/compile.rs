@@ -30,12 +30,42 @@ pub struct Settings {
     pub store: StoreSettings,
     /// The routes, in file order.
     pub routes: Vec<Arc<Route>>,
+    /// `[admin]`, if configured.
+    pub admin: Option<AdminSettings>,
+}
+
+/// `[admin]`, checked.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Where the admin listener listens.
+    pub listen: SocketAddr,
+    /// The bearer token every admin request must carry, if set.
+    pub token: Option<crate::secret::Secret>,
 }
 
 impl Settings {
     /// Settings that work but are probably a mistake, one sentence each, for `check` and
     /// the start-up log.
     pub fn warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|r| {
+                r.delivery == DeliveryMode::Async && self.store.backend == StoreBackendName::Memory
+            })
+            .map(|r| {
+                format!(
+                    "route {}: delivery = \"async\" with store.backend = \"memory\": accepted \
+                     events not yet delivered are LOST on restart",
+                    r.name
+                )
+            })
+            .collect();
+        warnings.extend(self.proxy_warnings());
+        warnings
+    }
+
+    fn proxy_warnings(&self) -> Vec<String> {
         self.server
             .trusted_proxies
             .iter()
@@ -107,6 +137,12 @@ pub struct Route {
     pub delivery: DeliveryMode,
     /// How long the upstream may take.
     pub upstream_timeout: Duration,
+    /// Async delivery: how failed attempts are retried.
+    pub retry: crate::delivery::retry::RetryPolicy,
+    /// Async delivery: attempts in flight at once.
+    pub concurrency: usize,
+    /// Async delivery: pending events above which the route answers 503 `unavailable`.
+    pub max_pending: u64,
     /// Request rate limit, if any.
     pub rate_limit: Option<RateLimit>,
     /// The schema events must conform to, if any.
@@ -137,6 +173,23 @@ pub(super) fn compile(
 ) -> Result<Settings, KeyError> {
     let server = compile_server(raw.server)?;
     let store = compile_store(raw.store)?;
+    let admin = match raw.admin {
+        None => None,
+        Some(a) => Some(AdminSettings {
+            listen: a.listen.parse().map_err(|e| {
+                (
+                    "admin.listen".to_owned(),
+                    format!("{:?} is not host:port ({e})", a.listen),
+                )
+            })?,
+            token: match a.token {
+                None => None,
+                Some(t) => Some(
+                    super::secret_source::resolve(&t).map_err(|e| ("admin.token".to_owned(), e))?,
+                ),
+            },
+        }),
+    };
     if store.backend != StoreBackendName::Memory && store.backend != StoreBackendName::Embedded {
         return Err((
             "store.backend".into(),
@@ -179,6 +232,7 @@ pub(super) fn compile(
         server,
         store,
         routes,
+        admin,
     })
 }
 
@@ -342,12 +396,13 @@ fn compile_route(
         }
     };
     let delivery = r.delivery.unwrap_or_default();
-    if delivery == DeliveryMode::Async {
-        return Err((
-            key("delivery"),
-            "\"async\" delivery is not available in this build yet; use \"sync\"".into(),
-        ));
-    }
+    let (retry, concurrency, max_pending) = async_settings(
+        r.retry.as_ref(),
+        r.concurrency,
+        r.max_pending,
+        delivery,
+        &key,
+    )?;
     let upstream_timeout = duration(
         &key("upstream_timeout"),
         r.upstream_timeout.as_deref(),
@@ -457,7 +512,54 @@ fn compile_route(
         upstream_ca,
         delivery,
         upstream_timeout,
+        retry,
+        concurrency,
+        max_pending,
     })
+}
+
+/// Default `concurrency`: enough to keep a slow upstream busy, few enough that a
+/// recovering one is not flooded by the backlog.
+pub(super) const DEFAULT_CONCURRENCY: u32 = 16;
+/// Default `max_pending` (the README gives its disk cost).
+pub(super) const DEFAULT_MAX_PENDING: u64 = 100_000;
+
+/// `retry`, `concurrency` and `max_pending`: only meaningful for `delivery = "async"`,
+/// so a sync route naming them is refused rather than silently ignoring them.
+fn async_settings(
+    retry: Option<&raw::RawRetry>,
+    concurrency: Option<u32>,
+    max_pending: Option<u64>,
+    delivery: DeliveryMode,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(crate::delivery::retry::RetryPolicy, usize, u64), KeyError> {
+    if delivery == DeliveryMode::Sync {
+        for (name, set) in [
+            ("retry", retry.is_some()),
+            ("concurrency", concurrency.is_some()),
+            ("max_pending", max_pending.is_some()),
+        ] {
+            if set {
+                return Err((key(name), "only applies to delivery = \"async\"".into()));
+            }
+        }
+    }
+    let raw = retry.cloned().unwrap_or_default();
+    let max_attempts = raw.max_attempts.unwrap_or(15);
+    let initial = duration(&key("retry.initial"), raw.initial.as_deref(), "1s")?;
+    let max_delay = duration(&key("retry.max_delay"), raw.max_delay.as_deref(), "10m")?;
+    let max_age = duration(&key("retry.max_age"), raw.max_age.as_deref(), "72h")?;
+    let retry = crate::delivery::retry::RetryPolicy::new(max_attempts, initial, max_delay, max_age)
+        .map_err(|e| (key("retry"), e.to_string()))?;
+    let concurrency = concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    if concurrency == 0 || concurrency > 4096 {
+        return Err((key("concurrency"), "must be between 1 and 4096".into()));
+    }
+    let max_pending = max_pending.unwrap_or(DEFAULT_MAX_PENDING);
+    if max_pending == 0 {
+        return Err((key("max_pending"), "must be at least 1".into()));
+    }
+    Ok((retry, concurrency as usize, max_pending))
 }
 
 /// Most bytes read from an `upstream_ca` file; a CA bundle is a few hundred KiB at most.

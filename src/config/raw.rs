@@ -20,6 +20,8 @@ pub struct RawConfig {
     /// Where dedup and order state lives.
     #[serde(default)]
     pub store: RawStore,
+    /// The operators' listener; absent means none.
+    pub admin: Option<RawAdmin>,
     /// How every route's schema file finds the schemas it `$ref`s.
     #[serde(default)]
     pub schemas: RawSchemas,
@@ -46,6 +48,16 @@ pub struct RawServer {
     pub client_ip_header: Option<crate::pipeline::allowlist::ClientIpHeader>,
     /// Serve `GET /metrics` (default true).
     pub metrics: Option<bool>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address to listen on, `host:port`.
+    pub listen: String,
+    /// Bearer token required on every admin request (secret value); absent means none.
+    pub token: Option<String>,
 }
 
 /// `[store]`.
@@ -123,6 +135,12 @@ pub struct RawRoute {
     pub delivery: Option<DeliveryMode>,
     /// How long the upstream may take to answer (default `5s`).
     pub upstream_timeout: Option<String>,
+    /// Async delivery: how failed attempts are retried.
+    pub retry: Option<RawRetry>,
+    /// Async delivery: attempts in flight at once (default 16).
+    pub concurrency: Option<u32>,
+    /// Async delivery: pending events above which the route answers 503 (default 100000).
+    pub max_pending: Option<u64>,
     /// Credentials the sender must present (default none).
     pub auth: Option<RawAuth>,
     /// The URL the sender was configured with (`https://host/path`, no query), for auth
@@ -131,6 +149,20 @@ pub struct RawRoute {
     pub public_url: Option<String>,
     /// Requests per second and burst, for the route or per client address.
     pub rate_limit: Option<RawRateLimit>,
+}
+
+/// `retry = { max_attempts = 15, initial = "1s", max_delay = "10m", max_age = "72h" }`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts before the event is dead-lettered (default 15).
+    pub max_attempts: Option<u32>,
+    /// First backoff ceiling (default `1s`).
+    pub initial: Option<String>,
+    /// Largest backoff ceiling (default `10m`).
+    pub max_delay: Option<String>,
+    /// Age after which the event is dead-lettered (default `72h`).
+    pub max_age: Option<String>,
 }
 
 /// `rate_limit = { per_second = 100, burst = 200, per_address = false }`.

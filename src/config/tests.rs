@@ -116,3 +116,36 @@ fn default_config_has_one_route_per_preset_with_loopback_and_published_addresses
         }
     }
 }
+
+#[test]
+fn async_delivery_keys() {
+    // The built-in default has an admin listener on loopback.
+    let s = from_str(DEFAULT_CONFIG, "default").expect("default config");
+    let admin = s.admin.as_ref().expect("admin");
+    assert_eq!(admin.listen.to_string(), "127.0.0.1:9081");
+    // A config without [admin] has none.
+    assert!(from_str(ROUTE, "t").expect("ok").admin.is_none());
+    // async is accepted, with the documented defaults.
+    let s = from_str(&format!("{ROUTE}delivery = \"async\"\n"), "t").expect("async");
+    let r = &s.routes[0];
+    assert_eq!((r.concurrency, r.max_pending), (16, 100_000));
+    assert_eq!(r.retry, crate::delivery::retry::RetryPolicy::default());
+    // Async keys on a sync route are refused, naming the key.
+    let e = err(&format!("{ROUTE}concurrency = 4\n"));
+    assert!(e.contains("route[0].concurrency"), "{e}");
+    let e = err(&format!(
+        "{ROUTE}delivery = \"async\"\nretry = {{ max_attempts = 0 }}\n"
+    ));
+    assert!(e.contains("route[0].retry"), "{e}");
+    // Memory store + async: warned (lost on restart).
+    let s = from_str(
+        &format!("[store]\nbackend = \"memory\"\n{ROUTE}delivery = \"async\"\n"),
+        "t",
+    )
+    .expect("memory async");
+    assert!(
+        s.warnings().iter().any(|w| w.contains("LOST on restart")),
+        "{:?}",
+        s.warnings()
+    );
+}

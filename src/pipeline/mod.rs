@@ -302,6 +302,21 @@ async fn stages(
         out.event_id.as_deref(),
     );
     append_via(&mut headers, &parts.headers, parts.version);
+    if route.delivery == crate::config::raw::DeliveryMode::Async {
+        let (response, id) = crate::delivery::outbox::dispatch_async(
+            &gw.store,
+            route,
+            parts,
+            headers,
+            &bytes,
+            &keys,
+            &client.to_string(),
+            reservation,
+        )
+        .await?;
+        (out.event_id, out.verdict) = (Some(id), Verdict::Accepted);
+        return Ok(response);
+    }
     let delivery = {
         let (gw, route) = (Arc::clone(gw), Arc::clone(route));
         let method = parts.method.clone();

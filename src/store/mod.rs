@@ -79,6 +79,7 @@ use std::time::{Duration, SystemTime};
 
 mod embedded;
 mod memory;
+pub mod outbox;
 
 #[cfg(test)]
 mod conformance;

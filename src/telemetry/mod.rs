@@ -83,6 +83,7 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     outbox_pending: Family<RouteLabels, Gauge>,
     dead_letters: Family<RouteLabels, Gauge>,
+    outbox_oldest_age: Family<RouteLabels, Gauge>,
     schema_violations: Family<RouteLabels, Counter>,
     unrecorded_deliveries: Family<RouteLabels, Counter>,
     /// The `route` label of requests that matched no route, built once.
@@ -111,6 +112,7 @@ impl Metrics {
         let deliveries = Family::<DeliveryLabels, Counter>::default();
         let outbox_pending = Family::<RouteLabels, Gauge>::default();
         let dead_letters = Family::<RouteLabels, Gauge>::default();
+        let outbox_oldest_age = Family::<RouteLabels, Gauge>::default();
         let schema_violations = Family::<RouteLabels, Counter>::default();
         let unrecorded_deliveries = Family::<RouteLabels, Counter>::default();
         registry.register(
@@ -134,6 +136,11 @@ impl Metrics {
             outbox_pending.clone(),
         );
         registry.register(
+            "hookgate_outbox_oldest_age_seconds",
+            "Age of the oldest event pending in the outbox (0 when none)",
+            outbox_oldest_age.clone(),
+        );
+        registry.register(
             "hookgate_dead_letters",
             "Events that exhausted their delivery retries",
             dead_letters.clone(),
@@ -155,6 +162,7 @@ impl Metrics {
             deliveries,
             outbox_pending,
             dead_letters,
+            outbox_oldest_age,
             schema_violations,
             unrecorded_deliveries,
             no_route: Arc::from(NO_ROUTE_LABEL),
@@ -185,6 +193,25 @@ impl Metrics {
         self.duration
             .get_or_create(&RouteLabels { route })
             .observe(seconds);
+    }
+
+    /// Sets a route's outbox gauges: pending events, the oldest pending event's
+    /// acceptance time (unix ms; `None` when nothing is pending) and dead letters.
+    pub fn outbox(&self, route: &Arc<str>, pending: u64, oldest_ms: Option<u64>, dead: u64) {
+        let labels = RouteLabels {
+            route: Arc::clone(route),
+        };
+        let age = oldest_ms.map_or(0, |ms| {
+            crate::delivery::outbox::now_ms().saturating_sub(ms) / 1000
+        });
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.outbox_pending
+            .get_or_create(&labels)
+            .set(gauge(pending));
+        self.outbox_oldest_age
+            .get_or_create(&labels)
+            .set(gauge(age));
+        self.dead_letters.get_or_create(&labels).set(gauge(dead));
     }
 
     /// Counts one delivery attempt.

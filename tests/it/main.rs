@@ -3,6 +3,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod allowlist;
+mod async_delivery;
 mod auth;
 mod body;
 mod cli;
