@@ -278,6 +278,13 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let tls = match hookgate::tls_edge(&shared) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("hookgate: {e}");
+                return ExitCode::from(1);
+            }
+        };
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -285,6 +292,7 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let tls_on = tls.is_some();
         let bound = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -294,13 +302,17 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
         {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "hookgate listening on {bound} (config: {source})");
+            let scheme = if tls_on { "https" } else { "http" };
+            let _ = writeln!(
+                out,
+                "hookgate listening on {bound} ({scheme}, config: {source})"
+            );
             for line in table {
                 let _ = writeln!(out, "{line}");
             }
             let _ = out.flush();
         }
-        match hookgate::run_reloadable(listener, source, shared, shutdown_signal()).await {
+        match hookgate::run_reloadable(listener, source, shared, tls, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hookgate: {e}");

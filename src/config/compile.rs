@@ -68,6 +68,40 @@ pub struct ServerSettings {
     pub client_ip_header: allowlist::ClientIpHeader,
     /// Whether `GET /metrics` is served.
     pub metrics: bool,
+    /// TLS termination; `None` is plain HTTP.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[server] tls`, checked: file paths resolved against the config file's directory.
+/// Plain data; the files are read by `server::tls`, which can read them again on reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The default certificate (served when no `sni` entry matches).
+    pub default: CertPaths,
+    /// Certificates chosen by SNI name (names lower-cased).
+    pub sni: Vec<SniCert>,
+    /// CA certificates for client certificates, if any.
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is required (only with `client_ca`).
+    pub client_auth: raw::ClientAuth,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPaths {
+    /// The chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// One `sni` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SniCert {
+    /// Host names, lower-case.
+    pub names: Vec<String>,
+    /// The certificate served for them.
+    pub paths: CertPaths,
 }
 
 /// `[store]`, checked.
@@ -115,6 +149,9 @@ pub struct Route {
     pub schema_mode: SchemaMode,
     /// What is extracted for dedup and ordering.
     pub keys: EventKeys,
+    /// Accepted TLS client identities (SAN DNS/URI or CN); `None` means no certificate
+    /// is required.
+    pub client_subjects: Option<Vec<String>>,
 }
 
 /// Headers that carry credentials whatever the route's auth: never an event id.
@@ -135,7 +172,7 @@ pub(super) fn compile(
     raw: RawConfig,
     base_dir: Option<&std::path::Path>,
 ) -> Result<Settings, KeyError> {
-    let server = compile_server(raw.server)?;
+    let server = compile_server(raw.server, base_dir)?;
     let store = compile_store(raw.store)?;
     if store.backend != StoreBackendName::Memory && store.backend != StoreBackendName::Embedded {
         return Err((
@@ -173,6 +210,21 @@ pub(super) fn compile(
                 ),
             ));
         }
+        if let Some(subjects) = &route.client_subjects {
+            if subjects.is_empty() || subjects.iter().any(String::is_empty) {
+                return Err((
+                    format!("route[{i}].client_subjects"),
+                    "must list at least one non-empty name".to_owned(),
+                ));
+            }
+            if server.tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+                return Err((
+                    format!("route[{i}].client_subjects"),
+                    "needs server.tls.client_ca (client certificates are verified against it)"
+                        .to_owned(),
+                ));
+            }
+        }
         routes.push(Arc::new(route));
     }
     Ok(Settings {
@@ -182,7 +234,76 @@ pub(super) fn compile(
     })
 }
 
-fn compile_server(s: raw::RawServer) -> Result<ServerSettings, KeyError> {
+/// Resolves a path from the config file against the file's directory.
+pub(super) fn resolve_path(base_dir: Option<&std::path::Path>, path: &str) -> PathBuf {
+    match base_dir {
+        Some(dir) if std::path::Path::new(path).is_relative() => dir.join(path),
+        _ => PathBuf::from(path),
+    }
+}
+
+fn compile_tls(
+    t: raw::RawTls,
+    base_dir: Option<&std::path::Path>,
+) -> Result<TlsSettings, KeyError> {
+    let pair = |prefix: &str, cert: Option<String>, key: Option<String>| {
+        let cert = cert
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| (format!("{prefix}.cert"), "missing".to_owned()))?;
+        let key = key
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| (format!("{prefix}.key"), "missing".to_owned()))?;
+        Ok::<_, KeyError>(CertPaths {
+            cert: resolve_path(base_dir, &cert),
+            key: resolve_path(base_dir, &key),
+        })
+    };
+    let default = pair("server.tls", t.cert, t.key)?;
+    let mut sni = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, e) in t.sni.unwrap_or_default().into_iter().enumerate() {
+        let prefix = format!("server.tls.sni[{i}]");
+        let names: Vec<String> = e
+            .names
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        if names.is_empty() {
+            return Err((format!("{prefix}.names"), "missing or empty".to_owned()));
+        }
+        for n in &names {
+            if n.is_empty() || !seen.insert(n.clone()) {
+                return Err((
+                    format!("{prefix}.names"),
+                    format!("{n:?} is empty or named twice"),
+                ));
+            }
+        }
+        sni.push(SniCert {
+            names,
+            paths: pair(&prefix, e.cert, e.key)?,
+        });
+    }
+    let client_ca = t.client_ca.map(|p| resolve_path(base_dir, &p));
+    if client_ca.is_none() && t.client_auth.is_some() {
+        return Err((
+            "server.tls.client_auth".to_owned(),
+            "needs client_ca (the CAs client certificates are verified against)".to_owned(),
+        ));
+    }
+    Ok(TlsSettings {
+        default,
+        sni,
+        client_ca,
+        client_auth: t.client_auth.unwrap_or(raw::ClientAuth::Optional),
+    })
+}
+
+fn compile_server(
+    s: raw::RawServer,
+    base_dir: Option<&std::path::Path>,
+) -> Result<ServerSettings, KeyError> {
     let listen = s.listen.as_deref().unwrap_or("127.0.0.1:8080");
     let listen = listen.parse::<SocketAddr>().map_err(|e| {
         (
@@ -219,6 +340,7 @@ fn compile_server(s: raw::RawServer) -> Result<ServerSettings, KeyError> {
         trusted_proxies,
         client_ip_header: s.client_ip_header.unwrap_or_default(),
         metrics: s.metrics.unwrap_or(true),
+        tls: s.tls.map(|t| compile_tls(t, base_dir)).transpose()?,
     })
 }
 
@@ -447,6 +569,7 @@ fn compile_route(
         upstream_ca,
         delivery,
         upstream_timeout,
+        client_subjects: r.client_subjects,
     })
 }
 

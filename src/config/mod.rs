@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 pub use compile::duration as parse_duration;
 pub use compile::{
-    JSON_DEPTH_CEILING, MAX_DURATION, RESERVED_PATHS, Route, ServerSettings, Settings,
-    StoreSettings,
+    CertPaths, JSON_DEPTH_CEILING, MAX_DURATION, RESERVED_PATHS, Route, ServerSettings, Settings,
+    SniCert, StoreSettings, TlsSettings,
 };
 
 /// The built-in default configuration (DESIGN.md §2), used when no file is given and

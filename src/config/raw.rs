@@ -46,6 +46,46 @@ pub struct RawServer {
     pub client_ip_header: Option<crate::pipeline::allowlist::ClientIpHeader>,
     /// Serve `GET /metrics` (default true).
     pub metrics: Option<bool>,
+    /// TLS termination; absent means plain HTTP.
+    pub tls: Option<RawTls>,
+}
+
+/// `[server] tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain of the default certificate.
+    pub cert: Option<String>,
+    /// PEM private key of the default certificate.
+    pub key: Option<String>,
+    /// PEM CA certificates that client certificates are verified against.
+    pub client_ca: Option<String>,
+    /// `optional` or `required` (default `optional` when `client_ca` is set).
+    pub client_auth: Option<ClientAuth>,
+    /// Certificates chosen by the SNI name the client asks for.
+    pub sni: Option<Vec<RawSniCert>>,
+}
+
+/// One `sni` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSniCert {
+    /// Host names served with this certificate.
+    pub names: Option<Vec<String>>,
+    /// PEM certificate chain.
+    pub cert: Option<String>,
+    /// PEM private key.
+    pub key: Option<String>,
+}
+
+/// Whether a TLS client must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A certificate is verified when presented; routes with `client_subjects` require one.
+    Optional,
+    /// The handshake fails without a verified certificate.
+    Required,
 }
 
 /// `[store]`.
@@ -119,6 +159,9 @@ pub struct RawRoute {
     /// Extra CA certificates (PEM file, relative to the config file) trusted for an
     /// `https://` upstream, on top of the system's roots.
     pub upstream_ca: Option<String>,
+    /// Require a verified TLS client certificate whose SAN (DNS or URI) or subject CN is
+    /// one of these.
+    pub client_subjects: Option<Vec<String>>,
     /// `sync` (reverse proxy, the default) or `async`.
     pub delivery: Option<DeliveryMode>,
     /// How long the upstream may take to answer (default `5s`).

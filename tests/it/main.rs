@@ -18,3 +18,4 @@ mod routing;
 mod schema;
 mod signature;
 mod support;
+mod tls;

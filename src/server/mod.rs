@@ -1,9 +1,14 @@
-//! The HTTP server: accept loop, per-connection limits, the router, graceful shutdown.
+//! The HTTP server: accept loop, per-connection limits, TLS, the router, graceful shutdown.
 //!
 //! The accept loop is ours (not `axum::serve`) because the edge needs a header read
 //! timeout against slow-header senders, which `axum::serve` does not expose; hyper's
 //! HTTP/1 builder does. Shutdown stops accepting at once and then waits for in-flight
 //! requests, up to [`DRAIN_TIMEOUT`].
+//!
+//! On TLS ([`tls`]) the handshake runs inside the connection's own task, bounded by the
+//! header read timeout, so a client that never finishes it holds one task and no accept
+//! slot; the connection is then served by hyper-util's `auto` builder (HTTP/1.1 or h2, as
+//! ALPN chose). Plain connections speak HTTP/1.1 only: h2c prior knowledge is off.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,10 +21,16 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use http::{Method, Request, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_util::either::Either;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
+
+pub mod conn_info;
+pub mod tls;
+
+pub use conn_info::{ConnectionInfo, TlsInfo};
 
 use crate::config::{self, ConfigSource};
 use crate::error::GatewayError;
@@ -189,9 +200,16 @@ async fn webhook(
     pipeline::handle(shared.current(), &shared.deliveries, peer, req).await
 }
 
-/// Serves `shared` on `listener` until `shutdown` completes, then drains.
-pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<Output = ()>) {
+/// Serves `shared` on `listener` (over TLS when `tls` is given) until `shutdown`
+/// completes, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Shared,
+    tls: Option<tls::TlsEdge>,
+    shutdown: impl Future<Output = ()>,
+) {
     let read_timeout = shared.current().settings.server.read_timeout;
+    let tls_reloader = tls.as_ref().map(tls::TlsEdge::spawn_reloader);
     let evictor = tokio::spawn(evict_idle_rate_buckets(shared.clone()));
     let purger = tokio::spawn(purge_expired_keys(shared.clone()));
     let deliveries = shared.deliveries.clone();
@@ -204,6 +222,12 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     http.timer(TokioTimer::new())
         .header_read_timeout(read_timeout)
         .half_close(true);
+    let mut auto = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    auto.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .half_close(true);
+    auto.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -219,26 +243,76 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
             () = &mut shutdown => break,
         };
         let app = app.clone();
-        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let mut req = req.map(Body::new);
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let app = app.clone();
-            async move {
-                if let Err(e) = protocol::check_host(req.version(), req.headers()) {
-                    return Ok(refuse_malformed(req, e).await);
-                }
-                app.oneshot(req).await
-            }
-        });
-        let conn = http.serve_connection(TokioIo::new(Rescue::new(stream)), service);
-        let conn = graceful.watch(conn);
+        let tls = tls.clone();
+        let http = http.clone();
+        let auto = auto.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let (io, info) = match tls {
+                None => (Either::Left(stream), ConnectionInfo { peer, tls: None }),
+                Some(edge) => {
+                    let stream =
+                        match tokio::time::timeout(read_timeout, edge.acceptor().accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed.");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out.");
+                                return;
+                            }
+                        };
+                    let client_names = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(tls::client_names);
+                    (
+                        Either::Right(stream),
+                        ConnectionInfo {
+                            peer,
+                            tls: Some(TlsInfo { client_names }),
+                        },
+                    )
+                }
+            };
+            let on_tls = info.tls.is_some();
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(info.clone());
+                let app = app.clone();
+                async move {
+                    if let Err(e) = protocol::check_host(req.version(), req.headers()) {
+                        return Ok(refuse_malformed(req, e).await);
+                    }
+                    app.oneshot(req).await
+                }
+            });
+            let io = TokioIo::new(Rescue::new(io));
+            let ended = if on_tls {
+                watcher
+                    .watch(auto.serve_connection(io, service).into_owned())
+                    .await
+            } else {
+                watcher
+                    .watch(http.serve_connection(io, service))
+                    .await
+                    .map_err(Into::into)
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, %peer, "Connection ended with an error.");
             }
         });
     }
     drop(listener);
+    if let Some(r) = tls_reloader {
+        r.abort();
+    }
     evictor.abort();
     purger.abort();
     // Wait for the background tasks to drop their store handles, so the store file is
