@@ -70,6 +70,8 @@ pub struct ServerSettings {
     pub metrics: bool,
     /// TLS termination; `None` is plain HTTP.
     pub tls: Option<TlsSettings>,
+    /// Whether `trusted_proxies` peers open with a PROXY header.
+    pub proxy_protocol: bool,
 }
 
 /// `[server] tls`, checked: file paths resolved against the config file's directory.
@@ -341,6 +343,7 @@ fn compile_server(
         client_ip_header: s.client_ip_header.unwrap_or_default(),
         metrics: s.metrics.unwrap_or(true),
         tls: s.tls.map(|t| compile_tls(t, base_dir)).transpose()?,
+        proxy_protocol: s.proxy_protocol.unwrap_or(false),
     })
 }
 

@@ -48,6 +48,8 @@ pub struct RawServer {
     pub metrics: Option<bool>,
     /// TLS termination; absent means plain HTTP.
     pub tls: Option<RawTls>,
+    /// Expect a PROXY v1/v2 header from `trusted_proxies` peers (default false).
+    pub proxy_protocol: Option<bool>,
 }
 
 /// `[server] tls`.

@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 pub struct ConnectionInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
+    /// The client a trusted proxy named in a PROXY header; it stands for the client
+    /// everywhere else (allowlist, rate limit, logs, forwarding headers).
+    pub proxy_source: Option<SocketAddr>,
     /// Present when the connection is TLS.
     pub tls: Option<TlsInfo>,
 }
@@ -48,6 +51,7 @@ mod tests {
     fn info(names: Option<Vec<&str>>) -> ConnectionInfo {
         ConnectionInfo {
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            proxy_source: None,
             tls: Some(TlsInfo {
                 client_names: names.map(|n| n.into_iter().map(str::to_owned).collect()),
             }),
@@ -62,6 +66,7 @@ mod tests {
         assert!(!info(None).client_matches(&want));
         let plain = ConnectionInfo {
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            proxy_source: None,
             tls: None,
         };
         assert!(!plain.client_matches(&want));

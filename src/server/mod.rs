@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 pub mod conn_info;
+pub mod proxy_protocol;
 pub mod tls;
 
 pub use conn_info::{ConnectionInfo, TlsInfo};
@@ -209,11 +210,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let read_timeout = shared.current().settings.server.read_timeout;
+    let proxy_protocol = shared.current().settings.server.proxy_protocol;
     let tls_reloader = tls.as_ref().map(tls::TlsEdge::spawn_reloader);
     let evictor = tokio::spawn(evict_idle_rate_buckets(shared.clone()));
     let purger = tokio::spawn(purge_expired_keys(shared.clone()));
     let deliveries = shared.deliveries.clone();
-    let app = router(shared);
+    let app = router(shared.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // half_close: a sender that shuts down its write side after the request (some
@@ -230,7 +232,7 @@ pub async fn serve(
     auto.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -247,9 +249,44 @@ pub async fn serve(
         let http = http.clone();
         let auto = auto.clone();
         let watcher = graceful.watcher();
+        let gateway = shared.current();
         tokio::spawn(async move {
+            let mut client = peer;
+            let mut proxy_source = None;
+            if proxy_protocol {
+                let ip = peer.ip().to_canonical();
+                let trusted = gateway
+                    .settings
+                    .server
+                    .trusted_proxies
+                    .iter()
+                    .any(|n| n.contains(&ip));
+                drop(gateway);
+                if trusted {
+                    match proxy_protocol::read_trusted(&mut stream, read_timeout).await {
+                        Ok(source) => {
+                            proxy_source = source;
+                            client = source.unwrap_or(peer);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, %peer, "Connection closed: PROXY header.");
+                            return;
+                        }
+                    }
+                } else if proxy_protocol::untrusted_sends_header(&stream, read_timeout).await {
+                    tracing::debug!(%peer, "Connection closed: {}", proxy_protocol::ProxyError::Untrusted);
+                    return;
+                }
+            }
             let (io, info) = match tls {
-                None => (Either::Left(stream), ConnectionInfo { peer, tls: None }),
+                None => (
+                    Either::Left(stream),
+                    ConnectionInfo {
+                        peer,
+                        proxy_source,
+                        tls: None,
+                    },
+                ),
                 Some(edge) => {
                     let stream =
                         match tokio::time::timeout(read_timeout, edge.acceptor().accept(stream))
@@ -275,6 +312,7 @@ pub async fn serve(
                         Either::Right(stream),
                         ConnectionInfo {
                             peer,
+                            proxy_source,
                             tls: Some(TlsInfo { client_names }),
                         },
                     )
@@ -283,7 +321,7 @@ pub async fn serve(
             let on_tls = info.tls.is_some();
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let mut req = req.map(Body::new);
-                req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(ConnectInfo(client));
                 req.extensions_mut().insert(info.clone());
                 let app = app.clone();
                 async move {

@@ -12,6 +12,7 @@ mod delivery;
 mod operability;
 mod oracle;
 mod ordering;
+mod proxy_protocol;
 mod regression;
 mod robustness;
 mod routing;

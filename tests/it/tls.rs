@@ -90,6 +90,11 @@ struct Edge {
 /// The gateway on TLS with a default certificate for `localhost` and `127.0.0.1`, an
 /// SNI certificate for `hooks.test`, and `extra_tls` / `routes` appended.
 async fn edge(extra_tls: &str, routes: &str) -> Edge {
+    edge_with("", extra_tls, routes).await
+}
+
+/// [`edge`] with `server_extra` lines in `[server]`.
+async fn edge_with(server_extra: &str, extra_tls: &str, routes: &str) -> Edge {
     let ca = Ca::new();
     let dir = tempfile::tempdir().expect("tmp");
     let (c, k) = ca.leaf(&["localhost", "127.0.0.1"], false);
@@ -106,6 +111,7 @@ async fn edge(extra_tls: &str, routes: &str) -> Edge {
 [server]
 read_timeout = "1s"
 max_body_bytes = 64
+{server_extra}
 tls = {{ cert = "{}", key = "{}", sni = [{{ names = ["hooks.test"], cert = "{}", key = "{}" }}] {extra_tls} }}
 [store]
 backend = "memory"
@@ -454,4 +460,67 @@ async fn tls_paths_resolve_against_the_config_directory_and_a_bad_pair_is_refuse
     assert!(err.to_string().contains("does not match"), "{err}");
     write(dir.path(), "tls/key.pem", &k);
     hookgate::server::tls::TlsEdge::new(&tls).expect("matching pair");
+}
+
+/// PROXY v2 in front of TLS: the header comes first, in the clear, then the handshake;
+/// the allowlist judges the address the header names.
+#[tokio::test]
+async fn proxy_protocol_works_in_front_of_tls() {
+    let e = edge_with(
+        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1/32\"]",
+        "",
+        r#"
+[[route]]
+name = "only"
+path = "/hooks/only"
+allow_ips = ["203.0.113.7"]
+upstream = "UPSTREAM"
+"#,
+    )
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        hookgate::server::tls::read_certs(&write(e.dir.path(), "ca.pem", &e.ca.pem())).expect("ca")
+    {
+        roots.add(c).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    for (source, status) in [("203.0.113.7:5000", "200"), ("198.51.100.9:5000", "403")] {
+        let src: SocketAddr = source.parse().expect("addr");
+        let header = ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+            ppp::v2::Protocol::Stream,
+            (src, e.gw.addr),
+        )
+        .build()
+        .expect("header");
+        let mut tcp = tokio::net::TcpStream::connect(e.gw.addr)
+            .await
+            .expect("connect");
+        tcp.write_all(&header).await.expect("header");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = connector
+            .connect(name, tcp)
+            .await
+            .expect("handshake after PROXY");
+        tls.write_all(
+            b"POST /hooks/only HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+        .await
+        .expect("request");
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{source}: {answer}"
+        );
+    }
 }
