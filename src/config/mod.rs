@@ -118,11 +118,13 @@ pub fn compile_text(
         origin: origin.to_owned(),
         message: e.to_string().trim_end().to_owned(),
     })?;
-    compile::compile(raw, base_dir).map_err(|(key, reason)| ConfigError::Invalid {
-        origin: origin.to_owned(),
-        key,
-        reason,
-    })
+    secret_source::with_base_dir(base_dir, || compile::compile(raw, base_dir)).map_err(
+        |(key, reason)| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key,
+            reason,
+        },
+    )
 }
 
 #[cfg(test)]

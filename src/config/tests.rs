@@ -112,3 +112,33 @@ fn default_config_has_one_route_per_preset_with_loopback_and_published_addresses
         }
     }
 }
+
+/// A relative `file:` secret resolves against the config file's directory, not the
+/// working directory (issue 16).
+#[test]
+fn relative_file_secrets_resolve_against_the_config_directory() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(dir.path().join("secrets")).expect("mkdir");
+    std::fs::write(dir.path().join("secrets/token"), "t0ken\n").expect("write");
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &config,
+        r#"
+[store]
+backend = "memory"
+[[route]]
+name = "r"
+path = "/r"
+upstream = "http://127.0.0.1:9/x"
+auth = { type = "bearer", tokens = ["file:secrets/token"] }
+"#,
+    )
+    .expect("write");
+    // The working directory holds no `secrets/token`.
+    assert!(!std::path::Path::new("secrets/token").exists());
+    load(&ConfigSource::File(config)).expect("secret found beside the config file");
+    // Without a file (no directory) the path is the working directory's, as before.
+    let text = std::fs::read_to_string(dir.path().join("hookgate.toml")).expect("read");
+    let err = from_str(&text, "inline").expect_err("no such file in the cwd");
+    assert!(err.to_string().contains("secrets/token"), "{err}");
+}
