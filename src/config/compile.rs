@@ -72,6 +72,10 @@ pub struct ServerSettings {
     pub tls: Option<TlsSettings>,
     /// Whether `trusted_proxies` peers open with a PROXY header.
     pub proxy_protocol: bool,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Most requests in flight.
+    pub max_in_flight: usize,
 }
 
 /// `[server] tls`, checked: file paths resolved against the config file's directory.
@@ -244,6 +248,15 @@ pub(super) fn resolve_path(base_dir: Option<&std::path::Path>, path: &str) -> Pa
     }
 }
 
+fn at_least_one(key: &str, value: Option<usize>, default: usize) -> Result<usize, KeyError> {
+    match value {
+        None => Ok(default),
+        // A semaphore holds at most usize::MAX >> 3 permits.
+        Some(n) if (1..=1 << 40).contains(&n) => Ok(n),
+        Some(_) => Err((key.to_owned(), "must be between 1 and 2^40".to_owned())),
+    }
+}
+
 fn compile_tls(
     t: raw::RawTls,
     base_dir: Option<&std::path::Path>,
@@ -344,6 +357,8 @@ fn compile_server(
         metrics: s.metrics.unwrap_or(true),
         tls: s.tls.map(|t| compile_tls(t, base_dir)).transpose()?,
         proxy_protocol: s.proxy_protocol.unwrap_or(false),
+        max_connections: at_least_one("server.max_connections", s.max_connections, 10_000)?,
+        max_in_flight: at_least_one("server.max_in_flight", s.max_in_flight, 4096)?,
     })
 }
 

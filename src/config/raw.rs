@@ -50,6 +50,10 @@ pub struct RawServer {
     pub tls: Option<RawTls>,
     /// Expect a PROXY v1/v2 header from `trusted_proxies` peers (default false).
     pub proxy_protocol: Option<bool>,
+    /// Most open connections; the listener accepts no more (default 10000).
+    pub max_connections: Option<usize>,
+    /// Most requests in flight; above it 503 `overloaded` (default 4096).
+    pub max_in_flight: Option<usize>,
 }
 
 /// `[server] tls`.

@@ -211,6 +211,15 @@ pub async fn serve(
 ) {
     let read_timeout = shared.current().settings.server.read_timeout;
     let proxy_protocol = shared.current().settings.server.proxy_protocol;
+    // Load shedding: a connection slot is taken before accepting, so above the limit
+    // connections wait in the kernel's backlog; a request slot is tried before the
+    // router, so above the limit the answer is 503 `overloaded` with the body unread.
+    let connections = Arc::new(tokio::sync::Semaphore::new(
+        shared.current().settings.server.max_connections,
+    ));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        shared.current().settings.server.max_in_flight,
+    ));
     let tls_reloader = tls.as_ref().map(tls::TlsEdge::spawn_reloader);
     let evictor = tokio::spawn(evict_idle_rate_buckets(shared.clone()));
     let purger = tokio::spawn(purge_expired_keys(shared.clone()));
@@ -232,6 +241,14 @@ pub async fn serve(
     auto.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            slot = Arc::clone(&connections).acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
         let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -250,7 +267,10 @@ pub async fn serve(
         let auto = auto.clone();
         let watcher = graceful.watcher();
         let gateway = shared.current();
+        let in_flight = Arc::clone(&in_flight);
+        let metrics = Arc::clone(shared.metrics());
         tokio::spawn(async move {
+            let _slot = slot;
             let mut client = peer;
             let mut proxy_source = None;
             if proxy_protocol {
@@ -324,7 +344,21 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo(client));
                 req.extensions_mut().insert(info.clone());
                 let app = app.clone();
+                let in_flight = Arc::clone(&in_flight);
+                let metrics = Arc::clone(&metrics);
                 async move {
+                    // Health checks are never shed: an overloaded gateway is still alive.
+                    let health = matches!(req.uri().path(), "/healthz" | "/readyz");
+                    let _request_slot = match in_flight.try_acquire_owned() {
+                        Ok(permit) => Some(permit),
+                        Err(_) if health => None,
+                        Err(_) => {
+                            metrics.request(None, crate::verdict::Verdict::Overloaded, 0.0);
+                            return Ok(GatewayError::Overloaded
+                                .into_answer(None, None)
+                                .into_response());
+                        }
+                    };
                     if let Err(e) = protocol::check_host(req.version(), req.headers()) {
                         return Ok(refuse_malformed(req, e).await);
                     }

@@ -17,6 +17,7 @@ mod regression;
 mod robustness;
 mod routing;
 mod schema;
+mod shedding;
 mod signature;
 mod support;
 mod tls;
