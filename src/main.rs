@@ -147,6 +147,38 @@ fn check(config: Option<PathBuf>) -> ExitCode {
     for w in settings.warnings() {
         eprintln!("hookgate: warning: {w}");
     }
+    if let Some(tls) = &settings.server.tls {
+        // The pair must load as `serve` would load it (key matches certificate).
+        if let Err(e) = hookgate::server::tls::TlsEdge::new(tls) {
+            eprintln!("hookgate: invalid configuration: server.tls: {e}");
+            return ExitCode::from(1);
+        }
+        match hookgate::server::tls::summaries(tls) {
+            Ok(certs) => {
+                for c in certs {
+                    println!(
+                        "certificate {}: subject {:?}, SANs [{}], expires {} ({} days)",
+                        c.path.display(),
+                        c.subject,
+                        c.sans.join(", "),
+                        c.not_after,
+                        c.days_left
+                    );
+                    if c.days_left < hookgate::server::tls::EXPIRY_WARNING_DAYS {
+                        eprintln!(
+                            "hookgate: warning: certificate {} expires in {} days",
+                            c.path.display(),
+                            c.days_left
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("hookgate: invalid configuration: server.tls: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     println!("config {source}: ok, listen {}", settings.server.listen);
     for r in &settings.routes {
         println!("{}", summary(r));

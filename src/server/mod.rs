@@ -484,6 +484,16 @@ pub fn reload(shared: &Shared, source: &ConfigSource) {
             "The listen address changes only on restart."
         );
     }
+    if settings.server.tls != old.settings.server.tls
+        || settings.server.proxy_protocol != old.settings.server.proxy_protocol
+        || settings.server.max_connections != old.settings.server.max_connections
+        || settings.server.max_in_flight != old.settings.server.max_in_flight
+    {
+        tracing::warn!(
+            "server.tls file paths, proxy_protocol, max_connections and max_in_flight change \
+             only on restart (the certificate files themselves reload on SIGHUP)."
+        );
+    }
     if settings.store.backend != old.settings.store.backend
         || settings.store.path != old.settings.store.path
     {

@@ -402,3 +402,69 @@ pub fn client_names(cert: &CertificateDer<'_>) -> Vec<String> {
     }
     names
 }
+
+/// What `hookgate check` says about one served certificate (the chain's leaf).
+#[derive(Debug, Clone)]
+pub struct CertSummary {
+    /// The file.
+    pub path: PathBuf,
+    /// The subject, as RFC 4514 text.
+    pub subject: String,
+    /// DNS, URI and IP subject alternative names.
+    pub sans: Vec<String>,
+    /// `notAfter`, RFC 2822-like text.
+    pub not_after: String,
+    /// Whole days until `notAfter` (negative once expired).
+    pub days_left: i64,
+}
+
+/// Certificates closer than this to expiry get a warning from `hookgate check`.
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
+
+/// Summaries of every certificate `settings` serves, default first.
+pub fn summaries(settings: &TlsSettings) -> Result<Vec<CertSummary>, TlsError> {
+    let mut paths = vec![settings.default.cert.clone()];
+    paths.extend(settings.sni.iter().map(|e| e.paths.cert.clone()));
+    paths.iter().map(|p| summary(p)).collect()
+}
+
+fn summary(path: &Path) -> Result<CertSummary, TlsError> {
+    use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
+    let certs = read_certs(path)?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| pem_error(path, "no CERTIFICATE in the file"))?;
+    let (_, parsed) = X509Certificate::from_der(leaf.as_ref())
+        .map_err(|e| pem_error(path, format!("unreadable certificate: {e}")))?;
+    let mut sans = Vec::new();
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(n) => sans.push(format!("DNS:{n}")),
+                GeneralName::URI(n) => sans.push(format!("URI:{n}")),
+                GeneralName::IPAddress(b) => {
+                    let ip = match b.len() {
+                        4 => <[u8; 4]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                        _ => None,
+                    };
+                    if let Some(ip) = ip {
+                        sans.push(format!("IP:{ip}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let not_after = parsed.validity().not_after;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Ok(CertSummary {
+        path: path.to_path_buf(),
+        subject: parsed.subject().to_string(),
+        sans,
+        not_after: not_after.to_string(),
+        days_left: (not_after.timestamp() - now).div_euclid(86_400),
+    })
+}

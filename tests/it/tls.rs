@@ -24,6 +24,9 @@ impl Ca {
     fn new() -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "hookgate test CA");
         Ca {
             issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
                 .expect("ca"),
@@ -40,6 +43,12 @@ impl Ca {
         let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
                 .expect("leaf params");
+        // A subject of its own: openssl takes a leaf named like its issuer for self-signed.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().copied().unwrap_or("leaf"),
+        );
         if client {
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         }
@@ -523,4 +532,114 @@ upstream = "UPSTREAM"
             "{source}: {answer}"
         );
     }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
+
+/// `hookgate check` names every served certificate's subject, SANs and expiry, and
+/// warns about one that expires within 14 days.
+#[test]
+fn check_prints_certificates_and_warns_before_expiry() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (c, k) = ca.leaf(&["localhost", "127.0.0.1"], false);
+    write(dir.path(), "default.pem", &c);
+    write(dir.path(), "default.key", &k);
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(vec!["soon.test".to_owned()]).expect("params");
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(5);
+    let soon = params.signed_by(&key, &ca.issuer).expect("cert");
+    write(dir.path(), "soon.pem", &soon.pem());
+    write(dir.path(), "soon.key", &key.serialize_pem());
+    let config = write(
+        dir.path(),
+        "hookgate.toml",
+        "[server]\ntls = { cert = \"default.pem\", key = \"default.key\", sni = [{ names = [\"soon.test\"], cert = \"soon.pem\", key = \"soon.key\" }] }\n[store]\nbackend = \"memory\"\n",
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("SANs [DNS:localhost, IP:127.0.0.1]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("SANs [DNS:soon.test]"), "{stdout}");
+    assert!(
+        stderr.contains("soon.pem expires in 4 days")
+            || stderr.contains("soon.pem expires in 5 days"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("default.pem expires"), "{stderr}");
+}
+
+/// The real binary on TLS, checked by `openssl s_client` (ALPN h2, verified chain) and
+/// `curl --http2`. Both tools are required: a missing one fails the test.
+#[test]
+fn real_binary_speaks_tls_and_h2_to_openssl_and_curl() {
+    use std::io::BufRead as _;
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (c, k) = ca.leaf(&["localhost"], false);
+    write(dir.path(), "chain.pem", &c);
+    write(dir.path(), "key.pem", &k);
+    let ca_file = write(dir.path(), "ca.pem", &ca.pem());
+    let config = write(
+        dir.path(),
+        "hookgate.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls = { cert = \"chain.pem\", key = \"key.pem\" }\n[store]\nbackend = \"memory\"\n",
+    );
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the binary");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read");
+    let port = first
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    assert!(first.contains("(https,"), "{first}");
+    let s_client = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "localhost", "-alpn", "h2", "-CAfile"])
+        .arg(&ca_file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client must be installed");
+    let text = String::from_utf8_lossy(&s_client.stdout);
+    let curl = std::process::Command::new("curl")
+        .args([
+            "--http2",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .args([
+            "--resolve",
+            &format!("localhost:{port}:127.0.0.1"),
+            "--cacert",
+        ])
+        .arg(&ca_file)
+        .arg(format!("https://localhost:{port}/healthz"))
+        .output()
+        .expect("curl must be installed");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("ALPN protocol: h2"), "{text}");
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "2 200");
 }
