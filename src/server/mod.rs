@@ -37,7 +37,7 @@ use crate::config::{self, ConfigSource};
 use crate::error::GatewayError;
 use crate::pipeline::{self, Gateway};
 use crate::protocol::{self, Rescue};
-use crate::telemetry::{Format, Metrics};
+use crate::telemetry::{CloseReason, Format, Metrics};
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -289,11 +289,13 @@ pub async fn serve(
                             client = source.unwrap_or(peer);
                         }
                         Err(e) => {
+                            metrics.connection_closed(CloseReason::proxy_header);
                             tracing::debug!(error = %e, %peer, "Connection closed: PROXY header.");
                             return;
                         }
                     }
                 } else if proxy_protocol::untrusted_sends_header(&stream, read_timeout).await {
+                    metrics.connection_closed(CloseReason::proxy_untrusted);
                     tracing::debug!(%peer, "Connection closed: {}", proxy_protocol::ProxyError::Untrusted);
                     return;
                 }
@@ -314,10 +316,12 @@ pub async fn serve(
                         {
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
+                                metrics.connection_closed(CloseReason::tls_handshake);
                                 tracing::debug!(error = %e, %peer, "TLS handshake failed.");
                                 return;
                             }
                             Err(_) => {
+                                metrics.connection_closed(CloseReason::tls_timeout);
                                 tracing::debug!(%peer, "TLS handshake timed out.");
                                 return;
                             }

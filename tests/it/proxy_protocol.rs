@@ -112,6 +112,16 @@ async fn missing_truncated_or_untrusted_headers_close_the_connection() {
         raw_exchange(untrusted.addr, &h, Duration::from_secs(3)).await,
         ""
     );
+    let metrics = raw_exchange(
+        untrusted.addr,
+        b"GET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        metrics.contains("hookgate_connections_closed_total{reason=\"proxy_untrusted\"} 2"),
+        "{metrics}"
+    );
     let plain = raw_exchange(untrusted.addr, REQUEST, Duration::from_secs(3)).await;
     assert!(plain.starts_with("HTTP/1.1 403"), "{plain}");
     let any = raw_exchange(

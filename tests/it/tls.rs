@@ -443,6 +443,22 @@ async fn garbage_and_stalled_handshakes_are_closed_and_the_gateway_keeps_serving
         .await
         .expect("still serving");
     assert_eq!(r.status(), 200);
+    let text = tls_client(&e.ca, true, None)
+        .get(url(&e.gw, "localhost", "/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for reason in ["tls_handshake", "tls_timeout"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!(
+                "hookgate_connections_closed_total{{reason=\"{reason}\"}}"
+            )) && l.ends_with(" 1")),
+            "{reason}: {text}"
+        );
+    }
 }
 
 /// Relative TLS paths resolve against the config file's directory, and a bad pair is a
