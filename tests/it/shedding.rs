@@ -66,3 +66,33 @@ async fn at_max_connections_new_connections_wait_until_one_closes() {
     let served = raw_exchange(gw.addr, req, Duration::from_secs(3)).await;
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
 }
+
+/// An idle keep-alive connection is closed after `read_timeout` (hyper's header read
+/// timer runs while the connection waits for its next request).
+#[tokio::test]
+async fn idle_keep_alive_connections_close_after_the_read_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let up = Upstream::start().await;
+    let gw = gateway("read_timeout = \"1s\"", &up).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.expect("answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let started = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(4), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
+    assert!(started.elapsed() >= Duration::from_millis(800));
+}
