@@ -248,6 +248,47 @@ pub(super) fn resolve_path(base_dir: Option<&std::path::Path>, path: &str) -> Pa
     }
 }
 
+/// Most bytes read from an `allow_ips` file.
+const MAX_ALLOW_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Replaces each `file:PATH` entry with the file's lines: one IP or CIDR per line, blank
+/// lines and `#` comments ignored. Read at every load, so SIGHUP rereads the file; a
+/// bad file refuses the reload and the running list stays.
+fn expand_allow_files(
+    list: Vec<String>,
+    base_dir: Option<&std::path::Path>,
+) -> Result<Vec<String>, String> {
+    use std::io::Read as _;
+    let mut out = Vec::with_capacity(list.len());
+    for entry in list {
+        let Some(path) = entry.strip_prefix("file:") else {
+            out.push(entry);
+            continue;
+        };
+        let path = resolve_path(base_dir, path);
+        let mut text = String::new();
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(MAX_ALLOW_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if text.len() as u64 > MAX_ALLOW_FILE_BYTES {
+            return Err(format!(
+                "{} is larger than {MAX_ALLOW_FILE_BYTES} bytes",
+                path.display()
+            ));
+        }
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            allowlist::parse_net(line)
+                .map_err(|e| format!("{} line {}: {e}", path.display(), n + 1))?;
+            out.push(line.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 fn at_least_one(key: &str, value: Option<usize>, default: usize) -> Result<usize, KeyError> {
     match value {
         None => Ok(default),
@@ -459,6 +500,7 @@ fn compile_route(
     let allow_ips = match r.allow_ips {
         None => None,
         Some(list) => {
+            let list = expand_allow_files(list, base_dir).map_err(|e| (key("allow_ips"), e))?;
             Some(Allowlist::parse(&list).map_err(|(j, e)| (key(&format!("allow_ips[{j}]")), e))?)
         }
     };

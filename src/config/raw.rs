@@ -158,7 +158,9 @@ pub struct RawRoute {
     pub missing_key: Option<MissingKey>,
     /// Methods accepted (default `["POST"]`).
     pub methods: Option<Vec<String>>,
-    /// Source addresses allowed (IPs or CIDRs); absent means any address.
+    /// Source addresses allowed (IPs or CIDRs), or `"file:PATH"` (one per line, `#`
+    /// comments; a string is read as a one-element list); absent means any address.
+    #[serde(default, deserialize_with = "string_or_list")]
     pub allow_ips: Option<Vec<String>>,
     /// `http://`, `https://` or `file://PATH` (one JSON line per event).
     pub upstream: Option<String>,
@@ -311,4 +313,18 @@ pub enum RawAuth {
         /// Accepted clock difference, both directions (default `5m`).
         tolerance: Option<String>,
     },
+}
+
+/// A list of strings, or one string standing for a one-element list.
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    }))
 }
