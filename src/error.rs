@@ -100,7 +100,13 @@ pub enum GatewayError {
     /// The body is labelled with a `Content-Encoding` other than `identity`.
     #[error("content encoding {0:?} is not supported: send the body unencoded")]
     UnsupportedEncoding(String),
+    /// More than `max_in_flight` requests are in flight.
+    #[error("too many requests in flight, retry later")]
+    Overloaded,
 }
+
+/// `Retry-After` of an `overloaded` answer: load passes in about a request's time.
+const OVERLOADED_RETRY_SECS: u64 = 1;
 
 impl GatewayError {
     /// The contract verdict of this error.
@@ -125,6 +131,7 @@ impl GatewayError {
             GatewayError::Stale => Verdict::Stale,
             GatewayError::InFlight => Verdict::InFlight,
             GatewayError::Store(_) | GatewayError::AsyncUnavailable(_) => Verdict::Unavailable,
+            GatewayError::Overloaded => Verdict::Overloaded,
             GatewayError::Schema(_) | GatewayError::Extract(_) => Verdict::InvalidSchema,
         }
     }
@@ -184,6 +191,13 @@ impl GatewayError {
                     HeaderValue::from(ASYNC_RETRY_SECS),
                 ));
                 answer.detail = json!(why);
+            }
+            GatewayError::Overloaded => {
+                answer.headers.push((
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(OVERLOADED_RETRY_SECS),
+                ));
+                answer.detail = json!(self.to_string());
             }
             // Never expose store internals (paths) to senders.
             GatewayError::Store(_) => answer.detail = json!("store unavailable, retry later"),

@@ -302,6 +302,38 @@ fn check(config: Option<PathBuf>) -> ExitCode {
     for w in settings.warnings() {
         eprintln!("hookgate: warning: {w}");
     }
+    if let Some(tls) = &settings.server.tls {
+        // The pair must load as `serve` would load it (key matches certificate).
+        if let Err(e) = hookgate::server::tls::TlsEdge::new(tls) {
+            eprintln!("hookgate: invalid configuration: server.tls: {e}");
+            return ExitCode::from(1);
+        }
+        match hookgate::server::tls::summaries(tls) {
+            Ok(certs) => {
+                for c in certs {
+                    println!(
+                        "certificate {}: subject {:?}, SANs [{}], expires {} ({} days)",
+                        c.path.display(),
+                        c.subject,
+                        c.sans.join(", "),
+                        c.not_after,
+                        c.days_left
+                    );
+                    if c.days_left < hookgate::server::tls::EXPIRY_WARNING_DAYS {
+                        eprintln!(
+                            "hookgate: warning: certificate {} expires in {} days",
+                            c.path.display(),
+                            c.days_left
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("hookgate: invalid configuration: server.tls: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     println!("config {source}: ok, listen {}", settings.server.listen);
     for r in &settings.routes {
         println!("{}", summary(r));
@@ -435,6 +467,13 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let tls = match hookgate::tls_edge(&shared) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("hookgate: {e}");
+                return ExitCode::from(1);
+            }
+        };
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -442,6 +481,7 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let tls_on = tls.is_some();
         let bound = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -451,13 +491,17 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
         {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "hookgate listening on {bound} (config: {source})");
+            let scheme = if tls_on { "https" } else { "http" };
+            let _ = writeln!(
+                out,
+                "hookgate listening on {bound} ({scheme}, config: {source})"
+            );
             for line in table {
                 let _ = writeln!(out, "{line}");
             }
             let _ = out.flush();
         }
-        match hookgate::run_reloadable(listener, source, shared, shutdown_signal()).await {
+        match hookgate::run_reloadable(listener, source, shared, tls, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hookgate: {e}");

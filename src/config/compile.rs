@@ -98,6 +98,46 @@ pub struct ServerSettings {
     pub client_ip_header: allowlist::ClientIpHeader,
     /// Whether `GET /metrics` is served.
     pub metrics: bool,
+    /// TLS termination; `None` is plain HTTP.
+    pub tls: Option<TlsSettings>,
+    /// Whether `trusted_proxies` peers open with a PROXY header.
+    pub proxy_protocol: bool,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Most requests in flight.
+    pub max_in_flight: usize,
+}
+
+/// `[server] tls`, checked: file paths resolved against the config file's directory.
+/// Plain data; the files are read by `server::tls`, which can read them again on reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The default certificate (served when no `sni` entry matches).
+    pub default: CertPaths,
+    /// Certificates chosen by SNI name (names lower-cased).
+    pub sni: Vec<SniCert>,
+    /// CA certificates for client certificates, if any.
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is required (only with `client_ca`).
+    pub client_auth: raw::ClientAuth,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPaths {
+    /// The chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// One `sni` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SniCert {
+    /// Host names, lower-case.
+    pub names: Vec<String>,
+    /// The certificate served for them.
+    pub paths: CertPaths,
 }
 
 /// `[store]`, checked.
@@ -151,6 +191,9 @@ pub struct Route {
     pub schema_mode: SchemaMode,
     /// What is extracted for dedup and ordering.
     pub keys: EventKeys,
+    /// Accepted TLS client identities (SAN DNS/URI or CN); `None` means no certificate
+    /// is required.
+    pub client_subjects: Option<Vec<String>>,
 }
 
 /// Headers that carry credentials whatever the route's auth: never an event id.
@@ -171,7 +214,7 @@ pub(super) fn compile(
     raw: RawConfig,
     base_dir: Option<&std::path::Path>,
 ) -> Result<Settings, KeyError> {
-    let server = compile_server(raw.server)?;
+    let server = compile_server(raw.server, base_dir)?;
     let store = compile_store(raw.store)?;
     let admin = match raw.admin {
         None => None,
@@ -226,6 +269,21 @@ pub(super) fn compile(
                 ),
             ));
         }
+        if let Some(subjects) = &route.client_subjects {
+            if subjects.is_empty() || subjects.iter().any(String::is_empty) {
+                return Err((
+                    format!("route[{i}].client_subjects"),
+                    "must list at least one non-empty name".to_owned(),
+                ));
+            }
+            if server.tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+                return Err((
+                    format!("route[{i}].client_subjects"),
+                    "needs server.tls.client_ca (client certificates are verified against it)"
+                        .to_owned(),
+                ));
+            }
+        }
         routes.push(Arc::new(route));
     }
     Ok(Settings {
@@ -236,7 +294,126 @@ pub(super) fn compile(
     })
 }
 
-fn compile_server(s: raw::RawServer) -> Result<ServerSettings, KeyError> {
+/// Resolves a path from the config file against the file's directory.
+pub(super) fn resolve_path(base_dir: Option<&std::path::Path>, path: &str) -> PathBuf {
+    match base_dir {
+        Some(dir) if std::path::Path::new(path).is_relative() => dir.join(path),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// Most bytes read from an `allow_ips` file.
+const MAX_ALLOW_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Replaces each `file:PATH` entry with the file's lines: one IP or CIDR per line, blank
+/// lines and `#` comments ignored. Read at every load, so SIGHUP rereads the file; a
+/// bad file refuses the reload and the running list stays.
+fn expand_allow_files(
+    list: Vec<String>,
+    base_dir: Option<&std::path::Path>,
+) -> Result<Vec<String>, String> {
+    use std::io::Read as _;
+    let mut out = Vec::with_capacity(list.len());
+    for entry in list {
+        let Some(path) = entry.strip_prefix("file:") else {
+            out.push(entry);
+            continue;
+        };
+        let path = resolve_path(base_dir, path);
+        let mut text = String::new();
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(MAX_ALLOW_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if text.len() as u64 > MAX_ALLOW_FILE_BYTES {
+            return Err(format!(
+                "{} is larger than {MAX_ALLOW_FILE_BYTES} bytes",
+                path.display()
+            ));
+        }
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            allowlist::parse_net(line)
+                .map_err(|e| format!("{} line {}: {e}", path.display(), n + 1))?;
+            out.push(line.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn at_least_one(key: &str, value: Option<usize>, default: usize) -> Result<usize, KeyError> {
+    match value {
+        None => Ok(default),
+        // A semaphore holds at most usize::MAX >> 3 permits.
+        Some(n) if (1..=1 << 40).contains(&n) => Ok(n),
+        Some(_) => Err((key.to_owned(), "must be between 1 and 2^40".to_owned())),
+    }
+}
+
+fn compile_tls(
+    t: raw::RawTls,
+    base_dir: Option<&std::path::Path>,
+) -> Result<TlsSettings, KeyError> {
+    let pair = |prefix: &str, cert: Option<String>, key: Option<String>| {
+        let cert = cert
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| (format!("{prefix}.cert"), "missing".to_owned()))?;
+        let key = key
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| (format!("{prefix}.key"), "missing".to_owned()))?;
+        Ok::<_, KeyError>(CertPaths {
+            cert: resolve_path(base_dir, &cert),
+            key: resolve_path(base_dir, &key),
+        })
+    };
+    let default = pair("server.tls", t.cert, t.key)?;
+    let mut sni = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, e) in t.sni.unwrap_or_default().into_iter().enumerate() {
+        let prefix = format!("server.tls.sni[{i}]");
+        let names: Vec<String> = e
+            .names
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        if names.is_empty() {
+            return Err((format!("{prefix}.names"), "missing or empty".to_owned()));
+        }
+        for n in &names {
+            if n.is_empty() || !seen.insert(n.clone()) {
+                return Err((
+                    format!("{prefix}.names"),
+                    format!("{n:?} is empty or named twice"),
+                ));
+            }
+        }
+        sni.push(SniCert {
+            names,
+            paths: pair(&prefix, e.cert, e.key)?,
+        });
+    }
+    let client_ca = t.client_ca.map(|p| resolve_path(base_dir, &p));
+    if client_ca.is_none() && t.client_auth.is_some() {
+        return Err((
+            "server.tls.client_auth".to_owned(),
+            "needs client_ca (the CAs client certificates are verified against)".to_owned(),
+        ));
+    }
+    Ok(TlsSettings {
+        default,
+        sni,
+        client_ca,
+        client_auth: t.client_auth.unwrap_or(raw::ClientAuth::Optional),
+    })
+}
+
+fn compile_server(
+    s: raw::RawServer,
+    base_dir: Option<&std::path::Path>,
+) -> Result<ServerSettings, KeyError> {
     let listen = s.listen.as_deref().unwrap_or("127.0.0.1:8080");
     let listen = listen.parse::<SocketAddr>().map_err(|e| {
         (
@@ -273,6 +450,10 @@ fn compile_server(s: raw::RawServer) -> Result<ServerSettings, KeyError> {
         trusted_proxies,
         client_ip_header: s.client_ip_header.unwrap_or_default(),
         metrics: s.metrics.unwrap_or(true),
+        tls: s.tls.map(|t| compile_tls(t, base_dir)).transpose()?,
+        proxy_protocol: s.proxy_protocol.unwrap_or(false),
+        max_connections: at_least_one("server.max_connections", s.max_connections, 10_000)?,
+        max_in_flight: at_least_one("server.max_in_flight", s.max_in_flight, 4096)?,
     })
 }
 
@@ -373,6 +554,7 @@ fn compile_route(
     let allow_ips = match r.allow_ips {
         None => None,
         Some(list) => {
+            let list = expand_allow_files(list, base_dir).map_err(|e| (key("allow_ips"), e))?;
             Some(Allowlist::parse(&list).map_err(|(j, e)| (key(&format!("allow_ips[{j}]")), e))?)
         }
     };
@@ -515,6 +697,7 @@ fn compile_route(
         retry,
         concurrency,
         max_pending,
+        client_subjects: r.client_subjects,
     })
 }
 

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 pub use compile::duration as parse_duration;
 pub use compile::{
-    JSON_DEPTH_CEILING, MAX_DURATION, RESERVED_PATHS, Route, ServerSettings, Settings,
-    StoreSettings,
+    CertPaths, JSON_DEPTH_CEILING, MAX_DURATION, RESERVED_PATHS, Route, ServerSettings, Settings,
+    SniCert, StoreSettings, TlsSettings,
 };
 
 /// The built-in default configuration (DESIGN.md §2), used when no file is given and
@@ -118,11 +118,13 @@ pub fn compile_text(
         origin: origin.to_owned(),
         message: parse_message(text, &e),
     })?;
-    compile::compile(raw, base_dir).map_err(|(key, reason)| ConfigError::Invalid {
-        origin: origin.to_owned(),
-        key,
-        reason,
-    })
+    secret_source::with_base_dir(base_dir, || compile::compile(raw, base_dir)).map_err(
+        |(key, reason)| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key,
+            reason,
+        },
+    )
 }
 
 /// The parser's reason with its position, but without the snippet of the offending line

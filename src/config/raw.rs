@@ -48,6 +48,52 @@ pub struct RawServer {
     pub client_ip_header: Option<crate::pipeline::allowlist::ClientIpHeader>,
     /// Serve `GET /metrics` (default true).
     pub metrics: Option<bool>,
+    /// TLS termination; absent means plain HTTP.
+    pub tls: Option<RawTls>,
+    /// Expect a PROXY v1/v2 header from `trusted_proxies` peers (default false).
+    pub proxy_protocol: Option<bool>,
+    /// Most open connections; the listener accepts no more (default 10000).
+    pub max_connections: Option<usize>,
+    /// Most requests in flight; above it 503 `overloaded` (default 4096).
+    pub max_in_flight: Option<usize>,
+}
+
+/// `[server] tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain of the default certificate.
+    pub cert: Option<String>,
+    /// PEM private key of the default certificate.
+    pub key: Option<String>,
+    /// PEM CA certificates that client certificates are verified against.
+    pub client_ca: Option<String>,
+    /// `optional` or `required` (default `optional` when `client_ca` is set).
+    pub client_auth: Option<ClientAuth>,
+    /// Certificates chosen by the SNI name the client asks for.
+    pub sni: Option<Vec<RawSniCert>>,
+}
+
+/// One `sni` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSniCert {
+    /// Host names served with this certificate.
+    pub names: Option<Vec<String>>,
+    /// PEM certificate chain.
+    pub cert: Option<String>,
+    /// PEM private key.
+    pub key: Option<String>,
+}
+
+/// Whether a TLS client must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A certificate is verified when presented; routes with `client_subjects` require one.
+    Optional,
+    /// The handshake fails without a verified certificate.
+    Required,
 }
 
 /// `[admin]`.
@@ -124,13 +170,18 @@ pub struct RawRoute {
     pub missing_key: Option<MissingKey>,
     /// Methods accepted (default `["POST"]`).
     pub methods: Option<Vec<String>>,
-    /// Source addresses allowed (IPs or CIDRs); absent means any address.
+    /// Source addresses allowed (IPs or CIDRs), or `"file:PATH"` (one per line, `#`
+    /// comments; a string is read as a one-element list); absent means any address.
+    #[serde(default, deserialize_with = "string_or_list")]
     pub allow_ips: Option<Vec<String>>,
     /// `http://`, `https://` or `file://PATH` (one JSON line per event).
     pub upstream: Option<String>,
     /// Extra CA certificates (PEM file, relative to the config file) trusted for an
     /// `https://` upstream, on top of the system's roots.
     pub upstream_ca: Option<String>,
+    /// Require a verified TLS client certificate whose SAN (DNS or URI) or subject CN is
+    /// one of these.
+    pub client_subjects: Option<Vec<String>>,
     /// `sync` (reverse proxy, the default) or `async`.
     pub delivery: Option<DeliveryMode>,
     /// How long the upstream may take to answer (default `5s`).
@@ -364,4 +415,18 @@ impl<'de> Deserialize<'de> for RawAuth {
             .map_err(|e| D::Error::custom(e.message()))?;
         Ok(RawAuth::Scheme { scheme: kind, keys })
     }
+}
+
+/// A list of strings, or one string standing for a one-element list.
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    }))
 }

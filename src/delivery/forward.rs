@@ -63,6 +63,9 @@ pub struct Peer {
     pub trusted: bool,
     /// The one header a trusted proxy names the client in.
     pub client_ip_header: ClientIpHeader,
+    /// The scheme of the connection to the gateway (`https` on TLS), sent as
+    /// `X-Forwarded-Proto` unless a trusted proxy named one.
+    pub scheme: &'static str,
 }
 
 /// The headers sent upstream: the sender's, minus hop-by-hop headers (and those the
@@ -155,7 +158,7 @@ pub fn forward_headers(
     }
     let xfp = HeaderName::from_static("x-forwarded-proto");
     if !out.contains_key(&xfp) {
-        out.insert(xfp, HeaderValue::from_static("http"));
+        out.insert(xfp, HeaderValue::from_static(peer.scheme));
     }
     if let Ok(v) = HeaderValue::from_str(route) {
         out.insert(HeaderName::from_static("x-hookgate-route"), v);
@@ -503,6 +506,7 @@ mod tests {
             ip: ip.parse().expect("ip"),
             trusted,
             client_ip_header,
+            scheme: "http",
         }
     }
 }

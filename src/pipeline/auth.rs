@@ -34,6 +34,10 @@ pub enum AuthError {
     /// The presented credential matches none of the configured ones.
     #[error("credentials do not match")]
     NoMatch,
+    /// The route lists `client_subjects` and no verified TLS client certificate names
+    /// one of them.
+    #[error("no verified client certificate with an accepted subject")]
+    ClientCertificate,
 }
 
 /// The header-based credential check of one route.

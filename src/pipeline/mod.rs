@@ -243,7 +243,15 @@ async fn stages(
     if let Some(limit) = &route.rate_limit {
         limit.check(client)?;
     }
-    // 4. header credentials: no body read.
+    // The connection's facts (TLS, client certificate), inserted by the server; a
+    // request driven through the router without one is plain HTTP without a certificate.
+    let conn = parts.extensions.get::<crate::server::ConnectionInfo>();
+    // 4. TLS client certificate, then header credentials: no body read.
+    if let Some(subjects) = &route.client_subjects
+        && !conn.is_some_and(|c| c.client_matches(subjects))
+    {
+        return Err(auth::AuthError::ClientCertificate.into());
+    }
     route.auth.check(&parts.headers)?;
     // 4b. an encoded body: signatures, JSON and schema would judge bytes the upstream
     // reads differently once decoded, so it is refused before being read.
@@ -297,6 +305,7 @@ async fn stages(
             ip: peer_ip,
             trusted: peer_trusted,
             client_ip_header: server.client_ip_header,
+            scheme: conn.map_or("http", crate::server::ConnectionInfo::scheme),
         },
         &route.name,
         out.event_id.as_deref(),

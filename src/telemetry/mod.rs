@@ -74,6 +74,28 @@ pub struct DeliveryLabels {
     pub outcome: DeliveryOutcome,
 }
 
+/// Why a connection was closed before any HTTP request (`hookgate_connections_closed_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum CloseReason {
+    /// The TLS handshake failed: not TLS, no shared version or cipher, a client
+    /// certificate that does not verify.
+    tls_handshake,
+    /// The TLS handshake did not finish within `read_timeout`.
+    tls_timeout,
+    /// A PROXY header missing, truncated or malformed from a trusted peer.
+    proxy_header,
+    /// A PROXY header from a peer outside `trusted_proxies`.
+    proxy_untrusted,
+}
+
+/// Labels of `hookgate_connections_closed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    /// Why.
+    pub reason: CloseReason,
+}
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -86,6 +108,7 @@ pub struct Metrics {
     outbox_oldest_age: Family<RouteLabels, Gauge>,
     schema_violations: Family<RouteLabels, Counter>,
     unrecorded_deliveries: Family<RouteLabels, Counter>,
+    connections_closed: Family<CloseLabels, Counter>,
     /// The `route` label of requests that matched no route, built once.
     no_route: Arc<str>,
 }
@@ -115,6 +138,12 @@ impl Metrics {
         let outbox_oldest_age = Family::<RouteLabels, Gauge>::default();
         let schema_violations = Family::<RouteLabels, Counter>::default();
         let unrecorded_deliveries = Family::<RouteLabels, Counter>::default();
+        let connections_closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "hookgate_connections_closed",
+            "Connections closed before any HTTP request, by reason",
+            connections_closed.clone(),
+        );
         registry.register(
             "hookgate_requests",
             "Webhook requests by route and verdict",
@@ -165,6 +194,7 @@ impl Metrics {
             outbox_oldest_age,
             schema_violations,
             unrecorded_deliveries,
+            connections_closed,
             no_route: Arc::from(NO_ROUTE_LABEL),
         }
     }
@@ -240,6 +270,13 @@ impl Metrics {
             .get_or_create(&RouteLabels {
                 route: Arc::clone(route),
             })
+            .inc();
+    }
+
+    /// Counts one connection closed before HTTP.
+    pub fn connection_closed(&self, reason: CloseReason) {
+        self.connections_closed
+            .get_or_create(&CloseLabels { reason })
             .inc();
     }
 
