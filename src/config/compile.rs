@@ -10,12 +10,12 @@ use std::time::Duration;
 use http::Method;
 use ipnet::IpNet;
 
-use super::raw::{self, DeliveryMode, RawConfig, SchemaMode, StoreBackendName};
+use super::raw::{self, RawConfig};
+use super::spec::{DeliveryMode, RateLimitSpec, SchemaMode, StoreBackendName};
 use crate::delivery::Target;
 use crate::pipeline::allowlist::{self, Allowlist};
 use crate::pipeline::auth::Auth;
 use crate::pipeline::extract::{self, DedupKey, EventKeys, OrderSpec};
-use crate::pipeline::ratelimit::RateLimit;
 use crate::schema::Schema;
 
 /// A compile error: the key path and the reason.
@@ -65,7 +65,7 @@ pub struct ServerSettings {
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// The one header that names the client when the peer is a trusted proxy.
-    pub client_ip_header: allowlist::ClientIpHeader,
+    pub client_ip_header: super::spec::ClientIpHeader,
     /// Whether `GET /metrics` is served.
     pub metrics: bool,
 }
@@ -108,7 +108,7 @@ pub struct Route {
     /// How long the upstream may take.
     pub upstream_timeout: Duration,
     /// Request rate limit, if any.
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Option<RateLimitSpec>,
     /// The schema events must conform to, if any.
     pub schema: Option<Arc<Schema>>,
     /// What a violation does.
@@ -262,7 +262,7 @@ fn compile_route(
     ref_map: &crate::schema::RefMap,
 ) -> Result<Route, KeyError> {
     let key = |k: &str| format!("route[{i}].{k}");
-    crate::providers::apply(&mut r).map_err(|e| (key("preset"), e))?;
+    super::presets::apply(&mut r).map_err(|e| (key("preset"), e))?;
     let name = r
         .name
         .filter(|n| !n.is_empty())
@@ -353,7 +353,7 @@ fn compile_route(
         r.upstream_timeout.as_deref(),
         "5s",
     )?;
-    let auth = Auth::compile(r.auth.unwrap_or(raw::RawAuth::None))
+    let auth = super::auth::compile(r.auth.unwrap_or(raw::RawAuth::None))
         .map_err(|(k, e)| (format!("{}{k}", key("auth")), e))?;
     let rate_limit = match r.rate_limit {
         None => None,
@@ -369,7 +369,11 @@ fn compile_route(
                 Some(b) => std::num::NonZeroU32::new(b)
                     .ok_or_else(|| (key("rate_limit.burst"), "must be at least 1".to_owned()))?,
             };
-            Some(RateLimit::new(per_second, burst, rl.per_address))
+            Some(RateLimitSpec {
+                per_second,
+                burst,
+                per_address: rl.per_address,
+            })
         }
     };
     let schema = match &r.schema {

@@ -8,200 +8,135 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::pipeline::signature::{HmacAlgorithm, SigEncoding};
+use super::spec::{
+    ClientIpHeader, DeliveryMode, HmacAlgorithm, MissingKey, OrderTimeUnit, SchemaMode,
+    SigEncoding, StoreBackendName,
+};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     /// Listener and request limits.
     #[serde(default)]
-    pub server: RawServer,
+    pub(super) server: RawServer,
     /// Where dedup and order state lives.
     #[serde(default)]
-    pub store: RawStore,
+    pub(super) store: RawStore,
     /// How every route's schema file finds the schemas it `$ref`s.
     #[serde(default)]
-    pub schemas: RawSchemas,
+    pub(super) schemas: RawSchemas,
     /// The webhook routes, `[[route]]` tables.
     #[serde(default, rename = "route")]
-    pub routes: Vec<RawRoute>,
+    pub(super) routes: Vec<RawRoute>,
 }
 
 /// `[server]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawServer {
+pub(super) struct RawServer {
     /// Address to listen on, `host:port` (default `127.0.0.1:8080`).
-    pub listen: Option<String>,
+    pub(super) listen: Option<String>,
     /// Largest body accepted; above it the answer is 413 (default 1 MiB).
-    pub max_body_bytes: Option<u64>,
+    pub(super) max_body_bytes: Option<u64>,
     /// Deepest JSON nesting accepted; deeper is 400 `invalid_json` (default 128, at most 128).
-    pub max_json_depth: Option<usize>,
+    pub(super) max_json_depth: Option<usize>,
     /// The whole request must arrive within this duration (default `10s`).
-    pub read_timeout: Option<String>,
+    pub(super) read_timeout: Option<String>,
     /// Peers whose `client_ip_header` is believed (IPs or CIDRs).
-    pub trusted_proxies: Option<Vec<String>>,
+    pub(super) trusted_proxies: Option<Vec<String>>,
     /// The one header read from trusted proxies (default `x-forwarded-for`).
-    pub client_ip_header: Option<crate::pipeline::allowlist::ClientIpHeader>,
+    pub(super) client_ip_header: Option<ClientIpHeader>,
     /// Serve `GET /metrics` (default true).
-    pub metrics: Option<bool>,
+    pub(super) metrics: Option<bool>,
 }
 
 /// `[store]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStore {
+pub(super) struct RawStore {
     /// `embedded` (default), `memory` or `redis`.
-    pub backend: Option<StoreBackendName>,
+    pub(super) backend: Option<StoreBackendName>,
     /// Directory of the embedded store (default `./hookgate-data`).
-    pub path: Option<String>,
+    pub(super) path: Option<String>,
     /// Redis URL, for `backend = "redis"`.
-    pub url: Option<String>,
+    pub(super) url: Option<String>,
     /// How long a delivered event id is remembered (default `72h`).
-    pub dedup_ttl: Option<String>,
+    pub(super) dedup_ttl: Option<String>,
 }
 
 /// `[schemas]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSchemas {
+pub(super) struct RawSchemas {
     /// `$ref` URI prefix → local folder (relative to the config file): a `$ref` under the
     /// prefix is read from the folder, never from the network.
-    pub ref_map: Option<BTreeMap<String, String>>,
-}
-
-/// The store backends a user can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreBackendName {
-    /// One crash-safe file under `store.path`.
-    Embedded,
-    /// Process memory, lost on restart.
-    Memory,
-    /// A shared Redis server.
-    Redis,
+    pub(super) ref_map: Option<BTreeMap<String, String>>,
 }
 
 /// One `[[route]]` table.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRoute {
+pub(super) struct RawRoute {
     /// Unique name, used in answers, headers, logs and metrics labels.
-    pub name: Option<String>,
+    pub(super) name: Option<String>,
     /// Exact request path, starting with `/`.
-    pub path: Option<String>,
+    pub(super) path: Option<String>,
     /// A bundled sender preset; fills the keys this route leaves out.
-    pub preset: Option<String>,
+    pub(super) preset: Option<String>,
     /// Bundled schema name or path to a JSON Schema file; absent means any JSON.
-    pub schema: Option<String>,
+    pub(super) schema: Option<String>,
     /// `enforce` (422 on violation, the default) or `monitor` (forward, count, log).
-    pub schema_mode: Option<SchemaMode>,
+    pub(super) schema_mode: Option<SchemaMode>,
     /// Draft for a schema file without `$schema`: `"4"`, `"6"`, `"7"`, `"2019-09"` or
     /// `"2020-12"` (the default); a `$schema` in the file wins.
-    pub schema_draft: Option<crate::schema::Draft>,
+    pub(super) schema_draft: Option<crate::schema::Draft>,
     /// JSON pointer, `header:NAME` or `body-sha256`; absent means no dedup.
-    pub dedup_key: Option<String>,
+    pub(super) dedup_key: Option<String>,
     /// JSON pointer naming the entity whose events are ordered.
-    pub order_key: Option<String>,
+    pub(super) order_key: Option<String>,
     /// JSON pointer to the event time (RFC 3339 string or epoch number).
-    pub order_time: Option<String>,
+    pub(super) order_time: Option<String>,
     /// How numeric event times are read (default `auto`).
-    pub order_time_unit: Option<OrderTimeUnit>,
+    pub(super) order_time_unit: Option<OrderTimeUnit>,
     /// What to do when a dedup/order pointer is missing from the body (default `reject`).
-    pub missing_key: Option<MissingKey>,
+    pub(super) missing_key: Option<MissingKey>,
     /// Methods accepted (default `["POST"]`).
-    pub methods: Option<Vec<String>>,
+    pub(super) methods: Option<Vec<String>>,
     /// Source addresses allowed (IPs or CIDRs); absent means any address.
-    pub allow_ips: Option<Vec<String>>,
+    pub(super) allow_ips: Option<Vec<String>>,
     /// `http://`, `https://` or `file://PATH` (one JSON line per event).
-    pub upstream: Option<String>,
+    pub(super) upstream: Option<String>,
     /// Extra CA certificates (PEM file, relative to the config file) trusted for an
     /// `https://` upstream, on top of the system's roots.
-    pub upstream_ca: Option<String>,
+    pub(super) upstream_ca: Option<String>,
     /// `sync` (reverse proxy, the default) or `async`.
-    pub delivery: Option<DeliveryMode>,
+    pub(super) delivery: Option<DeliveryMode>,
     /// How long the upstream may take to answer (default `5s`).
-    pub upstream_timeout: Option<String>,
+    pub(super) upstream_timeout: Option<String>,
     /// Credentials the sender must present (default none).
-    pub auth: Option<RawAuth>,
+    pub(super) auth: Option<RawAuth>,
     /// Requests per second and burst, for the route or per client address.
-    pub rate_limit: Option<RawRateLimit>,
+    pub(super) rate_limit: Option<RawRateLimit>,
 }
 
 /// `rate_limit = { per_second = 100, burst = 200, per_address = false }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRateLimit {
+pub(super) struct RawRateLimit {
     /// Sustained requests per second (at least 1).
-    pub per_second: u32,
+    pub(super) per_second: u32,
     /// Requests allowed at once before the rate applies (default: `per_second`).
-    pub burst: Option<u32>,
+    pub(super) burst: Option<u32>,
     /// One bucket per client address (IPv6: per /64) instead of one for the route.
     #[serde(default)]
-    pub per_address: bool,
-}
-
-/// What a schema violation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SchemaMode {
-    /// Answer 422 `invalid_schema`.
-    #[default]
-    Enforce,
-    /// Forward anyway; count and log the violations.
-    Monitor,
-}
-
-/// How a numeric event time is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum OrderTimeUnit {
-    /// Numbers above 1e11 are milliseconds, others seconds.
-    #[default]
-    Auto,
-    /// Epoch seconds (fractions allowed).
-    S,
-    /// Epoch milliseconds.
-    Ms,
-}
-
-/// What happens when a configured dedup/order pointer is not in the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum MissingKey {
-    /// Answer 422 `invalid_schema` naming the missing pointer.
-    #[default]
-    Reject,
-    /// Deliver without the dedup (or order) check the missing key would drive.
-    Pass,
-}
-
-/// How accepted events reach the upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryMode {
-    /// Reverse proxy: the sender gets the upstream's answer.
-    #[default]
-    Sync,
-    /// Durable outbox, answer 202.
-    Async,
-}
-
-impl DeliveryMode {
-    /// The name used in the config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryMode::Sync => "sync",
-            DeliveryMode::Async => "async",
-        }
-    }
+    pub(super) per_address: bool,
 }
 
 /// `auth = { type = "...", ... }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum RawAuth {
+pub(super) enum RawAuth {
     /// No credentials (the default).
     None,
     /// `Authorization: Bearer <token>`, any listed token.

@@ -337,7 +337,7 @@ fn classify(e: reqwest::Error, timeout: std::time::Duration) -> DeliveryError {
             msg.push_str(&s.to_string());
             src = s.source();
         }
-        DeliveryError::Unreachable(msg)
+        DeliveryError::Connect(msg)
     }
 }
 

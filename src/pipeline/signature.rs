@@ -84,38 +84,7 @@ static STANDARD_WEBHOOKS_FAMILIES: [[HeaderName; 3]; 2] = [
     [SVIX_ID, SVIX_TIMESTAMP, SVIX_SIGNATURE],
 ];
 
-/// The hash behind an HMAC signature (also the `algorithm` of an `hmac` auth).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacAlgorithm {
-    /// HMAC-SHA256 (32-byte MAC).
-    Sha256,
-    /// HMAC-SHA1 (20-byte MAC). Legacy senders only.
-    Sha1,
-    /// HMAC-SHA512 (64-byte MAC).
-    Sha512,
-}
-
-impl HmacAlgorithm {
-    /// Length of this algorithm's MAC in bytes (before hex/base64 encoding).
-    pub const fn output_len(self) -> usize {
-        match self {
-            HmacAlgorithm::Sha1 => 20,
-            HmacAlgorithm::Sha256 => 32,
-            HmacAlgorithm::Sha512 => 64,
-        }
-    }
-}
-
-/// How a MAC is written in its header (also the `encoding` of an `hmac` auth).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SigEncoding {
-    /// Hexadecimal; upper, lower or mixed case is accepted.
-    Hex,
-    /// Standard base64 alphabet with `=` padding (RFC 4648 §4).
-    Base64,
-}
+pub use crate::config::spec::{HmacAlgorithm, SigEncoding};
 
 /// The generic `hmac` scheme: one header holding `prefix` followed by the encoded
 /// HMAC of the raw body.

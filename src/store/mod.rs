@@ -226,6 +226,9 @@ pub enum StoreError {
     /// The reservation was made by another store instance; it was released.
     #[error("reservation belongs to another store instance")]
     ForeignReservation,
+    /// The configured backend is not available in this build.
+    #[error("the {0} store backend is not available in this build")]
+    Unsupported(&'static str),
 }
 
 // redb has one error type per operation; all of them fold into `redb::Error`.
