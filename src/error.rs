@@ -27,6 +27,10 @@ use crate::verdict::{VERDICT_HEADER, Verdict};
 /// `Retry-After` of a 409 `in_flight`: the other delivery is usually done within it.
 pub const IN_FLIGHT_RETRY_SECS: u64 = 1;
 
+/// `Retry-After` of a 503 `unavailable` on an async route (outbox full, store down):
+/// long enough for workers to drain some backlog or the store to reopen.
+pub const ASYNC_RETRY_SECS: u64 = 5;
+
 /// Why a request was not delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -74,6 +78,10 @@ pub enum GatewayError {
     /// The store could not decide or persist.
     #[error("store unavailable: {0}")]
     Store(crate::store::StoreError),
+    /// Async delivery cannot accept now (outbox full, or the store cannot write):
+    /// nothing is accepted without durability. Answered with `Retry-After`.
+    #[error("cannot accept for async delivery: {0}")]
+    AsyncUnavailable(&'static str),
     /// A bug: an invariant of the gateway did not hold.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -86,7 +94,13 @@ pub enum GatewayError {
     /// The body is labelled with a `Content-Encoding` other than `identity`.
     #[error("content encoding {0:?} is not supported: send the body unencoded")]
     UnsupportedEncoding(String),
+    /// More than `max_in_flight` requests are in flight.
+    #[error("too many requests in flight, retry later")]
+    Overloaded,
 }
+
+/// `Retry-After` of an `overloaded` answer: load passes in about a request's time.
+const OVERLOADED_RETRY_SECS: u64 = 1;
 
 impl GatewayError {
     /// The contract verdict of this error.
@@ -108,7 +122,8 @@ impl GatewayError {
             GatewayError::Delivery(_) => Verdict::UpstreamError,
             GatewayError::Internal(_) => Verdict::Internal,
             GatewayError::InFlight => Verdict::InFlight,
-            GatewayError::Store(_) => Verdict::Unavailable,
+            GatewayError::Store(_) | GatewayError::AsyncUnavailable(_) => Verdict::Unavailable,
+            GatewayError::Overloaded => Verdict::Overloaded,
             GatewayError::Schema(_) | GatewayError::Extract(_) => Verdict::InvalidSchema,
         }
     }
@@ -139,6 +154,8 @@ impl GatewayError {
             | GatewayError::Extract(_)
             | GatewayError::InFlight
             | GatewayError::Store(_)
+            | GatewayError::AsyncUnavailable(_)
+            | GatewayError::Overloaded
             | GatewayError::Protocol(_)
             | GatewayError::UnsupportedEncoding(_) => {}
         }
@@ -200,6 +217,20 @@ impl GatewayError {
                 answer.headers.push((
                     http::header::RETRY_AFTER,
                     HeaderValue::from(IN_FLIGHT_RETRY_SECS),
+                ));
+                json!(self.to_string())
+            }
+            GatewayError::AsyncUnavailable(why) => {
+                answer.headers.push((
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(ASYNC_RETRY_SECS),
+                ));
+                json!(why)
+            }
+            GatewayError::Overloaded => {
+                answer.headers.push((
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(OVERLOADED_RETRY_SECS),
                 ));
                 json!(self.to_string())
             }

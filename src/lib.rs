@@ -26,10 +26,12 @@
 //!   [`secret`]: constant-time secrets; [`telemetry`]: metrics and logs; [`validate`]:
 //!   the `validate` command.
 
+pub mod admin;
 pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod pipeline;
+pub mod presets_cmd;
 pub mod protocol;
 pub mod providers;
 pub mod schema;
@@ -54,24 +56,29 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] store::StoreError),
+    /// The TLS certificates could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] server::tls::TlsError),
     /// The SIGHUP handler could not be installed.
     #[error("cannot install the SIGHUP handler: {0}")]
     Signal(std::io::Error),
 }
 
-/// Like [`run`] on a gateway already [`build`]t (so that start-up failures come before
-/// the listener is announced), and reloads the configuration from `source` on SIGHUP.
+/// Like [`run`] on a gateway already [`build`]t and certificates already loaded with
+/// [`tls_edge`] (so that start-up failures come before the listener is announced), and
+/// reloads the configuration from `source` on SIGHUP.
 pub async fn run_reloadable(
     listener: TcpListener,
     source: config::ConfigSource,
     shared: server::Shared,
+    tls: Option<server::tls::TlsEdge>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     #[cfg(unix)]
     let reloader = server::reload_on_sighup(shared.clone(), source).map_err(StartError::Signal)?;
     #[cfg(not(unix))]
     let _ = source;
-    server::serve(listener, shared, shutdown).await;
+    server::serve(listener, shared, tls, shutdown).await;
     #[cfg(unix)]
     {
         reloader.abort();
@@ -87,8 +94,18 @@ pub async fn run(
     settings: config::Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    server::serve(listener, build(settings)?, shutdown).await;
+    let shared = build(settings)?;
+    let tls = tls_edge(&shared)?;
+    server::serve(listener, shared, tls, shutdown).await;
     Ok(())
+}
+
+/// Loads the TLS certificates when `[server] tls` is set.
+pub fn tls_edge(shared: &server::Shared) -> Result<Option<server::tls::TlsEdge>, StartError> {
+    Ok(match &shared.current().settings.server.tls {
+        Some(t) => Some(server::tls::TlsEdge::new(t)?),
+        None => None,
+    })
 }
 
 /// Opens the store and builds the gateway with a fresh metrics registry: everything

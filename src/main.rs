@@ -1,4 +1,5 @@
-//! The `hookgate` command line (DESIGN.md §2): `serve`, `check`, `validate`, `schemas`.
+//! The `hookgate` command line (DESIGN.md §2): `serve`, `check`, `validate`, `schemas`,
+//! `presets`, `sign`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,46 @@ use hookgate::config::{self, Settings};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the outbox commands go: a running gateway's admin listener, or the store
+/// file of a stopped one.
+#[derive(clap::Args)]
+struct AdminTarget {
+    /// Config file (default: ./hookgate.toml if present, else the built-in default).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The admin listener's URL (instead of the config's `[admin] listen`).
+    #[arg(long)]
+    admin: Option<String>,
+    /// Only this route.
+    #[arg(long)]
+    route: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum DeadLettersAction {
+    /// List dead letters.
+    List {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Move dead letters back to the outbox (all, or by --route / --id).
+    Replay {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Only the dead letter with this event id.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Delete dead letters (all, or by --route / --id).
+    Drop {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Only the dead letter with this event id.
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -29,6 +70,16 @@ enum Command {
         /// Config file (default: ./hookgate.toml if present, else the built-in default).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Async outbox status per route: pending, oldest age, in retry, dead letters.
+    Outbox {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Inspect, replay or drop dead letters.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLettersAction,
     },
     /// Validate JSON documents (stdin when no FILE) against a bundled schema or a schema file.
     Validate {
@@ -53,6 +104,43 @@ enum Command {
     Schemas {
         #[command(subcommand)]
         action: Option<SchemasAction>,
+    },
+    /// List the sender presets, or show one with `show NAME`.
+    Presets {
+        #[command(subcommand)]
+        action: Option<PresetsAction>,
+    },
+    /// Print the headers a sender using a preset would send with FILE as the body.
+    Sign {
+        /// Preset name (see `hookgate presets`).
+        #[arg(long)]
+        preset: String,
+        /// The shared secret: a literal, env:NAME or file:PATH.
+        #[arg(long)]
+        secret: String,
+        /// Signed time, unix seconds (default: now).
+        #[arg(long)]
+        timestamp: Option<u64>,
+        /// Message id, for schemes that sign one (default: derived from body and time).
+        #[arg(long)]
+        id: Option<String>,
+        /// The URL the sender posts to, for schemes that sign it (Twilio, Square).
+        #[arg(long)]
+        url: Option<String>,
+        /// Print a curl command instead of header lines.
+        #[arg(long)]
+        curl: bool,
+        /// The body.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PresetsAction {
+    /// Show one preset: what it fills, its signature scheme, its addresses.
+    Show {
+        /// Its name.
+        name: String,
     },
 }
 
@@ -115,6 +203,49 @@ fn main() -> ExitCode {
                 &mut std::io::stderr().lock(),
             ))
         }
+        Command::Presets { action } => {
+            let show = action
+                .as_ref()
+                .map(|PresetsAction::Show { name }| name.as_str());
+            ExitCode::from(hookgate::presets_cmd::presets(
+                show,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            ))
+        }
+        Command::Sign {
+            preset,
+            secret,
+            timestamp,
+            id,
+            url,
+            curl,
+            file,
+        } => ExitCode::from(hookgate::presets_cmd::sign(
+            &hookgate::presets_cmd::SignArgs {
+                preset: &preset,
+                secret: &secret,
+                timestamp,
+                id: id.as_deref(),
+                url: url.as_deref(),
+                curl,
+                file: &file,
+            },
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )),
+        Command::Outbox { target } => admin_cli(hookgate::admin::CliAction::Status, target, None),
+        Command::DeadLetters { action } => match action {
+            DeadLettersAction::List { target } => {
+                admin_cli(hookgate::admin::CliAction::List, target, None)
+            }
+            DeadLettersAction::Replay { target, id } => {
+                admin_cli(hookgate::admin::CliAction::Replay, target, id)
+            }
+            DeadLettersAction::Drop { target, id } => {
+                admin_cli(hookgate::admin::CliAction::Drop, target, id)
+            }
+        },
         Command::Schemas { action } => {
             let show = action
                 .as_ref()
@@ -126,6 +257,30 @@ fn main() -> ExitCode {
             ))
         }
     }
+}
+
+fn admin_cli(
+    action: hookgate::admin::CliAction,
+    target: AdminTarget,
+    id: Option<String>,
+) -> ExitCode {
+    // With --admin alone no config is needed; a config that does not load is then
+    // not an error.
+    let settings = if target.admin.is_some() && target.config.is_none() {
+        None
+    } else {
+        match load(target.config) {
+            Ok((_, s)) => Some(s),
+            Err(code) => return code,
+        }
+    };
+    ExitCode::from(hookgate::admin::cli(
+        action,
+        settings.as_ref(),
+        target.admin.as_deref(),
+        target.route.as_deref(),
+        id.as_deref(),
+    ))
 }
 
 fn load(config: Option<PathBuf>) -> Result<(config::ConfigSource, Settings), ExitCode> {
@@ -146,6 +301,38 @@ fn check(config: Option<PathBuf>) -> ExitCode {
     };
     for w in settings.warnings() {
         eprintln!("hookgate: warning: {w}");
+    }
+    if let Some(tls) = &settings.server.tls {
+        // The pair must load as `serve` would load it (key matches certificate).
+        if let Err(e) = hookgate::server::tls::TlsEdge::new(tls) {
+            eprintln!("hookgate: invalid configuration: server.tls: {e}");
+            return ExitCode::from(1);
+        }
+        match hookgate::server::tls::summaries(tls) {
+            Ok(certs) => {
+                for c in certs {
+                    println!(
+                        "certificate {}: subject {:?}, SANs [{}], expires {} ({} days)",
+                        c.path.display(),
+                        c.subject,
+                        c.sans.join(", "),
+                        c.not_after,
+                        c.days_left
+                    );
+                    if c.days_left < hookgate::server::tls::EXPIRY_WARNING_DAYS {
+                        eprintln!(
+                            "hookgate: warning: certificate {} expires in {} days",
+                            c.path.display(),
+                            c.days_left
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("hookgate: invalid configuration: server.tls: {e}");
+                return ExitCode::from(1);
+            }
+        }
     }
     println!("config {source}: ok, listen {}", settings.server.listen);
     for r in &settings.routes {
@@ -269,10 +456,19 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
     let listen = settings.server.listen;
     let table = route_table(&settings.routes);
     runtime.block_on(async move {
+        #[cfg(unix)]
+        ignore_file_size_signal();
         // Store and file sinks are opened before "listening" is printed: a sink that
         // cannot be opened must not look like a gateway that started.
         let shared = match hookgate::build(settings) {
             Ok(s) => s,
+            Err(e) => {
+                eprintln!("hookgate: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let tls = match hookgate::tls_edge(&shared) {
+            Ok(t) => t,
             Err(e) => {
                 eprintln!("hookgate: {e}");
                 return ExitCode::from(1);
@@ -285,6 +481,7 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let tls_on = tls.is_some();
         let bound = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -294,13 +491,17 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
         {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "hookgate listening on {bound} (config: {source})");
+            let scheme = if tls_on { "https" } else { "http" };
+            let _ = writeln!(
+                out,
+                "hookgate listening on {bound} ({scheme}, config: {source})"
+            );
             for line in table {
                 let _ = writeln!(out, "{line}");
             }
             let _ = out.flush();
         }
-        match hookgate::run_reloadable(listener, source, shared, shutdown_signal()).await {
+        match hookgate::run_reloadable(listener, source, shared, tls, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hookgate: {e}");
@@ -308,6 +509,19 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
             }
         }
     })
+}
+
+/// Keeps SIGXFSZ from killing the gateway. Its default action ends the process when a
+/// write crosses the file-size limit (`ulimit -f`), so a file sink reaching it took the
+/// whole gateway down with half a line in the file; handled, the write fails with EFBIG
+/// instead and the sink cuts the failed line back off, as after a full disk. tokio never
+/// unregisters a signal handler, so dropping the stream keeps it in place.
+#[cfg(unix)]
+fn ignore_file_size_signal() {
+    let kind = tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ);
+    if let Err(e) = tokio::signal::unix::signal(kind) {
+        tracing::warn!(error = %e, "Cannot handle SIGXFSZ: a file sink over the file-size limit ends the process.");
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

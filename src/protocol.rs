@@ -36,6 +36,11 @@ pub enum ProtocolError {
     /// §3.2: 400).
     #[error("an HTTP/1.1 request needs exactly one Host header")]
     Host,
+    /// A transfer coding other than one `chunked` (RFC 9112 §6.1: 501). hyper undoes
+    /// the chunking and ignores the rest, so a `gzip, chunked` body would be judged as
+    /// if its coded bytes were the JSON.
+    #[error("transfer coding not implemented: only chunked is")]
+    TransferCoding,
 }
 
 impl ProtocolError {
@@ -45,6 +50,7 @@ impl ProtocolError {
             ProtocolError::Malformed | ProtocolError::Host => StatusCode::BAD_REQUEST,
             ProtocolError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProtocolError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProtocolError::TransferCoding => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -64,6 +70,25 @@ impl ProtocolError {
 pub fn check_host(version: Version, headers: &http::HeaderMap) -> Result<(), ProtocolError> {
     if version == Version::HTTP_11 && headers.get_all(http::header::HOST).iter().count() != 1 {
         return Err(ProtocolError::Host);
+    }
+    Ok(())
+}
+
+/// Refuses a `Transfer-Encoding` other than exactly one `chunked` (any case), over all
+/// its header lines. hyper has already refused one whose last coding is not `chunked`.
+pub fn check_transfer_coding(headers: &http::HeaderMap) -> Result<(), ProtocolError> {
+    let mut codings = 0usize;
+    for value in headers.get_all(http::header::TRANSFER_ENCODING) {
+        let value = value.to_str().map_err(|_| ProtocolError::TransferCoding)?;
+        for coding in value.split(',') {
+            if !coding.trim().eq_ignore_ascii_case("chunked") {
+                return Err(ProtocolError::TransferCoding);
+            }
+            codings += 1;
+        }
+    }
+    if codings > 1 {
+        return Err(ProtocolError::TransferCoding);
     }
     Ok(())
 }

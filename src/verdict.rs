@@ -53,11 +53,13 @@ pub enum Verdict {
     BadRequest,
     /// A `Content-Encoding` the gateway does not decode (415).
     UnsupportedEncoding,
+    /// More than `max_in_flight` requests in flight (503).
+    Overloaded,
 }
 
 impl Verdict {
     /// Every verdict, for metrics initialisation and exhaustive tests.
-    pub const ALL: [Verdict; 20] = [
+    pub const ALL: [Verdict; 21] = [
         Verdict::NoRoute,
         Verdict::MethodNotAllowed,
         Verdict::ForbiddenIp,
@@ -78,6 +80,7 @@ impl Verdict {
         Verdict::Internal,
         Verdict::BadRequest,
         Verdict::UnsupportedEncoding,
+        Verdict::Overloaded,
     ];
 
     /// The stable name used in the header, the JSON body and metrics labels.
@@ -116,6 +119,7 @@ impl Verdict {
             Verdict::UnsupportedEncoding => {
                 ("unsupported_encoding", StatusCode::UNSUPPORTED_MEDIA_TYPE)
             }
+            Verdict::Overloaded => ("overloaded", StatusCode::SERVICE_UNAVAILABLE),
         }
     }
 }

@@ -1,15 +1,15 @@
 //! Compiles `auth = {...}` into the route's credential check, resolving `env:`/`file:`
-//! secrets. It lives in `config` so that only `config` reads the raw file format.
+//! secrets and a preset's signature scheme. It lives in `config` so that only `config`
+//! reads the raw file format.
 
 use http::HeaderName;
 
 use super::compile::KeyError;
-use super::raw::RawAuth;
+use super::raw::{RawAuth, RawSchemeKeys};
 use super::secret_source;
-use super::spec::{HmacAlgorithm, SigEncoding};
 use crate::pipeline::auth::Auth;
 use crate::pipeline::signature::{
-    self, GithubScheme, HmacScheme, SlackScheme, StandardWebhooksScheme, StripeScheme, Verifier,
+    self, CompiledScheme, HeaderOverrides, HmacAlgorithm, SchemeVerifier, SigEncoding, Verifier,
 };
 use crate::secret::Secret;
 
@@ -18,7 +18,9 @@ const DEFAULT_TOLERANCE: &str = "5m";
 
 /// Builds the check from the config, resolving `env:`/`file:` secrets. Errors carry
 /// the key suffix below `auth` (e.g. `.tokens[1]`).
-pub(super) fn compile(raw: RawAuth) -> Result<Auth, KeyError> {
+///
+/// `public_url` is the route's `public_url`, required by schemes that sign the URL.
+pub(super) fn compile(raw: RawAuth, public_url: Option<&str>) -> Result<Auth, KeyError> {
     Ok(match raw {
         RawAuth::None => Auth::None,
         RawAuth::Bearer { tokens } => {
@@ -60,67 +62,31 @@ pub(super) fn compile(raw: RawAuth) -> Result<Auth, KeyError> {
                     format!("{header:?} is not a header name"),
                 )
             })?;
-            Auth::Signature(Box::new(Verifier::Hmac(HmacScheme {
+            let scheme = CompiledScheme::hmac(
                 header,
-                algorithm: algorithm.unwrap_or(HmacAlgorithm::Sha256),
-                encoding: encoding.unwrap_or(SigEncoding::Hex),
-                prefix: prefix.unwrap_or_default(),
+                algorithm.unwrap_or(HmacAlgorithm::Sha256),
+                encoding.unwrap_or(SigEncoding::Hex),
+                prefix.as_deref().unwrap_or_default(),
+            );
+            Auth::Signature(Box::new(Verifier::Scheme(Box::new(SchemeVerifier {
+                scheme,
                 secrets: non_empty(&secrets, ".secrets")?,
-            })))
+                public_keys: Vec::new(),
+                tolerance: std::time::Duration::ZERO,
+                public_url: None,
+            }))))
         }
-        RawAuth::StandardWebhooks {
-            secrets,
-            public_keys,
-            tolerance,
-        } => {
-            if secrets.is_empty() && public_keys.is_empty() {
-                return Err((
-                    ".secrets".into(),
-                    "list at least one whsec_ secret or whpk_ public key".into(),
-                ));
-            }
-            let secrets = resolve_all(&secrets, ".secrets")?
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    signature::decode_whsec(s.expose())
-                        .map_err(|e| (format!(".secrets[{i}]"), format!("not a whsec_ key: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let public_keys = resolve_all(&public_keys, ".public_keys")?
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    signature::decode_whpk(s.expose()).map_err(|e| {
-                        (
-                            format!(".public_keys[{i}]"),
-                            format!("not a whpk_ key: {e}"),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Auth::Signature(Box::new(Verifier::StandardWebhooks(
-                StandardWebhooksScheme {
-                    secrets,
-                    public_keys,
-                    tolerance: tolerance_of(tolerance.as_deref())?,
-                },
-            )))
-        }
-        RawAuth::Github { secrets } => Auth::Signature(Box::new(Verifier::Github(GithubScheme {
-            secrets: non_empty(&secrets, ".secrets")?,
-        }))),
-        RawAuth::Stripe { secrets, tolerance } => {
-            Auth::Signature(Box::new(Verifier::Stripe(StripeScheme {
-                secrets: non_empty(&secrets, ".secrets")?,
-                tolerance: tolerance_of(tolerance.as_deref())?,
-            })))
-        }
-        RawAuth::Slack { secrets, tolerance } => {
-            Auth::Signature(Box::new(Verifier::Slack(SlackScheme {
-                secrets: non_empty(&secrets, ".secrets")?,
-                tolerance: tolerance_of(tolerance.as_deref())?,
-            })))
+        RawAuth::Scheme {
+            scheme: Some(scheme),
+            keys,
+        } => compile_scheme(&scheme, keys, public_url)?,
+        RawAuth::Scheme { scheme: None, .. } => {
+            return Err((
+                ".type".into(),
+                "missing: name an auth type, or leave it out only on a route whose \
+                 preset is a sender with a signature scheme (see `hookgate presets`)"
+                    .into(),
+            ));
         }
         RawAuth::Header { headers } => {
             if headers.is_empty() {
@@ -143,15 +109,133 @@ pub(super) fn compile(raw: RawAuth) -> Result<Auth, KeyError> {
     })
 }
 
+/// `auth = { type = "<preset>", ... }`: the preset's scheme, compiled with the route's keys.
+fn compile_scheme(
+    name: &str,
+    keys: RawSchemeKeys,
+    public_url: Option<&str>,
+) -> Result<Auth, (String, String)> {
+    let spec = crate::providers::scheme(name).map_err(|known| {
+        (
+            ".type".to_owned(),
+            format!(
+                "unknown auth type {name:?} (built in: none, bearer, basic, header, hmac; \
+                 presets with a signature scheme: {known})"
+            ),
+        )
+    })?;
+    let scheme = CompiledScheme::compile(
+        name,
+        spec,
+        HeaderOverrides {
+            signature: keys.header.as_deref(),
+            timestamp: keys.timestamp_header.as_deref(),
+        },
+    )
+    .map_err(|e| {
+        let key = if e.starts_with("timestamp_header") {
+            ".timestamp_header"
+        } else if e.starts_with("header") {
+            ".header"
+        } else {
+            ".type"
+        };
+        (key.to_owned(), e)
+    })?;
+    if !scheme.takes_public_keys() && !keys.public_keys.is_empty() {
+        return Err((
+            ".public_keys".into(),
+            format!("{name} takes no public keys"),
+        ));
+    }
+    if scheme.is_token() {
+        let tokens = non_empty(&keys.secrets, ".secrets")?;
+        can_arrive(&tokens, ".secrets")?;
+        let header = scheme
+            .signature_header()
+            .cloned()
+            .ok_or_else(|| (".type".to_owned(), "scheme names no header".to_owned()))?;
+        return Ok(Auth::Token {
+            scheme: name.to_owned(),
+            header,
+            tokens,
+        });
+    }
+    if keys.secrets.is_empty() && keys.public_keys.is_empty() {
+        return Err((
+            ".secrets".into(),
+            if scheme.takes_public_keys() {
+                "list at least one secret or public key".into()
+            } else {
+                "must list at least one secret".into()
+            },
+        ));
+    }
+    let secrets = resolve_all(&keys.secrets, ".secrets")?
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            scheme
+                .decode_secret(s.expose())
+                .map_err(|e| (format!(".secrets[{i}]"), format!("not a usable key: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let public_keys = resolve_all(&keys.public_keys, ".public_keys")?
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            signature::decode_whpk(s.expose()).map_err(|e| {
+                (
+                    format!(".public_keys[{i}]"),
+                    format!("not a whpk_ key: {e}"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tolerance = if scheme.has_timestamp() {
+        crate::config::parse_duration(
+            ".tolerance",
+            keys.tolerance.as_deref(),
+            scheme.default_tolerance().unwrap_or(DEFAULT_TOLERANCE),
+        )?
+    } else if keys.tolerance.is_some() {
+        return Err((
+            ".tolerance".into(),
+            format!("{name} signs no timestamp, so no tolerance applies"),
+        ));
+    } else {
+        std::time::Duration::ZERO
+    };
+    let public_url = if scheme.signs_url() {
+        let url = public_url.ok_or_else(|| {
+            (
+                "!public_url".to_owned(),
+                format!(
+                    "required by auth type {name}, which signs the URL the sender posts to \
+                     (write it as configured at the sender, e.g. \"https://hooks.example.com/hooks/{name}\")"
+                ),
+            )
+        })?;
+        Some(url.to_owned())
+    } else {
+        None
+    };
+    Ok(Auth::Signature(Box::new(Verifier::Scheme(Box::new(
+        SchemeVerifier {
+            scheme,
+            secrets,
+            public_keys,
+            tolerance,
+            public_url,
+        },
+    )))))
+}
+
 fn non_empty(values: &[String], key: &str) -> Result<Vec<Secret>, (String, String)> {
     if values.is_empty() {
         return Err((key.to_owned(), "must list at least one secret".into()));
     }
     resolve_all(values, key)
-}
-
-fn tolerance_of(value: Option<&str>) -> Result<std::time::Duration, (String, String)> {
-    crate::config::parse_duration(".tolerance", value, DEFAULT_TOLERANCE)
 }
 
 fn resolve_all(values: &[String], key: &str) -> Result<Vec<Secret>, (String, String)> {
@@ -194,6 +278,10 @@ mod tests {
     use http::HeaderMap;
     use std::collections::BTreeMap;
 
+    fn compile_for_test(raw: RawAuth) -> Result<Auth, KeyError> {
+        compile(raw, None)
+    }
+
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
@@ -207,7 +295,7 @@ mod tests {
 
     #[test]
     fn bearer_rotation_and_errors() {
-        let auth = compile(RawAuth::Bearer {
+        let auth = compile_for_test(RawAuth::Bearer {
             tokens: vec!["old".into(), "new".into()],
         })
         .expect("auth");
@@ -235,7 +323,7 @@ mod tests {
     fn basic_checks_user_and_password() {
         let mut users = BTreeMap::new();
         users.insert("apono".to_owned(), "pw:with:colons".to_owned());
-        let auth = compile(RawAuth::Basic { users }).expect("auth");
+        let auth = compile_for_test(RawAuth::Basic { users }).expect("auth");
         let good = base64::engine::general_purpose::STANDARD.encode("apono:pw:with:colons");
         assert_eq!(
             auth.check(&h(&[("authorization", &format!("Basic {good}"))])),
@@ -257,7 +345,7 @@ mod tests {
         let mut headers = BTreeMap::new();
         headers.insert("X-Token".to_owned(), vec!["a".into(), "b".into()]);
         headers.insert("X-Tenant".to_owned(), vec!["acme".into()]);
-        let auth = compile(RawAuth::Header { headers }).expect("auth");
+        let auth = compile_for_test(RawAuth::Header { headers }).expect("auth");
         assert_eq!(
             auth.check(&h(&[("x-token", "b"), ("x-tenant", "acme")])),
             Ok(())
@@ -274,8 +362,8 @@ mod tests {
 
     #[test]
     fn empty_lists_are_config_errors() {
-        assert!(compile(RawAuth::Bearer { tokens: vec![] }).is_err());
-        let err = compile(RawAuth::Bearer {
+        assert!(compile_for_test(RawAuth::Bearer { tokens: vec![] }).is_err());
+        let err = compile_for_test(RawAuth::Bearer {
             tokens: vec!["env:HOOKGATE_UNSET_TOKEN_VAR".into()],
         })
         .expect_err("unset env");

@@ -30,12 +30,42 @@ pub struct Settings {
     pub store: StoreSettings,
     /// The routes, in file order.
     pub routes: Vec<Arc<Route>>,
+    /// `[admin]`, if configured.
+    pub admin: Option<AdminSettings>,
+}
+
+/// `[admin]`, checked.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Where the admin listener listens.
+    pub listen: SocketAddr,
+    /// The bearer token every admin request must carry, if set.
+    pub token: Option<crate::secret::Secret>,
 }
 
 impl Settings {
     /// Settings that work but are probably a mistake, one sentence each, for `check` and
     /// the start-up log.
     pub fn warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|r| {
+                r.delivery == DeliveryMode::Async && self.store.backend == StoreBackendName::Memory
+            })
+            .map(|r| {
+                format!(
+                    "route {}: delivery = \"async\" with store.backend = \"memory\": accepted \
+                     events not yet delivered are LOST on restart",
+                    r.name
+                )
+            })
+            .collect();
+        warnings.extend(self.proxy_warnings());
+        warnings
+    }
+
+    fn proxy_warnings(&self) -> Vec<String> {
         self.server
             .trusted_proxies
             .iter()
@@ -68,6 +98,46 @@ pub struct ServerSettings {
     pub client_ip_header: super::spec::ClientIpHeader,
     /// Whether `GET /metrics` is served.
     pub metrics: bool,
+    /// TLS termination; `None` is plain HTTP.
+    pub tls: Option<TlsSettings>,
+    /// Whether `trusted_proxies` peers open with a PROXY header.
+    pub proxy_protocol: bool,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Most requests in flight.
+    pub max_in_flight: usize,
+}
+
+/// `[server] tls`, checked: file paths resolved against the config file's directory.
+/// Plain data; the files are read by `server::tls`, which can read them again on reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The default certificate (served when no `sni` entry matches).
+    pub default: CertPaths,
+    /// Certificates chosen by SNI name (names lower-cased).
+    pub sni: Vec<SniCert>,
+    /// CA certificates for client certificates, if any.
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is required (only with `client_ca`).
+    pub client_auth: super::spec::ClientAuth,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPaths {
+    /// The chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// One `sni` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SniCert {
+    /// Host names, lower-case.
+    pub names: Vec<String>,
+    /// The certificate served for them.
+    pub paths: CertPaths,
 }
 
 /// `[store]`, checked.
@@ -107,6 +177,12 @@ pub struct Route {
     pub delivery: DeliveryMode,
     /// How long the upstream may take.
     pub upstream_timeout: Duration,
+    /// Async delivery: how failed attempts are retried.
+    pub retry: crate::delivery::retry::RetryPolicy,
+    /// Async delivery: attempts in flight at once.
+    pub concurrency: usize,
+    /// Async delivery: pending events above which the route answers 503 `unavailable`.
+    pub max_pending: u64,
     /// Request rate limit, if any.
     pub rate_limit: Option<RateLimitSpec>,
     /// The schema events must conform to, if any.
@@ -115,6 +191,9 @@ pub struct Route {
     pub schema_mode: SchemaMode,
     /// What is extracted for dedup and ordering.
     pub keys: EventKeys,
+    /// Accepted TLS client identities (SAN DNS/URI or CN); `None` means no certificate
+    /// is required.
+    pub client_subjects: Option<Vec<String>>,
 }
 
 /// Headers that carry credentials whatever the route's auth: never an event id.
@@ -135,8 +214,25 @@ pub(super) fn compile(
     raw: RawConfig,
     base_dir: Option<&std::path::Path>,
 ) -> Result<Settings, KeyError> {
-    let server = compile_server(raw.server)?;
+    let server = compile_server(raw.server, base_dir)?;
     let store = compile_store(raw.store)?;
+    let admin = match raw.admin {
+        None => None,
+        Some(a) => Some(AdminSettings {
+            listen: a.listen.parse().map_err(|e| {
+                (
+                    "admin.listen".to_owned(),
+                    format!("{:?} is not host:port ({e})", a.listen),
+                )
+            })?,
+            token: match a.token {
+                None => None,
+                Some(t) => Some(
+                    super::secret_source::resolve(&t).map_err(|e| ("admin.token".to_owned(), e))?,
+                ),
+            },
+        }),
+    };
     if store.backend != StoreBackendName::Memory && store.backend != StoreBackendName::Embedded {
         return Err((
             "store.backend".into(),
@@ -173,16 +269,151 @@ pub(super) fn compile(
                 ),
             ));
         }
+        if let Some(subjects) = &route.client_subjects {
+            if subjects.is_empty() || subjects.iter().any(String::is_empty) {
+                return Err((
+                    format!("route[{i}].client_subjects"),
+                    "must list at least one non-empty name".to_owned(),
+                ));
+            }
+            if server.tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+                return Err((
+                    format!("route[{i}].client_subjects"),
+                    "needs server.tls.client_ca (client certificates are verified against it)"
+                        .to_owned(),
+                ));
+            }
+        }
         routes.push(Arc::new(route));
     }
     Ok(Settings {
         server,
         store,
         routes,
+        admin,
     })
 }
 
-fn compile_server(s: raw::RawServer) -> Result<ServerSettings, KeyError> {
+/// Resolves a path from the config file against the file's directory.
+pub(super) fn resolve_path(base_dir: Option<&std::path::Path>, path: &str) -> PathBuf {
+    match base_dir {
+        Some(dir) if std::path::Path::new(path).is_relative() => dir.join(path),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// Most bytes read from an `allow_ips` file.
+const MAX_ALLOW_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Replaces each `file:PATH` entry with the file's lines: one IP or CIDR per line, blank
+/// lines and `#` comments ignored. Read at every load, so SIGHUP rereads the file; a
+/// bad file refuses the reload and the running list stays.
+fn expand_allow_files(
+    list: Vec<String>,
+    base_dir: Option<&std::path::Path>,
+) -> Result<Vec<String>, String> {
+    use std::io::Read as _;
+    let mut out = Vec::with_capacity(list.len());
+    for entry in list {
+        let Some(path) = entry.strip_prefix("file:") else {
+            out.push(entry);
+            continue;
+        };
+        let path = resolve_path(base_dir, path);
+        let mut text = String::new();
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(MAX_ALLOW_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if text.len() as u64 > MAX_ALLOW_FILE_BYTES {
+            return Err(format!(
+                "{} is larger than {MAX_ALLOW_FILE_BYTES} bytes",
+                path.display()
+            ));
+        }
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            allowlist::parse_net(line)
+                .map_err(|e| format!("{} line {}: {e}", path.display(), n + 1))?;
+            out.push(line.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn at_least_one(key: &str, value: Option<usize>, default: usize) -> Result<usize, KeyError> {
+    match value {
+        None => Ok(default),
+        // A semaphore holds at most usize::MAX >> 3 permits.
+        Some(n) if (1..=1 << 40).contains(&n) => Ok(n),
+        Some(_) => Err((key.to_owned(), "must be between 1 and 2^40".to_owned())),
+    }
+}
+
+fn compile_tls(
+    t: raw::RawTls,
+    base_dir: Option<&std::path::Path>,
+) -> Result<TlsSettings, KeyError> {
+    let pair = |prefix: &str, cert: Option<String>, key: Option<String>| {
+        let cert = cert
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| (format!("{prefix}.cert"), "missing".to_owned()))?;
+        let key = key
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| (format!("{prefix}.key"), "missing".to_owned()))?;
+        Ok::<_, KeyError>(CertPaths {
+            cert: resolve_path(base_dir, &cert),
+            key: resolve_path(base_dir, &key),
+        })
+    };
+    let default = pair("server.tls", t.cert, t.key)?;
+    let mut sni = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, e) in t.sni.unwrap_or_default().into_iter().enumerate() {
+        let prefix = format!("server.tls.sni[{i}]");
+        let names: Vec<String> = e
+            .names
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        if names.is_empty() {
+            return Err((format!("{prefix}.names"), "missing or empty".to_owned()));
+        }
+        for n in &names {
+            if n.is_empty() || !seen.insert(n.clone()) {
+                return Err((
+                    format!("{prefix}.names"),
+                    format!("{n:?} is empty or named twice"),
+                ));
+            }
+        }
+        sni.push(SniCert {
+            names,
+            paths: pair(&prefix, e.cert, e.key)?,
+        });
+    }
+    let client_ca = t.client_ca.map(|p| resolve_path(base_dir, &p));
+    if client_ca.is_none() && t.client_auth.is_some() {
+        return Err((
+            "server.tls.client_auth".to_owned(),
+            "needs client_ca (the CAs client certificates are verified against)".to_owned(),
+        ));
+    }
+    Ok(TlsSettings {
+        default,
+        sni,
+        client_ca,
+        client_auth: t.client_auth.unwrap_or(super::spec::ClientAuth::Optional),
+    })
+}
+
+fn compile_server(
+    s: raw::RawServer,
+    base_dir: Option<&std::path::Path>,
+) -> Result<ServerSettings, KeyError> {
     let listen = s.listen.as_deref().unwrap_or("127.0.0.1:8080");
     let listen = listen.parse::<SocketAddr>().map_err(|e| {
         (
@@ -219,6 +450,10 @@ fn compile_server(s: raw::RawServer) -> Result<ServerSettings, KeyError> {
         trusted_proxies,
         client_ip_header: s.client_ip_header.unwrap_or_default(),
         metrics: s.metrics.unwrap_or(true),
+        tls: s.tls.map(|t| compile_tls(t, base_dir)).transpose()?,
+        proxy_protocol: s.proxy_protocol.unwrap_or(false),
+        max_connections: at_least_one("server.max_connections", s.max_connections, 10_000)?,
+        max_in_flight: at_least_one("server.max_in_flight", s.max_in_flight, 4096)?,
     })
 }
 
@@ -319,6 +554,7 @@ fn compile_route(
     let allow_ips = match r.allow_ips {
         None => None,
         Some(list) => {
+            let list = expand_allow_files(list, base_dir).map_err(|e| (key("allow_ips"), e))?;
             Some(Allowlist::parse(&list).map_err(|(j, e)| (key(&format!("allow_ips[{j}]")), e))?)
         }
     };
@@ -342,19 +578,30 @@ fn compile_route(
         }
     };
     let delivery = r.delivery.unwrap_or_default();
-    if delivery == DeliveryMode::Async {
-        return Err((
-            key("delivery"),
-            "\"async\" delivery is not available in this build yet; use \"sync\"".into(),
-        ));
-    }
+    let (retry, concurrency, max_pending) = async_settings(
+        r.retry.as_ref(),
+        r.concurrency,
+        r.max_pending,
+        delivery,
+        &key,
+    )?;
     let upstream_timeout = duration(
         &key("upstream_timeout"),
         r.upstream_timeout.as_deref(),
         "5s",
     )?;
-    let auth = super::auth::compile(r.auth.unwrap_or(raw::RawAuth::None))
-        .map_err(|(k, e)| (format!("{}{k}", key("auth")), e))?;
+    if let Some(url) = &r.public_url {
+        public_url(url).map_err(|e| (key("public_url"), e))?;
+    }
+    let auth = super::auth::compile(
+        r.auth.unwrap_or(raw::RawAuth::None),
+        r.public_url.as_deref(),
+    )
+    .map_err(|(k, e)| match k.strip_prefix('!') {
+        // A key of the route itself, not below `auth`.
+        Some(route_key) => (key(route_key), e),
+        None => (format!("{}{k}", key("auth")), e),
+    })?;
     let rate_limit = match r.rate_limit {
         None => None,
         Some(rl) => {
@@ -451,7 +698,55 @@ fn compile_route(
         upstream_ca,
         delivery,
         upstream_timeout,
+        retry,
+        concurrency,
+        max_pending,
+        client_subjects: r.client_subjects,
     })
+}
+
+/// Default `concurrency`: enough to keep a slow upstream busy, few enough that a
+/// recovering one is not flooded by the backlog.
+pub(super) const DEFAULT_CONCURRENCY: u32 = 16;
+/// Default `max_pending` (the README gives its disk cost).
+pub(super) const DEFAULT_MAX_PENDING: u64 = 100_000;
+
+/// `retry`, `concurrency` and `max_pending`: only meaningful for `delivery = "async"`,
+/// so a sync route naming them is refused rather than silently ignoring them.
+fn async_settings(
+    retry: Option<&raw::RawRetry>,
+    concurrency: Option<u32>,
+    max_pending: Option<u64>,
+    delivery: DeliveryMode,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(crate::delivery::retry::RetryPolicy, usize, u64), KeyError> {
+    if delivery == DeliveryMode::Sync {
+        for (name, set) in [
+            ("retry", retry.is_some()),
+            ("concurrency", concurrency.is_some()),
+            ("max_pending", max_pending.is_some()),
+        ] {
+            if set {
+                return Err((key(name), "only applies to delivery = \"async\"".into()));
+            }
+        }
+    }
+    let raw = retry.cloned().unwrap_or_default();
+    let max_attempts = raw.max_attempts.unwrap_or(15);
+    let initial = duration(&key("retry.initial"), raw.initial.as_deref(), "1s")?;
+    let max_delay = duration(&key("retry.max_delay"), raw.max_delay.as_deref(), "10m")?;
+    let max_age = duration(&key("retry.max_age"), raw.max_age.as_deref(), "72h")?;
+    let retry = crate::delivery::retry::RetryPolicy::new(max_attempts, initial, max_delay, max_age)
+        .map_err(|e| (key("retry"), e.to_string()))?;
+    let concurrency = concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    if concurrency == 0 || concurrency > 4096 {
+        return Err((key("concurrency"), "must be between 1 and 4096".into()));
+    }
+    let max_pending = max_pending.unwrap_or(DEFAULT_MAX_PENDING);
+    if max_pending == 0 {
+        return Err((key("max_pending"), "must be at least 1".into()));
+    }
+    Ok((retry, concurrency as usize, max_pending))
 }
 
 /// Most bytes read from an `upstream_ca` file; a CA bundle is a few hundred KiB at most.
@@ -537,6 +832,29 @@ fn upstream_is_listener(url: &reqwest::Url, listen: SocketAddr) -> bool {
 /// "never"; refusing them keeps every `now + duration` the gateway computes (deadlines,
 /// expiries, tolerances) far from overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Checks a route's `public_url`: an absolute `http(s)://` URL without query or fragment
+/// (the request's own query string is appended to it when a scheme signs the URL).
+fn public_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} must start with https:// or http://"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} has no host"));
+    }
+    if url.contains(['?', '#']) {
+        return Err(format!(
+            "{url:?} may not carry a query or fragment: the request's query is appended to it"
+        ));
+    }
+    if url.bytes().any(|b| !(b'!'..=b'~').contains(&b)) {
+        return Err(format!(
+            "{url:?} must be printable ASCII without spaces (percent-encode the rest)"
+        ));
+    }
+    Ok(())
+}
 
 /// Parses a duration string like `"500ms"` or `"24h"`; zero is refused (it would disable
 /// the limit in a surprising way), and so is anything beyond [`MAX_DURATION`].

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 pub use compile::duration as parse_duration;
 pub use compile::{
-    JSON_DEPTH_CEILING, MAX_DURATION, RESERVED_PATHS, Route, ServerSettings, Settings,
-    StoreSettings,
+    CertPaths, JSON_DEPTH_CEILING, MAX_DURATION, RESERVED_PATHS, Route, ServerSettings, Settings,
+    SniCert, StoreSettings, TlsSettings,
 };
 
 /// The built-in default configuration (DESIGN.md §2), used when no file is given and
@@ -119,13 +119,56 @@ pub fn compile_text(
 ) -> Result<Settings, ConfigError> {
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
         origin: origin.to_owned(),
-        message: e.to_string().trim_end().to_owned(),
+        message: parse_message(text, &e),
     })?;
-    compile::compile(raw, base_dir).map_err(|(key, reason)| ConfigError::Invalid {
-        origin: origin.to_owned(),
-        key,
-        reason,
-    })
+    secret_source::with_base_dir(base_dir, || compile::compile(raw, base_dir)).map_err(
+        |(key, reason)| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key,
+            reason,
+        },
+    )
+}
+
+/// The parser's reason with its position, but without the snippet of the offending line
+/// that `toml` prints and with quoted values masked: the line may hold a literal secret,
+/// and this message reaches stderr and, for a refused reload, the log. Key names (which
+/// serde quotes in backticks) stay.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let mut masked = String::new();
+    let mut quoted = false;
+    for c in e.message().trim_end().chars() {
+        if c == '"' {
+            if !quoted {
+                masked.push_str("\"***\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            masked.push(c);
+        }
+    }
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before.len() - line_start + 1;
+            // The key the line assigns (up to its first '='), or a table header: never
+            // what follows, which may be a secret.
+            let prefix = before.get(line_start..).unwrap_or("");
+            let key = match prefix.split_once('=') {
+                Some((key, _)) => key.trim(),
+                None if prefix.trim_start().starts_with('[') => prefix.trim(),
+                None => "",
+            };
+            if key.is_empty() {
+                format!("TOML parse error at line {line}, column {column}: {masked}")
+            } else {
+                format!("TOML parse error at line {line}, column {column} ({key}): {masked}")
+            }
+        }
+        None => format!("TOML parse error: {masked}"),
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! sender data in [`crate::providers`]. Here, not there, because only `config` reads the
 //! raw file format.
 
-use super::raw::RawRoute;
+use super::raw::{RawAuth, RawRoute};
 use crate::providers::presets;
 
 /// Fills the keys `route` leaves out from its preset, if it names one.
@@ -24,6 +24,15 @@ pub(super) fn apply(route: &mut RawRoute) -> Result<(), String> {
     fill(&mut route.order_time, &preset.order_time);
     fill(&mut route.order_time_unit, &preset.order_time_unit);
     fill(&mut route.methods, &preset.methods);
+    // `auth = { secrets = [...] }` without `type`: the preset's own signature scheme.
+    if let Some(RawAuth::Scheme {
+        scheme: scheme @ None,
+        ..
+    }) = &mut route.auth
+        && preset.scheme.is_some()
+    {
+        *scheme = Some(name.clone());
+    }
     Ok(())
 }
 
@@ -50,6 +59,38 @@ mod tests {
         assert_eq!(r.schema.as_deref(), Some("flashduty-incident"));
         assert_eq!(r.dedup_key.as_deref(), Some("/event_id"));
         assert_eq!(r.order_time_unit, Some(OrderTimeUnit::Ms));
+    }
+
+    #[test]
+    fn auth_without_type_takes_the_presets_scheme() {
+        let mut r = RawRoute {
+            preset: Some("github".into()),
+            auth: Some(RawAuth::Scheme {
+                scheme: None,
+                keys: crate::config::raw::RawSchemeKeys::default(),
+            }),
+            ..RawRoute::default()
+        };
+        apply(&mut r).expect("apply");
+        assert!(
+            matches!(&r.auth, Some(RawAuth::Scheme { scheme: Some(s), .. }) if s == "github"),
+            "{:?}",
+            r.auth
+        );
+        // A preset without a scheme leaves it for the compiler to refuse.
+        let mut r = RawRoute {
+            preset: Some("wallarm".into()),
+            auth: Some(RawAuth::Scheme {
+                scheme: None,
+                keys: crate::config::raw::RawSchemeKeys::default(),
+            }),
+            ..RawRoute::default()
+        };
+        apply(&mut r).expect("apply");
+        assert!(matches!(
+            &r.auth,
+            Some(RawAuth::Scheme { scheme: None, .. })
+        ));
     }
 
     #[test]

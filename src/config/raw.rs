@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::spec::{
-    ClientIpHeader, DeliveryMode, HmacAlgorithm, MissingKey, OrderTimeUnit, SchemaMode,
+    ClientAuth, ClientIpHeader, DeliveryMode, HmacAlgorithm, MissingKey, OrderTimeUnit, SchemaMode,
     SigEncoding, StoreBackendName,
 };
 
@@ -23,6 +23,8 @@ pub(super) struct RawConfig {
     /// Where dedup and order state lives.
     #[serde(default)]
     pub(super) store: RawStore,
+    /// The operators' listener; absent means none.
+    pub(super) admin: Option<RawAdmin>,
     /// How every route's schema file finds the schemas it `$ref`s.
     #[serde(default)]
     pub(super) schemas: RawSchemas,
@@ -49,6 +51,52 @@ pub(super) struct RawServer {
     pub(super) client_ip_header: Option<ClientIpHeader>,
     /// Serve `GET /metrics` (default true).
     pub(super) metrics: Option<bool>,
+    /// TLS termination; absent means plain HTTP.
+    pub(super) tls: Option<RawTls>,
+    /// Expect a PROXY v1/v2 header from `trusted_proxies` peers (default false).
+    pub(super) proxy_protocol: Option<bool>,
+    /// Most open connections; the listener accepts no more (default 10000).
+    pub(super) max_connections: Option<usize>,
+    /// Most requests in flight; above it 503 `overloaded` (default 4096).
+    pub(super) max_in_flight: Option<usize>,
+}
+
+/// `[server] tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    /// PEM certificate chain of the default certificate.
+    pub(super) cert: Option<String>,
+    /// PEM private key of the default certificate.
+    pub(super) key: Option<String>,
+    /// PEM CA certificates that client certificates are verified against.
+    pub(super) client_ca: Option<String>,
+    /// `optional` or `required` (default `optional` when `client_ca` is set).
+    pub(super) client_auth: Option<ClientAuth>,
+    /// Certificates chosen by the SNI name the client asks for.
+    pub(super) sni: Option<Vec<RawSniCert>>,
+}
+
+/// One `sni` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSniCert {
+    /// Host names served with this certificate.
+    pub(super) names: Option<Vec<String>>,
+    /// PEM certificate chain.
+    pub(super) cert: Option<String>,
+    /// PEM private key.
+    pub(super) key: Option<String>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    /// Address to listen on, `host:port`.
+    pub(super) listen: String,
+    /// Bearer token required on every admin request (secret value); absent means none.
+    pub(super) token: Option<String>,
 }
 
 /// `[store]`.
@@ -103,21 +151,50 @@ pub(super) struct RawRoute {
     pub(super) missing_key: Option<MissingKey>,
     /// Methods accepted (default `["POST"]`).
     pub(super) methods: Option<Vec<String>>,
-    /// Source addresses allowed (IPs or CIDRs); absent means any address.
+    /// Source addresses allowed (IPs or CIDRs), or `"file:PATH"` (one per line, `#`
+    /// comments; a string is read as a one-element list); absent means any address.
+    #[serde(default, deserialize_with = "string_or_list")]
     pub(super) allow_ips: Option<Vec<String>>,
     /// `http://`, `https://` or `file://PATH` (one JSON line per event).
     pub(super) upstream: Option<String>,
     /// Extra CA certificates (PEM file, relative to the config file) trusted for an
     /// `https://` upstream, on top of the system's roots.
     pub(super) upstream_ca: Option<String>,
+    /// Require a verified TLS client certificate whose SAN (DNS or URI) or subject CN is
+    /// one of these.
+    pub(super) client_subjects: Option<Vec<String>>,
     /// `sync` (reverse proxy, the default) or `async`.
     pub(super) delivery: Option<DeliveryMode>,
     /// How long the upstream may take to answer (default `5s`).
     pub(super) upstream_timeout: Option<String>,
+    /// Async delivery: how failed attempts are retried.
+    pub(super) retry: Option<RawRetry>,
+    /// Async delivery: attempts in flight at once (default 16).
+    pub(super) concurrency: Option<u32>,
+    /// Async delivery: pending events above which the route answers 503 (default 100000).
+    pub(super) max_pending: Option<u64>,
     /// Credentials the sender must present (default none).
     pub(super) auth: Option<RawAuth>,
+    /// The URL the sender was configured with (`https://host/path`, no query), for auth
+    /// schemes that sign the URL (Twilio, Square). Not guessed from `Host`: behind a proxy
+    /// the scheme, host and port the gateway sees are not the ones the sender signed.
+    pub(super) public_url: Option<String>,
     /// Requests per second and burst, for the route or per client address.
     pub(super) rate_limit: Option<RawRateLimit>,
+}
+
+/// `retry = { max_attempts = 15, initial = "1s", max_delay = "10m", max_age = "72h" }`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    /// Attempts before the event is dead-lettered (default 15).
+    pub(super) max_attempts: Option<u32>,
+    /// First backoff ceiling (default `1s`).
+    pub(super) initial: Option<String>,
+    /// Largest backoff ceiling (default `10m`).
+    pub(super) max_delay: Option<String>,
+    /// Age after which the event is dead-lettered (default `72h`).
+    pub(super) max_age: Option<String>,
 }
 
 /// `rate_limit = { per_second = 100, burst = 200, per_address = false }`.
@@ -134,8 +211,11 @@ pub(super) struct RawRateLimit {
 }
 
 /// `auth = { type = "...", ... }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+///
+/// `none`, `bearer`, `basic`, `header` and `hmac` are built in; any other `type` names a
+/// preset with a signature scheme (`github`, `stripe`, `shopify`, ...), checked when the
+/// route is compiled. Without `type`, the route's `preset` names the scheme.
+#[derive(Debug, Clone)]
 pub(super) enum RawAuth {
     /// No credentials (the default).
     None,
@@ -167,34 +247,111 @@ pub(super) enum RawAuth {
         /// Keys (secret values, used as bytes); any may match.
         secrets: Vec<String>,
     },
-    /// Standard Webhooks (and Svix): `webhook-id`, `webhook-timestamp`, `webhook-signature`.
-    StandardWebhooks {
-        /// `whsec_<base64>` keys for `v1,` HMAC signatures.
-        #[serde(default)]
-        secrets: Vec<String>,
-        /// `whpk_<base64>` ed25519 public keys for `v1a,` signatures.
-        #[serde(default)]
-        public_keys: Vec<String>,
-        /// Accepted clock difference, both directions (default `5m`).
-        tolerance: Option<String>,
+    /// A preset's signature scheme (`standard-webhooks`, `github`, `stripe`, `slack`,
+    /// `shopify`, `twilio`, ...; `hookgate presets` lists them).
+    Scheme {
+        /// The preset name, as written in `type`; `None` when `type` is left out, which
+        /// means the route's `preset` (filled in by `providers::apply`).
+        scheme: Option<String>,
+        /// The scheme's keys.
+        keys: RawSchemeKeys,
     },
-    /// GitHub: `X-Hub-Signature-256: sha256=<hex>`. GitHub signs no timestamp.
-    Github {
-        /// Webhook secrets; any may match.
+}
+
+/// The keys of `auth` for a preset's signature scheme.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSchemeKeys {
+    /// Shared secrets (secret values; `whsec_...` for Standard Webhooks); any may match.
+    #[serde(default)]
+    pub(super) secrets: Vec<String>,
+    /// `whpk_<base64>` ed25519 public keys, for schemes that take them.
+    #[serde(default)]
+    pub(super) public_keys: Vec<String>,
+    /// Accepted clock difference, both directions (default: the scheme's, e.g. `5m`).
+    pub(super) tolerance: Option<String>,
+    /// Replaces the scheme's signature header (for senders whose users name it).
+    pub(super) header: Option<String>,
+    /// Names the timestamp header, for schemes where it is optional (Grafana).
+    pub(super) timestamp_header: Option<String>,
+}
+
+/// The built-in auth types, as written.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+enum BuiltInAuth {
+    None,
+    Bearer {
+        tokens: Vec<String>,
+    },
+    Basic {
+        users: BTreeMap<String, String>,
+    },
+    Header {
+        headers: BTreeMap<String, Vec<String>>,
+    },
+    Hmac {
+        header: String,
+        algorithm: Option<HmacAlgorithm>,
+        encoding: Option<SigEncoding>,
+        prefix: Option<String>,
         secrets: Vec<String>,
     },
-    /// Stripe: `Stripe-Signature: t=..,v1=..`.
-    Stripe {
-        /// Endpoint secrets (`whsec_...`, used as written); any may match.
-        secrets: Vec<String>,
-        /// Accepted clock difference, both directions (default `5m`).
-        tolerance: Option<String>,
-    },
-    /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:<ts>:<body>`.
-    Slack {
-        /// Signing secrets; any may match.
-        secrets: Vec<String>,
-        /// Accepted clock difference, both directions (default `5m`).
-        tolerance: Option<String>,
-    },
+}
+
+const BUILT_IN_AUTH: [&str; 5] = ["none", "bearer", "basic", "header", "hmac"];
+
+impl<'de> Deserialize<'de> for RawAuth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        // The scheme types are data (the bundled presets), so `type` is read first and
+        // the rest of the table is then read as a built-in type or as scheme keys.
+        let mut table = toml::Table::deserialize(d)?;
+        let kind = match table.get("type") {
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(D::Error::custom("`type` must be a string")),
+            None => None,
+        };
+        if kind.as_deref().is_some_and(|k| BUILT_IN_AUTH.contains(&k)) {
+            let auth = BuiltInAuth::deserialize(toml::Value::Table(table))
+                .map_err(|e| D::Error::custom(e.message()))?;
+            return Ok(match auth {
+                BuiltInAuth::None => RawAuth::None,
+                BuiltInAuth::Bearer { tokens } => RawAuth::Bearer { tokens },
+                BuiltInAuth::Basic { users } => RawAuth::Basic { users },
+                BuiltInAuth::Header { headers } => RawAuth::Header { headers },
+                BuiltInAuth::Hmac {
+                    header,
+                    algorithm,
+                    encoding,
+                    prefix,
+                    secrets,
+                } => RawAuth::Hmac {
+                    header,
+                    algorithm,
+                    encoding,
+                    prefix,
+                    secrets,
+                },
+            });
+        }
+        table.remove("type");
+        let keys = RawSchemeKeys::deserialize(toml::Value::Table(table))
+            .map_err(|e| D::Error::custom(e.message()))?;
+        Ok(RawAuth::Scheme { scheme: kind, keys })
+    }
+}
+
+/// A list of strings, or one string standing for a one-element list.
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    }))
 }

@@ -3,7 +3,34 @@
 //! A missing or empty secret is an error naming the variable or file: an empty string
 //! would otherwise be a credential that anybody can present.
 
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
 use crate::secret::Secret;
+
+thread_local! {
+    /// The directory relative `file:` paths resolve against while a config compiles.
+    ///
+    /// Scoped to one `compile` call on its thread rather than passed down: secrets are
+    /// resolved deep inside every auth type's compile step, and the directory is a fact
+    /// about the whole file, not about any one credential.
+    static BASE_DIR: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with relative `file:` secrets resolving against `base_dir` (the config
+/// file's directory); without one they resolve against the working directory.
+pub fn with_base_dir<T>(base_dir: Option<&Path>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<PathBuf>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let old = self.0.take();
+            BASE_DIR.with(|b| *b.borrow_mut() = old);
+        }
+    }
+    let old = BASE_DIR.with(|b| b.replace(base_dir.map(Path::to_path_buf)));
+    let _restore = Restore(old);
+    f()
+}
 
 /// Resolves one credential value as written in the config.
 ///
@@ -17,6 +44,12 @@ pub fn resolve(value: &str) -> Result<Secret, String> {
             None => return Err(format!("environment variable {name} is not set")),
         }
     } else if let Some(path) = value.strip_prefix("file:") {
+        let resolved = BASE_DIR.with(|b| match &*b.borrow() {
+            Some(dir) if Path::new(path).is_relative() => dir.join(path),
+            _ => PathBuf::from(path),
+        });
+        let path = resolved.display().to_string();
+        let path = path.as_str();
         let mut bytes =
             std::fs::read(path).map_err(|e| format!("cannot read secret file {path}: {e}"))?;
         if bytes.ends_with(b"\n") {

@@ -75,38 +75,8 @@ impl DeliveryMode {
     }
 }
 
-/// The hash behind an HMAC signature (also the `algorithm` of an `hmac` auth).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacAlgorithm {
-    /// HMAC-SHA256 (32-byte MAC).
-    Sha256,
-    /// HMAC-SHA1 (20-byte MAC). Legacy senders only.
-    Sha1,
-    /// HMAC-SHA512 (64-byte MAC).
-    Sha512,
-}
-
-impl HmacAlgorithm {
-    /// Length of this algorithm's MAC in bytes (before hex/base64 encoding).
-    pub const fn output_len(self) -> usize {
-        match self {
-            HmacAlgorithm::Sha1 => 20,
-            HmacAlgorithm::Sha256 => 32,
-            HmacAlgorithm::Sha512 => 64,
-        }
-    }
-}
-
-/// How a MAC is written in its header (also the `encoding` of an `hmac` auth).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SigEncoding {
-    /// Hexadecimal; upper, lower or mixed case is accepted.
-    Hex,
-    /// Standard base64 alphabet with `=` padding (RFC 4648 §4).
-    Base64,
-}
+// The HMAC algorithm and MAC encoding are scheme data, shared with the presets.
+pub use crate::providers::scheme::{HmacAlgorithm, SigEncoding};
 
 /// The one header that names the client when the TCP peer is a trusted proxy
 /// (`[server] client_ip_header`), like nginx's `real_ip_header`.
@@ -147,4 +117,14 @@ pub struct RateLimitSpec {
     pub burst: std::num::NonZeroU32,
     /// One bucket per client address (IPv6: per /64) instead of one for the route.
     pub per_address: bool,
+}
+
+/// Whether a TLS client must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A certificate is verified when presented; routes with `client_subjects` require one.
+    Optional,
+    /// The handshake fails without a verified certificate.
+    Required,
 }

@@ -92,8 +92,12 @@ fn auth_types_compile() {
 fn default_config_has_one_route_per_preset_with_loopback_and_published_addresses() {
     let s = from_str(DEFAULT_CONFIG, "default").expect("default config");
     let presets = crate::providers::presets().expect("presets");
-    assert_eq!(s.routes.len(), presets.len());
-    for (name, preset) in presets {
+    // One route per payload preset (a bundled schema). Signing presets (github, stripe,
+    // ...) have no route by default: they are only useful with secrets, which a built-in
+    // config cannot have.
+    let payload: Vec<_> = presets.iter().filter(|(_, p)| p.schema.is_some()).collect();
+    assert_eq!(s.routes.len(), payload.len());
+    for (name, preset) in payload {
         let route = s
             .routes
             .iter()
@@ -111,4 +115,102 @@ fn default_config_has_one_route_per_preset_with_loopback_and_published_addresses
             assert!(allow.permits(addr), "{name} default route misses {ip}");
         }
     }
+}
+
+#[test]
+fn async_delivery_keys() {
+    // The built-in default has an admin listener on loopback.
+    let s = from_str(DEFAULT_CONFIG, "default").expect("default config");
+    let admin = s.admin.as_ref().expect("admin");
+    assert_eq!(admin.listen.to_string(), "127.0.0.1:9081");
+    // A config without [admin] has none.
+    assert!(from_str(ROUTE, "t").expect("ok").admin.is_none());
+    // async is accepted, with the documented defaults.
+    let s = from_str(&format!("{ROUTE}delivery = \"async\"\n"), "t").expect("async");
+    let r = &s.routes[0];
+    assert_eq!((r.concurrency, r.max_pending), (16, 100_000));
+    assert_eq!(r.retry, crate::delivery::retry::RetryPolicy::default());
+    // Async keys on a sync route are refused, naming the key.
+    let e = err(&format!("{ROUTE}concurrency = 4\n"));
+    assert!(e.contains("route[0].concurrency"), "{e}");
+    let e = err(&format!(
+        "{ROUTE}delivery = \"async\"\nretry = {{ max_attempts = 0 }}\n"
+    ));
+    assert!(e.contains("route[0].retry"), "{e}");
+    // Memory store + async: warned (lost on restart).
+    let s = from_str(
+        &format!("[store]\nbackend = \"memory\"\n{ROUTE}delivery = \"async\"\n"),
+        "t",
+    )
+    .expect("memory async");
+    assert!(
+        s.warnings().iter().any(|w| w.contains("LOST on restart")),
+        "{:?}",
+        s.warnings()
+    );
+}
+
+/// A relative `file:` secret resolves against the config file's directory, not the
+/// working directory (issue 16).
+#[test]
+fn relative_file_secrets_resolve_against_the_config_directory() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(dir.path().join("secrets")).expect("mkdir");
+    std::fs::write(dir.path().join("secrets/token"), "t0ken\n").expect("write");
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &config,
+        r#"
+[store]
+backend = "memory"
+[[route]]
+name = "r"
+path = "/r"
+upstream = "http://127.0.0.1:9/x"
+auth = { type = "bearer", tokens = ["file:secrets/token"] }
+"#,
+    )
+    .expect("write");
+    // The working directory holds no `secrets/token`.
+    assert!(!std::path::Path::new("secrets/token").exists());
+    load(&ConfigSource::File(config)).expect("secret found beside the config file");
+    // Without a file (no directory) the path is the working directory's, as before.
+    let text = std::fs::read_to_string(dir.path().join("hookgate.toml")).expect("read");
+    let err = from_str(&text, "inline").expect_err("no such file in the cwd");
+    assert!(err.to_string().contains("secrets/token"), "{err}");
+}
+
+/// `allow_ips = "file:PATH"`: one CIDR per line, `#` comments, relative to the config
+/// file; a bad line is an error naming the file and line.
+#[test]
+fn allow_ips_from_a_file_beside_the_config() {
+    use crate::pipeline::allowlist::ClientAddr;
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("senders.txt"),
+        "# senders\n203.0.113.0/24\n\n2001:db8::1   # one v6 sender\n",
+    )
+    .expect("write");
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &config,
+        "[store]\nbackend = \"memory\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:9/x\"\nallow_ips = \"file:senders.txt\"\n",
+    )
+    .expect("write");
+    let settings = load(&ConfigSource::File(config.clone())).expect("config");
+    let allow = settings.routes[0].allow_ips.as_ref().expect("allowlist");
+    assert!(allow.permits(ClientAddr("203.0.113.9".parse().expect("ip"))));
+    assert!(allow.permits(ClientAddr("2001:db8::1".parse().expect("ip"))));
+    assert!(!allow.permits(ClientAddr("198.51.100.1".parse().expect("ip"))));
+    std::fs::write(
+        dir.path().join("senders.txt"),
+        "203.0.113.0/24\nnot-an-ip\n",
+    )
+    .expect("write");
+    let err = load(&ConfigSource::File(config)).expect_err("bad line");
+    let text = err.to_string();
+    assert!(
+        text.contains("route[0].allow_ips") && text.contains("line 2"),
+        "{text}"
+    );
 }

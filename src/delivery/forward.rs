@@ -63,6 +63,9 @@ pub struct Peer {
     pub trusted: bool,
     /// The one header a trusted proxy names the client in.
     pub client_ip_header: ClientIpHeader,
+    /// The scheme of the connection to the gateway (`https` on TLS), sent as
+    /// `X-Forwarded-Proto` unless a trusted proxy named one.
+    pub scheme: &'static str,
 }
 
 /// The headers sent upstream: the sender's, minus hop-by-hop headers (and those the
@@ -155,7 +158,7 @@ pub fn forward_headers(
     }
     let xfp = HeaderName::from_static("x-forwarded-proto");
     if !out.contains_key(&xfp) {
-        out.insert(xfp, HeaderValue::from_static("http"));
+        out.insert(xfp, HeaderValue::from_static(peer.scheme));
     }
     if let Ok(v) = HeaderValue::from_str(route) {
         out.insert(HeaderName::from_static("x-hookgate-route"), v);
@@ -232,6 +235,39 @@ pub fn append_via(out: &mut HeaderMap, inbound: &HeaderMap, version: http::Versi
     }
 }
 
+/// The upstream URL's own query followed by the sender's, minus every sender parameter
+/// whose name the upstream URL already sets. Those are configuration (a token, a tenant,
+/// an API version) and many frameworks let a repeated name win (PHP and Rails take the
+/// last one, and turn `name[]` or `name[k]` into an array or hash that replaces it), so
+/// a sender could otherwise override them. Names compare decoded (`%74oken` is `token`,
+/// `+` is a space) and up to the first `[`.
+fn merge_query(configured: Option<&str>, sent: &str) -> String {
+    let Some(configured) = configured.filter(|c| !c.is_empty()) else {
+        return sent.to_owned();
+    };
+    let taken: Vec<Vec<u8>> = configured.split('&').map(param_name).collect();
+    let mut merged = configured.to_owned();
+    for pair in sent.split('&') {
+        if !pair.is_empty() && !taken.contains(&param_name(pair)) {
+            merged.push('&');
+            merged.push_str(pair);
+        }
+    }
+    merged
+}
+
+/// The name of one `name=value` query parameter as an application reads it: decoded,
+/// and without a PHP/Rails array or hash suffix.
+fn param_name(pair: &str) -> Vec<u8> {
+    let raw = pair.split_once('=').map_or(pair, |(name, _)| name);
+    let mut name: Vec<u8> =
+        percent_encoding::percent_decode(raw.replace('+', " ").as_bytes()).collect();
+    if let Some(bracket) = name.iter().position(|&b| b == b'[') {
+        name.truncate(bracket);
+    }
+    name
+}
+
 pub(super) async fn send(
     client: &reqwest::Client,
     base: &reqwest::Url,
@@ -239,11 +275,7 @@ pub(super) async fn send(
 ) -> Result<Delivered, DeliveryError> {
     let mut url = base.clone();
     if let Some(q) = out.query.filter(|q| !q.is_empty()) {
-        let merged = match base.query() {
-            Some(existing) if !existing.is_empty() => format!("{existing}&{q}"),
-            _ => q.to_owned(),
-        };
-        url.set_query(Some(&merged));
+        url.set_query(Some(&merge_query(base.query(), q)));
     }
     let mut headers = out.headers;
     // reqwest turns credentials in the URL into `Authorization: Basic`, and a sender's
@@ -261,6 +293,14 @@ pub(super) async fn send(
         .await
         .map_err(|e| classify(e, out.timeout))?;
     let status = response.status();
+    // A 1xx as the final answer (101 to a request that asked for no upgrade) or a status
+    // outside RFC 9110's 100..=599 cannot be passed back as an answer: the upstream failed.
+    if !(200..=599).contains(&status.as_u16()) {
+        return Err(DeliveryError::Connect(format!(
+            "upstream answered with status {}, not a final answer",
+            status.as_u16()
+        )));
+    }
     let mut headers = answer_headers(response.headers());
     let body = match read_capped(response).await {
         Some(body) => body,
@@ -466,6 +506,7 @@ mod tests {
             ip: ip.parse().expect("ip"),
             trusted,
             client_ip_header,
+            scheme: "http",
         }
     }
 }

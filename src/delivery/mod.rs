@@ -11,9 +11,61 @@
 //! its `gzip`/`brotli`/`deflate`/`zstd` features, so it never decompresses an answer:
 //! the upstream's body and its `Content-Encoding` go back to the sender together, as the
 //! sender's `Accept-Encoding` (forwarded) asked for.
+//!
+//! # Async delivery (`delivery = "async"`): design
+//!
+//! **Invariant: an event answered 202 `accepted` is on disk and is delivered or
+//! dead-lettered, never silently dropped.**
+//!
+//! *Accept* (`outbox::dispatch_async`, called at the one point where a sync route
+//! would deliver). After every check up to the store's reservation, the event's
+//! record is written to the outbox table in the SAME redb write transaction as the
+//! reservation's dedup mark and entity watermark; that transaction is part of the
+//! embedded store's group commit (`Durability::Immediate`, fsync) and 202 is sent only
+//! after it returned. From then on a copy is 200 `duplicate` and an older event of the
+//! entity 200 `stale`. Above `max_pending` pending events, or when the store cannot
+//! write, the answer is 503 `unavailable` with `Retry-After` and nothing is marked.
+//!
+//! *Record format* (`outbox::Record`, table `outbox_v1`, key `(route, seq)`): JSON
+//! `{"v":1, event_id, entity, event_time, method, query, headers: [[name, base64]],
+//! body: base64, client, received_ms, attempts, last_status, last_error}`. `v` is the
+//! format version: a reader refuses any other (such a record is dead-lettered as it
+//! is, never misread). `seq` is assigned by the store's single writer in commit order,
+//! so "every seq above N" finds every record committed after one the reader saw.
+//! Cost: about 1.33 × body + 1.33 × forwarded headers + ~250 bytes, plus redb's page
+//! overhead (see README).
+//!
+//! *States*: `pending` (in `outbox_v1`; attempts 0..max) → delivered (row removed) |
+//! `dead` (moved to `dead_letters_v1` with its last status/error, after the last
+//! attempt or past `max_age`) → replayed (back to `outbox_v1` under a new seq, attempts
+//! reset) | dropped (row removed).
+//!
+//! *Delivery* (`worker`): one worker per async route, at most `concurrency` attempts
+//! at once; per entity only the oldest pending record is eligible (strict FIFO; a
+//! dead-lettered one leaves the outbox and so stops blocking); records without an
+//! entity go in parallel. Each failure is settled by `retry::next_step` (exponential
+//! backoff with full jitter, `Retry-After` as a floor) and its attempt count written
+//! back; every settlement is a transaction in the same group commit.
+//!
+//! *Recovery*: at start-up each worker scans its route's outbox from the first seq and
+//! retries everything at once (the backoff pause is not persisted, only the attempt
+//! count). Records of a route no longer configured stay in the file untouched.
+//!
+//! *What a crash can cause*: before the accept transaction commits, nothing (the
+//! sender got no 202 and retries). After it, the event is delivered later. Between an
+//! upstream 2xx and the removal of the record, the event is delivered once more after
+//! restart, with the same `X-Hookgate-Event-Id` for the upstream to dedup on (at least
+//! once, never zero times). An attempt count noted after a failure may be lost, so
+//! an event may get an extra attempt.
+//!
+//! *Memory store*: same behaviour, all lost on restart (`check` and the start-up log
+//! warn).
 
 mod file;
 mod forward;
+pub mod outbox;
+pub mod retry;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,14 +114,27 @@ impl Target {
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            // Credentials in the URL are never printed (start-up table, `check`, logs).
-            Target::Http(u) if u.password().is_some() || !u.username().is_empty() => {
+            // Credentials in the URL are never printed (start-up table, `check`, logs),
+            // nor query values: a query is where many upstreams take their secret
+            // (`?code=`, `?token=`). Parameter names stay.
+            Target::Http(u) => {
                 let mut shown = u.clone();
-                let _ = shown.set_username("***");
-                let _ = shown.set_password(None);
+                if u.password().is_some() || !u.username().is_empty() {
+                    let _ = shown.set_username("***");
+                    let _ = shown.set_password(None);
+                }
+                if let Some(query) = u.query().filter(|q| !q.is_empty()) {
+                    let masked: Vec<String> = query
+                        .split('&')
+                        .map(|pair| match pair.split_once('=') {
+                            Some((name, _)) => format!("{name}=***"),
+                            None => pair.to_owned(),
+                        })
+                        .collect();
+                    shown.set_query(Some(&masked.join("&")));
+                }
                 write!(f, "{shown}")
             }
-            Target::Http(u) => write!(f, "{u}"),
             Target::File(p) => write!(f, "file://{}", p.display()),
         }
     }

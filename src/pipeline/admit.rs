@@ -68,6 +68,15 @@ pub fn admit<'r>(
     if let Some(limit) = &route.rate_limit {
         limit.check(client)?;
     }
+    // The connection's facts (TLS, client certificate), inserted by the server; a
+    // request driven through the router without one is plain HTTP without a certificate.
+    let conn = parts.extensions.get::<crate::server::ConnectionInfo>();
+    // TLS client certificate, then header credentials: no body read.
+    if let Some(subjects) = &route.client_subjects
+        && !conn.is_some_and(|c| c.client_matches(subjects))
+    {
+        return Err(super::auth::AuthError::ClientCertificate.into());
+    }
     route.auth.check(&parts.headers)?;
     body::check_identity_encoding(&parts.headers).map_err(GatewayError::UnsupportedEncoding)?;
     Ok(Admitted {

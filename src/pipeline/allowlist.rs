@@ -75,7 +75,7 @@ impl Allowlist {
 
 /// Most forwarding hops we walk; a longer chain of trusted hops makes the client unknown
 /// (bounded work on input, and no guessing past what we did not read).
-const MAX_HOPS: usize = 32;
+pub const MAX_HOPS: usize = 32;
 
 pub use crate::config::spec::ClientIpHeader;
 

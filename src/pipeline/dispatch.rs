@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use tokio_util::task::TaskTracker;
 
 use super::admit::Admitted;
 use super::events::Event;
+use super::extract::Extracted;
 use super::{Gateway, Route};
 use crate::delivery::{
     Delivered, DeliveryError, Outbound, Peer, Target, append_via, forward_headers,
@@ -38,23 +39,9 @@ pub async fn sync(
     event_id: Option<String>,
     reservation: Option<Reservation>,
 ) -> Result<Response, GatewayError> {
-    let server = &gw.settings.server;
     let parts = admitted.parts;
     let route = &admitted.route;
-    let peer_ip = admitted.peer.ip().to_canonical();
-    let peer_trusted = server.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
-    let mut headers = forward_headers(
-        &parts.headers,
-        &route.consumed_headers,
-        Peer {
-            ip: peer_ip,
-            trusted: peer_trusted,
-            client_ip_header: server.client_ip_header,
-        },
-        &route.name,
-        event_id.as_deref(),
-    );
-    append_via(&mut headers, &parts.headers, parts.version);
+    let headers = outbound_headers(gw, admitted, event_id.as_deref());
     let delivery = {
         let (gw, route) = (Arc::clone(gw), Arc::clone(route));
         let method = parts.method.clone();
@@ -92,6 +79,57 @@ pub async fn sync(
         HeaderValue::from_static(Verdict::Forwarded.as_str()),
     );
     Ok(response)
+}
+
+/// Async delivery: the event is written to the outbox with its reservation's marks in
+/// one store transaction and answered 202 `accepted`; the route's worker delivers it.
+/// Returns the answer and the event id the record is stored under.
+pub async fn accept(
+    gw: &Gateway,
+    admitted: &Admitted<'_>,
+    event: &Event,
+    keys: &Extracted,
+    reservation: Option<Reservation>,
+) -> Result<(Response, String), GatewayError> {
+    let headers = outbound_headers(gw, admitted, keys.event_id.as_deref());
+    crate::delivery::outbox::dispatch_async(
+        &gw.store,
+        &admitted.route,
+        admitted.parts,
+        headers,
+        &event.bytes,
+        keys,
+        &admitted.client.to_string(),
+        reservation,
+    )
+    .await
+}
+
+/// The headers the upstream receives, sync or async: the sender's, minus consumed
+/// credentials, plus forwarding and `Via`.
+fn outbound_headers(gw: &Gateway, admitted: &Admitted<'_>, event_id: Option<&str>) -> HeaderMap {
+    let server = &gw.settings.server;
+    let parts = admitted.parts;
+    let route = &admitted.route;
+    let peer_ip = admitted.peer.ip().to_canonical();
+    let peer_trusted = server.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
+    // The connection's facts (TLS), inserted by the server; a request driven through
+    // the router without one is plain HTTP.
+    let conn = parts.extensions.get::<crate::server::ConnectionInfo>();
+    let mut headers = forward_headers(
+        &parts.headers,
+        &route.consumed_headers,
+        Peer {
+            ip: peer_ip,
+            trusted: peer_trusted,
+            client_ip_header: server.client_ip_header,
+            scheme: conn.map_or("http", crate::server::ConnectionInfo::scheme),
+        },
+        &route.name,
+        event_id,
+    );
+    append_via(&mut headers, &parts.headers, parts.version);
+    headers
 }
 
 /// Delivers `outbound` and settles the reservation: committed on a 2xx, released

@@ -205,10 +205,19 @@ fn dedup_value(
         DedupKey::Header(name) => {
             // The location is only spelled out when something is wrong.
             let location = || format!("header:{name}");
-            let v = headers.get(name).ok_or_else(|| ExtractError::Missing {
+            let mut values = headers.get_all(name).iter();
+            let v = values.next().ok_or_else(|| ExtractError::Missing {
                 key: "dedup_key",
                 location: location(),
             })?;
+            // Two values: the upstream may read the other one as the event's id.
+            if values.next().is_some() {
+                return Err(ExtractError::Invalid {
+                    key: "dedup_key",
+                    location: location(),
+                    reason: "given more than once".into(),
+                });
+            }
             let s = v.to_str().map_err(|_| ExtractError::Invalid {
                 key: "dedup_key",
                 location: location(),

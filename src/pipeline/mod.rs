@@ -201,6 +201,14 @@ async fn phases(
             let answer = ack.answer(trace.route.clone(), trace.event_id.clone());
             Ok((answer.verdict, answer.into_response()))
         }
+        Decision::Deliver(reservation)
+            if admitted.route.delivery == crate::config::spec::DeliveryMode::Async =>
+        {
+            let (response, id) =
+                dispatch::accept(gw, &admitted, &event, &keys, reservation).await?;
+            trace.event_id = Some(id);
+            Ok((Verdict::Accepted, response))
+        }
         Decision::Deliver(reservation) => {
             let event_id = trace.event_id.clone();
             let response =

@@ -6,25 +6,31 @@
 //! the **raw bytes as received**, so nothing here looks at JSON (DESIGN.md §1). Only a
 //! request that passes reaches the dedup store, so unsigned traffic never touches it.
 //!
-//! One [`Verifier`] per route, built by the config compiler from the route's `auth` table
-//! (DESIGN.md §3): a generic `hmac` scheme, Standard Webhooks (and Svix, which is the same
-//! scheme under `svix-*` header names), GitHub, Stripe and Slack. The facts each scheme
-//! follows, and the official test vectors in the tests below, are in
-//! `shared/providers/FACTS.md` §6.1–6.5.
+//! **One engine over scheme data.** Every sender's scheme is a
+//! [`SchemeSpec`] in the bundled presets (header
+//! names, signed-content template, MAC, encoding, header layout, timestamp and tolerance);
+//! [`CompiledScheme`] turns one into header names and template parts once, and
+//! [`CompiledScheme::verify`] checks a request against it. Standard Webhooks (and Svix),
+//! GitHub, Stripe, Slack, Shopify, Twilio, GitLab, Zoom, Twitch, Square, PagerDuty and
+//! Grafana are all rows of data; the generic `hmac` type is a scheme built from the route's
+//! own keys. The typed [`GithubScheme`], [`StripeScheme`], ... remain as constructors for
+//! library users and run on the same engine with the bundled spec. The facts and the
+//! official test vectors are in `shared/providers/FACTS.md` §6.
 //!
 //! Invariants:
-//! - Every comparison of a MAC is constant-time (`subtle`), and every secret list allows
-//!   rotation: any one secret (or public key) may match.
+//! - Every comparison of a MAC or token is constant-time (`subtle`), and every secret list
+//!   allows rotation: any one secret (or public key) may match, and every secret is tried.
 //! - A signed timestamp outside the tolerance is rejected in **both** directions, even when
 //!   the signature is right (replay protection; DESIGN.md §3).
 //! - The body is never copied: the MAC (and the ed25519 hash) is fed the signed content in
-//!   pieces.
+//!   pieces. (Twilio's form parameters are decoded and sorted: that is what it signs.)
 //! - Header data cannot make this code panic or do unbounded work: signature and timestamp
 //!   headers are capped at [`MAX_HEADER_BYTES`], at most [`MAX_SIGNATURE_ENTRIES`] entries
 //!   of a signature list are examined, and decoding goes into fixed-size stack buffers.
 //! - Errors name the header and a fixed reason, never secret material nor the presented
 //!   value (which is attacker-controlled and would otherwise end up in logs).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -34,8 +40,11 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use hmac::digest::block_api::EagerHash;
 use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, HeaderName};
+use sha2::Digest as _;
 use subtle::{Choice, ConstantTimeEq};
 
+use crate::providers::scheme::{Handshake, KeyForm, SchemeSpec, SigFormat, TimestampFormat};
+pub use crate::providers::scheme::{HmacAlgorithm, SigEncoding};
 use crate::secret::Secret;
 
 /// Longest signature, timestamp or id header value accepted, in bytes.
@@ -46,9 +55,9 @@ pub const MAX_HEADER_BYTES: usize = 4096;
 
 /// How many entries of one signature header are examined; the rest are ignored.
 ///
-/// Applies to the space-separated Standard Webhooks list and to Stripe's comma-separated
-/// items (where `t=` counts as an item; Stripe sends it first). It bounds the work per
-/// request: each ed25519 entry costs a hash of the body per public key.
+/// Applies to the space-separated Standard Webhooks list, PagerDuty's comma list and to
+/// Stripe's comma-separated items (where `t=` counts as an item; Stripe sends it first).
+/// It bounds the work per request: each ed25519 entry costs a hash of the body per key.
 pub const MAX_SIGNATURE_ENTRIES: usize = 16;
 
 /// How many `v1a` (ed25519) signatures of one request are tried; a sender rotating keys
@@ -63,28 +72,6 @@ const MAX_TAG_BYTES: usize = 64;
 /// characters), plus slack because `base64`'s `decode_slice` may ask for room for its
 /// decoded-length estimate.
 const BASE64_SCRATCH_BYTES: usize = 96;
-
-// Built at compile time (`from_static` is `const`), not on every request.
-const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
-const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
-const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
-const SVIX_ID: HeaderName = HeaderName::from_static("svix-id");
-const SVIX_TIMESTAMP: HeaderName = HeaderName::from_static("svix-timestamp");
-const SVIX_SIGNATURE: HeaderName = HeaderName::from_static("svix-signature");
-const GITHUB_SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
-const GITHUB_LEGACY_SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature");
-const STRIPE_SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
-const SLACK_SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
-const SLACK_TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
-
-/// Standard Webhooks' header families, `[id, timestamp, signature]`: the spec's own
-/// names first (the default), then Svix's.
-static STANDARD_WEBHOOKS_FAMILIES: [[HeaderName; 3]; 2] = [
-    [WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE],
-    [SVIX_ID, SVIX_TIMESTAMP, SVIX_SIGNATURE],
-];
-
-pub use crate::config::spec::{HmacAlgorithm, SigEncoding};
 
 /// The generic `hmac` scheme: one header holding `prefix` followed by the encoded
 /// HMAC of the raw body.
@@ -102,11 +89,8 @@ pub struct HmacScheme {
     pub secrets: Vec<Secret>,
 }
 
-/// Standard Webhooks (spec v1.0.0), which is also Svix's scheme.
-///
-/// Signed content is `id.timestamp.body`; the signature header is a space-separated list
-/// of `v1,<base64 HMAC-SHA256>` and `v1a,<base64 ed25519>` entries. The `webhook-*`
-/// headers are used when any of them is present, otherwise the `svix-*` ones.
+/// Standard Webhooks (spec v1.0.0), which is also Svix's scheme: the bundled
+/// `standard-webhooks` preset's scheme with these keys.
 #[derive(Debug, Clone)]
 pub struct StandardWebhooksScheme {
     /// HMAC keys, already decoded from `whsec_<base64>` (see [`decode_whsec`]).
@@ -148,6 +132,22 @@ pub struct SlackScheme {
     pub tolerance: Duration,
 }
 
+/// A route's keys for a compiled scheme: what `auth = { type = "<preset>", ... }` builds.
+#[derive(Debug, Clone)]
+pub struct SchemeVerifier {
+    /// The scheme, with the route's header overrides applied.
+    pub scheme: CompiledScheme,
+    /// Keys (already in the scheme's key form, e.g. `whsec_` decoded); any may match.
+    pub secrets: Vec<Secret>,
+    /// ed25519 public keys, for schemes whose list has an ed25519 version.
+    pub public_keys: Vec<VerifyingKey>,
+    /// Largest accepted distance between the signed timestamp and now, either way.
+    pub tolerance: Duration,
+    /// The URL the sender was configured with (scheme, host, path; no query), for
+    /// schemes that sign it.
+    pub public_url: Option<String>,
+}
+
 /// The signature check of one route. `Debug` prints no secret (see [`Secret`]).
 #[derive(Debug, Clone)]
 pub enum Verifier {
@@ -161,6 +161,21 @@ pub enum Verifier {
     Stripe(StripeScheme),
     /// Slack's `X-Slack-Signature`.
     Slack(SlackScheme),
+    /// Any scheme described as data (what the config compiler builds).
+    Scheme(Box<SchemeVerifier>),
+}
+
+/// What a scheme may look at in a request.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedRequest<'a> {
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The raw query string, as received (without `?`).
+    pub query: Option<&'a str>,
+    /// The raw body, as received.
+    pub body: &'a [u8],
+    /// The wall clock (injected so tests can fix it).
+    pub now: SystemTime,
 }
 
 /// Why a request's signature was rejected. Every variant is a 401 `unauthorized`
@@ -195,6 +210,13 @@ pub enum SignatureError {
     /// compiler should prevent this; verification fails closed all the same.
     #[error("no secret or public key configured")]
     NoKeysConfigured,
+    /// The bundled scheme this verifier needs is missing or invalid (a build defect,
+    /// caught by the presets' unit tests); verification fails closed.
+    #[error("signature scheme unavailable")]
+    SchemeUnavailable,
+    /// The body does not hash to the value the signed URL carries (Twilio `bodySHA256`).
+    #[error("body does not match the signed body hash")]
+    BodyHashMismatch,
     /// Well-formed signatures were presented but none matched any secret or key.
     #[error("no signature matched")]
     NoMatch,
@@ -211,6 +233,8 @@ impl SignatureError {
             SignatureError::TimestampTooNew => "timestamp_too_new",
             SignatureError::NoSupportedSignature => "no_supported_signature",
             SignatureError::NoKeysConfigured => "no_keys_configured",
+            SignatureError::SchemeUnavailable => "scheme_unavailable",
+            SignatureError::BodyHashMismatch => "body_hash_mismatch",
             SignatureError::NoMatch => "no_match",
         }
     }
@@ -285,43 +309,866 @@ pub fn decode_whpk(value: &[u8]) -> Result<VerifyingKey, KeyError> {
     Ok(key)
 }
 
+// === the compiled scheme ===
+
+/// One header family, as header names.
+#[derive(Debug, Clone)]
+struct Family {
+    signature: HeaderName,
+    timestamp: Option<HeaderName>,
+    id: Option<HeaderName>,
+}
+
+/// One piece of the signed content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Id,
+    Timestamp,
+    Body,
+    Url,
+    Form,
+    Literal(Vec<u8>),
+}
+
+/// The signature header's layout, as bytes.
+#[derive(Debug, Clone)]
+enum Format {
+    Single {
+        prefix: Vec<u8>,
+    },
+    List {
+        separator: u8,
+        version_separator: u8,
+        mac: Vec<u8>,
+        ed25519: Option<Vec<u8>>,
+    },
+    Pairs {
+        timestamp_key: Vec<u8>,
+        mac: Vec<u8>,
+    },
+    Token,
+}
+
+/// A [`SchemeSpec`] compiled for verification: header names parsed, template split into
+/// parts, header overrides applied. Built once per route (or once per bundled scheme).
+#[derive(Debug, Clone)]
+pub struct CompiledScheme {
+    name: String,
+    families: Vec<Family>,
+    parts: Vec<Part>,
+    algorithm: HmacAlgorithm,
+    encoding: SigEncoding,
+    key: KeyForm,
+    public_keys: bool,
+    format: Format,
+    timestamp: Option<TimestampFormat>,
+    default_tolerance: Option<String>,
+    id_forbids: Option<u8>,
+    body_sha256_param: Option<String>,
+    url_port_variants: bool,
+    strip: Vec<HeaderName>,
+    handshake: Option<Handshake>,
+}
+
+/// Route-level changes to a scheme's header names (a sender that lets its users name them,
+/// like Grafana).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderOverrides<'a> {
+    /// Replaces the signature header of the first family.
+    pub signature: Option<&'a str>,
+    /// Names the timestamp header of the first family.
+    pub timestamp: Option<&'a str>,
+}
+
+fn header_name(what: &str, name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{what}: {name:?} is not a header name"))
+}
+
+fn one_byte(what: &str, c: char) -> Result<u8, String> {
+    u8::try_from(c)
+        .ok()
+        .filter(u8::is_ascii)
+        .ok_or_else(|| format!("{what}: {c:?} is not one ASCII character"))
+}
+
+fn parse_template(template: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while !rest.is_empty() {
+        let Some(open) = rest.find('{') else {
+            parts.push(Part::Literal(rest.as_bytes().to_vec()));
+            break;
+        };
+        if open > 0 {
+            parts.push(Part::Literal(rest.as_bytes()[..open].to_vec()));
+        }
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| format!("signed: unclosed '{{' in {template:?}"))?;
+        parts.push(match &after[..close] {
+            "id" => Part::Id,
+            "timestamp" => Part::Timestamp,
+            "body" => Part::Body,
+            "url" => Part::Url,
+            "form" => Part::Form,
+            other => return Err(format!("signed: unknown field {{{other}}}")),
+        });
+        rest = &after[close + 1..];
+    }
+    Ok(parts)
+}
+
+impl CompiledScheme {
+    /// Compiles `spec` (the scheme of preset `name`), applying `overrides`.
+    pub fn compile(
+        name: &str,
+        spec: &SchemeSpec,
+        overrides: HeaderOverrides<'_>,
+    ) -> Result<Self, String> {
+        let mut families = spec
+            .headers
+            .iter()
+            .map(|f| {
+                Ok(Family {
+                    signature: header_name("headers.signature", &f.signature)?,
+                    timestamp: f
+                        .timestamp
+                        .as_deref()
+                        .map(|t| header_name("headers.timestamp", t))
+                        .transpose()?,
+                    id: f
+                        .id
+                        .as_deref()
+                        .map(|t| header_name("headers.id", t))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let first = families
+            .first_mut()
+            .ok_or_else(|| "headers: lists no header family".to_owned())?;
+        if let Some(sig) = overrides.signature {
+            first.signature = header_name("header", sig)?;
+        }
+        if let Some(ts) = overrides.timestamp {
+            if spec.timestamp.is_none() {
+                return Err(format!("timestamp_header: {name} signs no timestamp"));
+            }
+            first.timestamp = Some(header_name("timestamp_header", ts)?);
+        }
+        let format = match &spec.format {
+            SigFormat::Single { prefix } => Format::Single {
+                prefix: prefix.as_bytes().to_vec(),
+            },
+            SigFormat::List {
+                separator,
+                version_separator,
+                mac,
+                ed25519,
+            } => Format::List {
+                separator: one_byte("format.separator", *separator)?,
+                version_separator: one_byte("format.version_separator", *version_separator)?,
+                mac: mac.as_bytes().to_vec(),
+                ed25519: ed25519.as_ref().map(|v| v.as_bytes().to_vec()),
+            },
+            SigFormat::Pairs { timestamp_key, mac } => Format::Pairs {
+                timestamp_key: timestamp_key.as_bytes().to_vec(),
+                mac: mac.as_bytes().to_vec(),
+            },
+            SigFormat::Token => Format::Token,
+        };
+        let mut parts = parse_template(&spec.signed)?;
+        let timestamp_in_pairs = matches!(format, Format::Pairs { .. });
+        let mut timestamp = spec.timestamp.as_ref().map(|t| t.format);
+        if let Some(ts) = &spec.timestamp {
+            let has_header = families.iter().all(|f| f.timestamp.is_some());
+            if !has_header && !timestamp_in_pairs {
+                if !ts.optional {
+                    return Err("timestamp: no timestamp header in headers".into());
+                }
+                // Optional and not configured: neither the timestamp nor the literal
+                // that joins it to the next field is signed.
+                if let Some(at) = parts.iter().position(|p| *p == Part::Timestamp) {
+                    parts.remove(at);
+                    if matches!(parts.get(at), Some(Part::Literal(_))) {
+                        parts.remove(at);
+                    }
+                }
+                timestamp = None;
+            }
+        }
+        if parts.contains(&Part::Timestamp) != timestamp.is_some() {
+            return Err("signed: {timestamp} must appear exactly when a timestamp is set".into());
+        }
+        let has_id = families.iter().all(|f| f.id.is_some());
+        if parts.contains(&Part::Id) != has_id {
+            return Err("signed: {id} must appear exactly when every family names an id".into());
+        }
+        let is_token = matches!(format, Format::Token);
+        let algorithm = match (spec.algorithm, is_token) {
+            (Some(a), false) => a,
+            (None, true) => HmacAlgorithm::Sha256,
+            (Some(_), true) => return Err("algorithm: a token scheme has no MAC".into()),
+            (None, false) => return Err("algorithm: missing".into()),
+        };
+        let encoding = match (spec.encoding, is_token) {
+            (Some(e), _) => e,
+            (None, true) => SigEncoding::Hex,
+            (None, false) => return Err("encoding: missing".into()),
+        };
+        let strip = spec
+            .strip
+            .iter()
+            .map(|s| header_name("strip", s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(tolerance) = &spec.timestamp {
+            humantime::parse_duration(&tolerance.tolerance)
+                .map_err(|e| format!("timestamp.tolerance: {e}"))?;
+        }
+        Ok(CompiledScheme {
+            name: name.to_owned(),
+            families,
+            parts,
+            algorithm,
+            encoding,
+            key: spec.key,
+            public_keys: spec.public_keys,
+            format,
+            timestamp,
+            default_tolerance: spec.timestamp.as_ref().map(|t| t.tolerance.clone()),
+            id_forbids: spec
+                .id_forbids
+                .map(|c| one_byte("id_forbids", c))
+                .transpose()?,
+            body_sha256_param: spec.body_sha256_param.clone(),
+            url_port_variants: spec.url_port_variants,
+            strip,
+            handshake: spec.handshake,
+        })
+    }
+
+    /// The scheme of the generic `hmac` auth type: `prefix` + encoded MAC of the body.
+    pub fn hmac(
+        header: HeaderName,
+        algorithm: HmacAlgorithm,
+        encoding: SigEncoding,
+        prefix: &str,
+    ) -> Self {
+        CompiledScheme {
+            name: "hmac".to_owned(),
+            families: vec![Family {
+                signature: header,
+                timestamp: None,
+                id: None,
+            }],
+            parts: vec![Part::Body],
+            algorithm,
+            encoding,
+            key: KeyForm::Raw,
+            public_keys: false,
+            format: Format::Single {
+                prefix: prefix.as_bytes().to_vec(),
+            },
+            timestamp: None,
+            default_tolerance: None,
+            id_forbids: None,
+            body_sha256_param: None,
+            url_port_variants: false,
+            strip: Vec::new(),
+            handshake: None,
+        }
+    }
+
+    /// The bundled preset `name`'s scheme, compiled once and kept.
+    pub fn bundled(name: &str) -> Option<&'static CompiledScheme> {
+        static BUNDLED: std::sync::LazyLock<BTreeMap<String, CompiledScheme>> =
+            std::sync::LazyLock::new(|| {
+                crate::providers::presets()
+                    .map(|all| {
+                        all.iter()
+                            .filter_map(|(name, p)| {
+                                let spec = p.scheme.as_ref()?;
+                                CompiledScheme::compile(name, spec, HeaderOverrides::default())
+                                    .ok()
+                                    .map(|c| (name.clone(), c))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            });
+        BUNDLED.get(name)
+    }
+
+    /// The preset name (or `hmac`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the signed content includes the request URL (the route needs `public_url`).
+    pub fn signs_url(&self) -> bool {
+        self.parts.contains(&Part::Url)
+    }
+
+    /// Whether the header holds the secret itself rather than a MAC.
+    pub fn is_token(&self) -> bool {
+        matches!(self.format, Format::Token)
+    }
+
+    /// Whether the scheme takes ed25519 public keys.
+    pub fn takes_public_keys(&self) -> bool {
+        self.public_keys
+    }
+
+    /// Whether a timestamp is signed (so a tolerance applies).
+    pub fn has_timestamp(&self) -> bool {
+        self.timestamp.is_some()
+    }
+
+    /// The scheme's default tolerance (e.g. `"5m"`), when it signs a timestamp.
+    pub fn default_tolerance(&self) -> Option<&str> {
+        self.default_tolerance.as_deref()
+    }
+
+    /// The endpoint handshake this sender performs, if any. Answering it is a separate
+    /// dispatch (issue 17, part 2); the engine only verifies signed events.
+    pub fn handshake(&self) -> Option<Handshake> {
+        self.handshake
+    }
+
+    /// The query parameter that carries the body's SHA-256 when the body is not form
+    /// parameters (Twilio's `bodySHA256`), if the scheme has one.
+    pub fn body_sha256_param(&self) -> Option<&str> {
+        self.body_sha256_param.as_deref()
+    }
+
+    /// The header carrying the signature (or the token), of the first family.
+    pub fn signature_header(&self) -> Option<&HeaderName> {
+        self.families.first().map(|f| &f.signature)
+    }
+
+    /// Turns a configured secret into a MAC key, per the scheme's key form.
+    pub fn decode_secret(&self, secret: &[u8]) -> Result<Secret, KeyError> {
+        match self.key {
+            KeyForm::Raw => Ok(Secret::new(secret.to_vec())),
+            KeyForm::Whsec => decode_whsec(secret),
+        }
+    }
+
+    /// The headers this scheme consumes: every family's signature and timestamp, and the
+    /// extra `strip` headers. Ids are kept: they are not credentials, and they are the
+    /// sender's idempotency key, useful to the upstream.
+    pub fn consumed_headers(&self) -> Vec<HeaderName> {
+        let mut names = Vec::new();
+        for family in &self.families {
+            names.push(family.signature.clone());
+            names.extend(family.timestamp.clone());
+        }
+        names.extend(self.strip.iter().cloned());
+        names
+    }
+
+    /// Whether a signature header of any family is present; on `Err`, the expected one.
+    pub fn signature_present(&self, headers: &HeaderMap) -> Result<(), HeaderName> {
+        if self
+            .families
+            .iter()
+            .any(|f| headers.contains_key(&f.signature))
+        {
+            return Ok(());
+        }
+        self.families
+            .first()
+            .map_or(Ok(()), |f| Err(f.signature.clone()))
+    }
+
+    /// Verifies `req` against this scheme with these keys.
+    ///
+    /// `now` is injected (the wall clock in production, fixed in tests) because the
+    /// timestamp tolerance is about wall-clock time. Timestamps are whole seconds; `now`
+    /// is truncated to whole seconds before the tolerance is applied, as the official
+    /// libraries do.
+    pub fn verify(
+        &self,
+        secrets: &[Secret],
+        public_keys: &[VerifyingKey],
+        tolerance: Duration,
+        public_url: Option<&str>,
+        req: &SignedRequest<'_>,
+    ) -> Result<(), SignatureError> {
+        if secrets.is_empty() && public_keys.is_empty() {
+            return Err(SignatureError::NoKeysConfigured);
+        }
+        let headers = req.headers;
+        // One family or the other, never a mix: a request carrying any header of a
+        // family is a request of that family and must carry all of them.
+        let family = self
+            .families
+            .iter()
+            .find(|f| {
+                headers.contains_key(&f.signature)
+                    || f.timestamp
+                        .as_ref()
+                        .is_some_and(|t| headers.contains_key(t))
+                    || f.id.as_ref().is_some_and(|i| headers.contains_key(i))
+            })
+            .or_else(|| self.families.first())
+            .ok_or(SignatureError::SchemeUnavailable)?;
+
+        let id = match &family.id {
+            Some(name) => {
+                let id = required_header(headers, name)?;
+                // The id is joined to the other fields by this byte, so it inside the id
+                // would make the signed content ambiguous (Standard Webhooks forbids it).
+                if let Some(b) = self.id_forbids
+                    && id.contains(&b)
+                {
+                    return Err(malformed(name, "id contains '.'"));
+                }
+                Some(id)
+            }
+            None => None,
+        };
+        let mut ts_raw = None;
+        if let (Some(name), Some(format)) = (&family.timestamp, self.timestamp) {
+            let raw = required_header(headers, name)?;
+            check_freshness(parse_timestamp(name, format, raw)?, req.now, tolerance)?;
+            ts_raw = Some(raw);
+        }
+        let name = &family.signature;
+        let value = required_header(headers, name)?;
+
+        let mut macs = TagList::new();
+        let mut ed25519 = TagList::new();
+        match &self.format {
+            Format::Token => {
+                return if any_secret(secrets, |s| s.matches(value)) {
+                    Ok(())
+                } else {
+                    Err(SignatureError::NoMatch)
+                };
+            }
+            Format::Single { prefix } => {
+                let encoded = value
+                    .strip_prefix(prefix.as_slice())
+                    .ok_or_else(|| malformed(name, "missing signature prefix"))?;
+                let tag = Tag::decode(self.encoding, encoded, self.algorithm.output_len())
+                    .ok_or_else(|| malformed(name, not_encoded(self.encoding)))?;
+                macs.push(tag);
+            }
+            Format::List {
+                separator,
+                version_separator,
+                mac,
+                ed25519: ed_version,
+            } => {
+                let mut malformed_seen = false;
+                let mut entries = 0;
+                for entry in value
+                    .split(|b| b == separator)
+                    .filter(|entry| !entry.is_empty())
+                    .take(MAX_SIGNATURE_ENTRIES)
+                {
+                    entries += 1;
+                    let Some((version, encoded)) = split_once(entry, *version_separator) else {
+                        malformed_seen = true;
+                        continue;
+                    };
+                    let (list, len) = if version == mac.as_slice() {
+                        (&mut macs, self.algorithm.output_len())
+                    } else if ed_version.as_deref() == Some(version) {
+                        (&mut ed25519, ed25519_dalek::SIGNATURE_LENGTH)
+                    } else {
+                        // Unknown versions are skipped, as Standard Webhooks requires.
+                        continue;
+                    };
+                    match Tag::decode(self.encoding, encoded, len) {
+                        Some(tag) => list.push(tag),
+                        None => malformed_seen = true,
+                    }
+                }
+                if entries == 0 {
+                    return Err(malformed(name, "no signature entries"));
+                }
+                if macs.is_empty() && ed25519.is_empty() {
+                    return Err(if malformed_seen {
+                        malformed(name, "no well-formed signature entry")
+                    } else {
+                        SignatureError::NoSupportedSignature
+                    });
+                }
+            }
+            Format::Pairs { timestamp_key, mac } => {
+                let mut timestamp: Option<&[u8]> = None;
+                let mut malformed_seen = false;
+                for item in value.split(|b| *b == b',').take(MAX_SIGNATURE_ENTRIES) {
+                    let Some((key, encoded)) = split_once(item, b'=') else {
+                        return Err(malformed(name, "item is not key=value"));
+                    };
+                    if key == timestamp_key.as_slice() {
+                        if timestamp.is_some() {
+                            // Stripe's SDK would keep the last one; two timestamps are
+                            // ambiguous, so refuse.
+                            return Err(malformed(name, "more than one timestamp item"));
+                        }
+                        timestamp = Some(encoded);
+                    } else if key == mac.as_slice() {
+                        match Tag::decode(self.encoding, encoded, self.algorithm.output_len()) {
+                            Some(tag) => macs.push(tag),
+                            None => malformed_seen = true,
+                        }
+                    }
+                    // Other keys (Stripe's legacy test-mode v0) are skipped.
+                }
+                let raw = timestamp.ok_or_else(|| malformed(name, "no timestamp item"))?;
+                let format = self.timestamp.unwrap_or_default();
+                check_freshness(parse_timestamp(name, format, raw)?, req.now, tolerance)?;
+                ts_raw = Some(raw);
+                if macs.is_empty() {
+                    return Err(if malformed_seen {
+                        malformed(name, "no well-formed signature item")
+                    } else {
+                        SignatureError::NoSupportedSignature
+                    });
+                }
+            }
+        }
+
+        // Content only some schemes sign: the public URL (plus the query as received)
+        // and the sorted form parameters.
+        let urls = if self.signs_url() {
+            let base = public_url.ok_or(SignatureError::SchemeUnavailable)?;
+            url_variants(base, self.url_port_variants)
+                .into_iter()
+                .map(|u| {
+                    Some(match req.query {
+                        Some(q) => format!("{u}?{q}"),
+                        None => u,
+                    })
+                })
+                .collect()
+        } else {
+            vec![None]
+        };
+        let mut form = Vec::new();
+        if self.parts.contains(&Part::Form) {
+            match self.body_hash_param(req.query) {
+                Some(expected) => {
+                    let digest = sha2::Sha256::digest(req.body);
+                    let mut decoded = [0u8; 32];
+                    let ok = expected.len() == 64
+                        && base16ct::mixed::decode(expected.as_bytes(), &mut decoded).is_ok();
+                    if !(ok && bool::from(digest.as_slice().ct_eq(&decoded))) {
+                        return Err(SignatureError::BodyHashMismatch);
+                    }
+                }
+                None => form = sorted_form(req.body),
+            }
+        }
+        // Every URL variant is tried, whichever matches, like every secret.
+        let mut mac_ok = false;
+        for url in &urls {
+            let pieces = self.pieces(id, ts_raw, req.body, url.as_deref(), &form);
+            if !macs.is_empty() {
+                mac_ok |=
+                    any_secret_matches(secrets, self.algorithm, &pieces, macs.as_slice()).is_ok();
+            }
+        }
+        if mac_ok {
+            return Ok(());
+        }
+        let first_url = urls.first().cloned().flatten();
+        let pieces = self.pieces(id, ts_raw, req.body, first_url.as_deref(), &form);
+        // ed25519 hashes `R || A || message`, so each (signature, key) pair costs one pass
+        // over the body plus a curve check (~30 µs): only the first MAX_V1A_ENTRIES
+        // signatures are tried, so an unauthenticated sender cannot buy more than
+        // MAX_V1A_ENTRIES × keys of that work per request. `multipart_verify` takes the
+        // message in pieces, so even here the body is not copied into a joined buffer.
+        for tag in ed25519.as_slice().iter().take(MAX_V1A_ENTRIES) {
+            let Ok(bytes) = <[u8; ed25519_dalek::SIGNATURE_LENGTH]>::try_from(tag.as_slice())
+            else {
+                continue;
+            };
+            let signature = Signature::from_bytes(&bytes);
+            let verified = public_keys.iter().any(|key| {
+                // Non-strict verification accepts anything under a weak key; decode_whpk
+                // refuses them, but keys may be built elsewhere, so check here too.
+                !key.is_weak() && key.multipart_verify(&pieces, &signature).is_ok()
+            });
+            if verified {
+                return Ok(());
+            }
+        }
+        Err(SignatureError::NoMatch)
+    }
+
+    fn body_hash_param<'q>(&self, query: Option<&'q str>) -> Option<std::borrow::Cow<'q, str>> {
+        let param = self.body_sha256_param.as_deref()?;
+        form_urlencoded::parse(query?.as_bytes())
+            .find(|(k, _)| k == param)
+            .map(|(_, v)| v)
+    }
+
+    /// The signed content, in pieces borrowed from the request.
+    fn pieces<'a>(
+        &'a self,
+        id: Option<&'a [u8]>,
+        ts: Option<&'a [u8]>,
+        body: &'a [u8],
+        url: Option<&'a str>,
+        form: &'a [u8],
+    ) -> Vec<&'a [u8]> {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Id => id.unwrap_or_default(),
+                Part::Timestamp => ts.unwrap_or_default(),
+                Part::Body => body,
+                Part::Url => url.map(str::as_bytes).unwrap_or_default(),
+                Part::Form => form,
+                Part::Literal(bytes) => bytes.as_slice(),
+            })
+            .collect()
+    }
+
+    /// The headers a sender using this scheme would send with `body` (for `hookgate sign`
+    /// and tests). `secret` is the configured secret as written; `id` is used by schemes
+    /// that sign a message id; `url` is the full URL the sender posts to (with its query)
+    /// for schemes that sign it. Returns `(name, value)` pairs in a stable order.
+    pub fn sign(
+        &self,
+        secret: &[u8],
+        id: &str,
+        timestamp: u64,
+        url: Option<&str>,
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, String> {
+        let family = self
+            .families
+            .first()
+            .ok_or_else(|| "scheme names no header".to_owned())?;
+        let mut out = Vec::new();
+        if let Format::Token = self.format {
+            let token = std::str::from_utf8(secret).map_err(|_| "secret is not UTF-8")?;
+            out.push((family.signature.to_string(), token.to_owned()));
+            return Ok(out);
+        }
+        let key = self
+            .decode_secret(secret)
+            .map_err(|e| format!("secret: {e}"))?;
+        let ts_text = match self.timestamp {
+            None => None,
+            Some(TimestampFormat::Unix) => Some(timestamp.to_string()),
+            Some(TimestampFormat::Rfc3339) => Some(rfc3339(timestamp)?),
+        };
+        if self.signs_url() && url.is_none() {
+            return Err(format!("{} signs the URL: pass --url", self.name));
+        }
+        let query = url.and_then(|u| u.split_once('?')).map(|(_, q)| q);
+        let form = if self.parts.contains(&Part::Form) && self.body_hash_param(query).is_none() {
+            sorted_form(body)
+        } else {
+            Vec::new()
+        };
+        let id_bytes = family.id.as_ref().map(|_| id.as_bytes());
+        let pieces = self.pieces(
+            id_bytes,
+            ts_text.as_deref().map(str::as_bytes),
+            body,
+            url,
+            &form,
+        );
+        let mac = compute_mac(self.algorithm, key.expose(), &pieces);
+        let encoded = match self.encoding {
+            SigEncoding::Hex => hex_lower(mac.as_slice()),
+            SigEncoding::Base64 => BASE64.encode(mac.as_slice()),
+        };
+        if let (Some(name), true) = (&family.id, id_bytes.is_some()) {
+            out.push((name.to_string(), id.to_owned()));
+        }
+        if let (Some(name), Some(ts)) = (&family.timestamp, &ts_text) {
+            out.push((name.to_string(), ts.clone()));
+        }
+        let value = match &self.format {
+            Format::Single { prefix } => format!("{}{encoded}", String::from_utf8_lossy(prefix)),
+            Format::List {
+                mac,
+                version_separator,
+                ..
+            } => format!(
+                "{}{}{encoded}",
+                String::from_utf8_lossy(mac),
+                char::from(*version_separator)
+            ),
+            Format::Pairs { timestamp_key, mac } => format!(
+                "{}={},{}={encoded}",
+                String::from_utf8_lossy(timestamp_key),
+                ts_text.as_deref().unwrap_or_default(),
+                String::from_utf8_lossy(mac)
+            ),
+            Format::Token => String::new(),
+        };
+        out.push((family.signature.to_string(), value));
+        Ok(out)
+    }
+}
+
+fn not_encoded(encoding: SigEncoding) -> &'static str {
+    match encoding {
+        SigEncoding::Hex => "not hex of the expected length",
+        SigEncoding::Base64 => "not base64 of the expected length",
+    }
+}
+
+/// The public URL as configured, and, when `port_variants`, the same URL with the
+/// scheme's default port added (when it has no port) or its port removed (when it has
+/// one), as Twilio's validator tries both.
+fn url_variants(base: &str, port_variants: bool) -> Vec<String> {
+    let mut urls = vec![base.to_owned()];
+    if !port_variants {
+        return urls;
+    }
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return urls;
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
+    // A port is the digits after the last ':' that is not inside an IPv6 literal.
+    let port = authority
+        .rsplit_once(':')
+        .filter(|(host, port)| {
+            !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with('[')
+        })
+        .filter(|(_, port)| !port.contains(']'));
+    let variant = match port {
+        Some((host, _)) => format!("{scheme}://{host}{path}"),
+        None => {
+            let default = if scheme.eq_ignore_ascii_case("https") {
+                443
+            } else {
+                80
+            };
+            format!("{scheme}://{authority}:{default}{path}")
+        }
+    };
+    urls.push(variant);
+    urls
+}
+
+/// Twilio's form content: the body's `application/x-www-form-urlencoded` parameters,
+/// decoded, sorted by key then value, duplicates removed (as `twilio-python` does with
+/// `sorted(set(...))`), each written as key followed by value.
+fn sorted_form(body: &[u8]) -> Vec<u8> {
+    let mut pairs: Vec<_> = form_urlencoded::parse(body).collect();
+    pairs.sort();
+    pairs.dedup();
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    out
+}
+
+fn rfc3339(timestamp: u64) -> Result<String, String> {
+    let secs = i64::try_from(timestamp).map_err(|_| "timestamp out of range")?;
+    let t = time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    ))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 // === impl Verifier ===
 
 impl Verifier {
-    /// Verifies the signature over the raw body as received.
-    ///
-    /// `now` is injected (the wall clock in production, fixed in tests) because the
-    /// timestamp tolerance is about wall-clock time, which a paused tokio clock does not
-    /// move. Timestamps are whole seconds; `now` is truncated to whole seconds before the
-    /// tolerance is applied, as the official libraries do.
+    /// Verifies the signature over the raw body as received, for schemes that do not sign
+    /// the URL (see [`Verifier::verify_request`]).
     pub fn verify(
         &self,
         headers: &HeaderMap,
         body: &[u8],
         now: SystemTime,
     ) -> Result<(), SignatureError> {
+        self.verify_request(&SignedRequest {
+            headers,
+            query: None,
+            body,
+            now,
+        })
+    }
+
+    /// Verifies a request: every variant runs on the one engine, [`CompiledScheme::verify`].
+    pub fn verify_request(&self, req: &SignedRequest<'_>) -> Result<(), SignatureError> {
+        let bundled =
+            |name: &str| CompiledScheme::bundled(name).ok_or(SignatureError::SchemeUnavailable);
         match self {
-            Verifier::Hmac(scheme) => verify_single_mac(
-                headers,
-                &scheme.header,
-                scheme.prefix.as_bytes(),
-                scheme.algorithm,
-                scheme.encoding,
-                &scheme.secrets,
-                body,
+            Verifier::Hmac(s) => CompiledScheme::hmac(
+                s.header.clone(),
+                s.algorithm,
+                s.encoding,
+                &s.prefix,
+            )
+            .verify(&s.secrets, &[], Duration::ZERO, None, req),
+            Verifier::StandardWebhooks(s) => bundled("standard-webhooks")?.verify(
+                &s.secrets,
+                &s.public_keys,
+                s.tolerance,
+                None,
+                req,
             ),
-            Verifier::StandardWebhooks(scheme) => scheme.verify(headers, body, now),
-            Verifier::Github(scheme) => verify_single_mac(
-                headers,
-                &GITHUB_SIGNATURE,
-                b"sha256=",
-                HmacAlgorithm::Sha256,
-                SigEncoding::Hex,
-                &scheme.secrets,
-                body,
+            Verifier::Github(s) => {
+                bundled("github")?.verify(&s.secrets, &[], Duration::ZERO, None, req)
+            }
+            Verifier::Stripe(s) => {
+                bundled("stripe")?.verify(&s.secrets, &[], s.tolerance, None, req)
+            }
+            Verifier::Slack(s) => bundled("slack")?.verify(&s.secrets, &[], s.tolerance, None, req),
+            Verifier::Scheme(v) => v.scheme.verify(
+                &v.secrets,
+                &v.public_keys,
+                v.tolerance,
+                v.public_url.as_deref(),
+                req,
             ),
-            Verifier::Stripe(scheme) => scheme.verify(headers, body, now),
-            Verifier::Slack(scheme) => scheme.verify(headers, body, now),
+        }
+    }
+
+    /// The scheme's name: `hmac`, or the preset whose scheme it is.
+    pub fn type_name(&self) -> &str {
+        match self {
+            Verifier::Hmac(_) => "hmac",
+            Verifier::StandardWebhooks(_) => "standard-webhooks",
+            Verifier::Github(_) => "github",
+            Verifier::Stripe(_) => "stripe",
+            Verifier::Slack(_) => "slack",
+            Verifier::Scheme(v) => v.scheme.name(),
+        }
+    }
+
+    fn with_scheme<T>(&self, default: T, f: impl FnOnce(&CompiledScheme) -> T) -> T {
+        match self {
+            Verifier::Hmac(s) => f(&CompiledScheme::hmac(
+                s.header.clone(),
+                s.algorithm,
+                s.encoding,
+                &s.prefix,
+            )),
+            Verifier::Scheme(v) => f(&v.scheme),
+            other => CompiledScheme::bundled(other.type_name()).map_or(default, f),
         }
     }
 
@@ -336,18 +1183,15 @@ impl Verifier {
     /// `X-Hub-Signature` is stripped with the SHA-256 one for the same reason: it is the
     /// same credential under a weaker MAC, and the gateway has already checked the body.
     pub fn consumed_headers(&self) -> Vec<HeaderName> {
-        match self {
-            Verifier::Hmac(scheme) => vec![scheme.header.clone()],
-            Verifier::StandardWebhooks(_) => vec![
-                WEBHOOK_SIGNATURE,
-                WEBHOOK_TIMESTAMP,
-                SVIX_SIGNATURE,
-                SVIX_TIMESTAMP,
-            ],
-            Verifier::Github(_) => vec![GITHUB_SIGNATURE, GITHUB_LEGACY_SIGNATURE],
-            Verifier::Stripe(_) => vec![STRIPE_SIGNATURE],
-            Verifier::Slack(_) => vec![SLACK_SIGNATURE, SLACK_TIMESTAMP],
-        }
+        self.with_scheme(Vec::new(), CompiledScheme::consumed_headers)
+    }
+
+    /// The endpoint handshake this sender performs before sending events (Zoom URL
+    /// validation, Twitch challenge, Slack url_verification), from the scheme's data.
+    /// This is the hook for the handshake dispatch: the handshake request is signed like
+    /// any event, so it is verified first and then answered instead of forwarded.
+    pub fn handshake(&self) -> Option<Handshake> {
+        self.with_scheme(None, CompiledScheme::handshake)
     }
 
     /// Whether a header carrying the signature itself is present: a request with none
@@ -355,241 +1199,8 @@ impl Verifier {
     /// GitHub's legacy SHA-1 header (stripped but never trusted), is not enough. On
     /// `Err`, the header the scheme expects.
     pub fn signature_present(&self, headers: &HeaderMap) -> Result<(), HeaderName> {
-        let expected: &[HeaderName] = match self {
-            Verifier::Hmac(scheme) => std::slice::from_ref(&scheme.header),
-            Verifier::StandardWebhooks(_) => &[WEBHOOK_SIGNATURE, SVIX_SIGNATURE],
-            Verifier::Github(_) => &[GITHUB_SIGNATURE],
-            Verifier::Stripe(_) => &[STRIPE_SIGNATURE],
-            Verifier::Slack(_) => &[SLACK_SIGNATURE],
-        };
-        match expected {
-            [first, ..] if !expected.iter().any(|name| headers.contains_key(name)) => {
-                Err(first.clone())
-            }
-            _ => Ok(()),
-        }
+        self.with_scheme(Ok(()), |s| s.signature_present(headers))
     }
-}
-
-// === impl StandardWebhooksScheme ===
-
-impl StandardWebhooksScheme {
-    fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<(), SignatureError> {
-        if self.secrets.is_empty() && self.public_keys.is_empty() {
-            return Err(SignatureError::NoKeysConfigured);
-        }
-
-        // One family or the other, never a mix: a request carrying any `webhook-*` header
-        // is a Standard Webhooks request and must carry all three.
-        let [id_name, ts_name, sig_name] = STANDARD_WEBHOOKS_FAMILIES
-            .iter()
-            .find(|family| family.iter().any(|name| headers.contains_key(name)))
-            .unwrap_or(&STANDARD_WEBHOOKS_FAMILIES[0]);
-
-        let id = required_header(headers, id_name)?;
-        // The id and timestamp are joined with '.', so a '.' inside either would make the
-        // signed content ambiguous (the spec forbids it).
-        if id.contains(&b'.') {
-            return Err(malformed(id_name, "id contains '.'"));
-        }
-        let ts_raw = required_header(headers, ts_name)?;
-        let ts = parse_timestamp(ts_name, ts_raw)?;
-        check_freshness(ts, now, self.tolerance)?;
-        let signatures = required_header(headers, sig_name)?;
-
-        let mut v1 = TagList::new();
-        let mut v1a = TagList::new();
-        let mut malformed_seen = false;
-        let mut entries = 0;
-        for entry in signatures
-            .split(|b| *b == b' ')
-            .filter(|entry| !entry.is_empty())
-            .take(MAX_SIGNATURE_ENTRIES)
-        {
-            entries += 1;
-            let Some((version, encoded)) = split_once(entry, b',') else {
-                malformed_seen = true;
-                continue;
-            };
-            let (list, len) = match version {
-                b"v1" => (&mut v1, HmacAlgorithm::Sha256.output_len()),
-                b"v1a" => (&mut v1a, ed25519_dalek::SIGNATURE_LENGTH),
-                // Unknown versions are skipped, as the spec requires.
-                _ => continue,
-            };
-            match Tag::decode(SigEncoding::Base64, encoded, len) {
-                Some(tag) => list.push(tag),
-                None => malformed_seen = true,
-            }
-        }
-        if entries == 0 {
-            return Err(malformed(sig_name, "no signature entries"));
-        }
-        if v1.is_empty() && v1a.is_empty() {
-            return Err(if malformed_seen {
-                malformed(sig_name, "no well-formed v1 or v1a entry")
-            } else {
-                SignatureError::NoSupportedSignature
-            });
-        }
-
-        let signed: [&[u8]; 5] = [id, b".", ts_raw, b".", body];
-        if !v1.is_empty()
-            && any_secret_matches(&self.secrets, HmacAlgorithm::Sha256, &signed, v1.as_slice())
-                .is_ok()
-        {
-            return Ok(());
-        }
-        // ed25519 hashes `R || A || message`, so each (signature, key) pair costs one pass
-        // over the body plus a curve check (~30 µs): only the first MAX_V1A_ENTRIES
-        // signatures are tried, so an unauthenticated sender cannot buy more than
-        // MAX_V1A_ENTRIES × keys of that work per request. `multipart_verify` takes the
-        // message in pieces, so even here the body is not copied into a joined buffer.
-        for tag in v1a.as_slice().iter().take(MAX_V1A_ENTRIES) {
-            let Ok(bytes) = <[u8; ed25519_dalek::SIGNATURE_LENGTH]>::try_from(tag.as_slice())
-            else {
-                continue;
-            };
-            let signature = Signature::from_bytes(&bytes);
-            let verified = self.public_keys.iter().any(|key| {
-                // Non-strict verification accepts anything under a weak key; decode_whpk
-                // refuses them, but keys may be built elsewhere, so check here too.
-                !key.is_weak() && key.multipart_verify(&signed, &signature).is_ok()
-            });
-            if verified {
-                return Ok(());
-            }
-        }
-        Err(SignatureError::NoMatch)
-    }
-}
-
-// === impl StripeScheme ===
-
-impl StripeScheme {
-    fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<(), SignatureError> {
-        if self.secrets.is_empty() {
-            return Err(SignatureError::NoKeysConfigured);
-        }
-        let name = STRIPE_SIGNATURE;
-        let value = required_header(headers, &name)?;
-
-        let mut timestamp: Option<&[u8]> = None;
-        let mut v1 = TagList::new();
-        let mut malformed_seen = false;
-        for item in value.split(|b| *b == b',').take(MAX_SIGNATURE_ENTRIES) {
-            let Some((key, encoded)) = split_once(item, b'=') else {
-                return Err(malformed(&name, "item is not key=value"));
-            };
-            match key {
-                b"t" if timestamp.is_some() => {
-                    // Stripe's SDK would silently keep the last one; two timestamps are
-                    // ambiguous, so refuse.
-                    return Err(malformed(&name, "more than one t= item"));
-                }
-                b"t" => timestamp = Some(encoded),
-                b"v1" => match Tag::decode(
-                    SigEncoding::Hex,
-                    encoded,
-                    HmacAlgorithm::Sha256.output_len(),
-                ) {
-                    Some(tag) => v1.push(tag),
-                    None => malformed_seen = true,
-                },
-                // v0 is Stripe's legacy test-mode scheme; other keys are unknown: skip both.
-                _ => {}
-            }
-        }
-        let ts_raw = timestamp.ok_or_else(|| malformed(&name, "no t= item"))?;
-        let ts = parse_timestamp(&name, ts_raw)?;
-        check_freshness(ts, now, self.tolerance)?;
-        if v1.is_empty() {
-            return Err(if malformed_seen {
-                malformed(&name, "no well-formed v1 item")
-            } else {
-                SignatureError::NoSupportedSignature
-            });
-        }
-        let signed: [&[u8]; 3] = [ts_raw, b".", body];
-        any_secret_matches(&self.secrets, HmacAlgorithm::Sha256, &signed, v1.as_slice())
-    }
-}
-
-// === impl SlackScheme ===
-
-impl SlackScheme {
-    fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<(), SignatureError> {
-        if self.secrets.is_empty() {
-            return Err(SignatureError::NoKeysConfigured);
-        }
-        let (ts_name, sig_name) = (SLACK_TIMESTAMP, SLACK_SIGNATURE);
-        let ts_raw = required_header(headers, &ts_name)?;
-        let ts = parse_timestamp(&ts_name, ts_raw)?;
-        check_freshness(ts, now, self.tolerance)?;
-        let value = required_header(headers, &sig_name)?;
-        let encoded = value
-            .strip_prefix(b"v0=")
-            .ok_or_else(|| malformed(&sig_name, "missing v0= prefix"))?;
-        let tag = Tag::decode(
-            SigEncoding::Hex,
-            encoded,
-            HmacAlgorithm::Sha256.output_len(),
-        )
-        .ok_or_else(|| malformed(&sig_name, "not hex of the expected length"))?;
-        let signed: [&[u8]; 4] = [b"v0:", ts_raw, b":", body];
-        any_secret_matches(
-            &self.secrets,
-            HmacAlgorithm::Sha256,
-            &signed,
-            std::slice::from_ref(&tag),
-        )
-    }
-}
-
-// === single-MAC schemes (hmac, github) ===
-
-/// One header, `prefix` + encoded MAC of the body: the `hmac` and `github` schemes.
-fn verify_single_mac(
-    headers: &HeaderMap,
-    name: &HeaderName,
-    prefix: &[u8],
-    algorithm: HmacAlgorithm,
-    encoding: SigEncoding,
-    secrets: &[Secret],
-    body: &[u8],
-) -> Result<(), SignatureError> {
-    if secrets.is_empty() {
-        return Err(SignatureError::NoKeysConfigured);
-    }
-    let value = required_header(headers, name)?;
-    let encoded = value
-        .strip_prefix(prefix)
-        .ok_or_else(|| malformed(name, "missing signature prefix"))?;
-    let tag = Tag::decode(encoding, encoded, algorithm.output_len()).ok_or_else(|| {
-        malformed(
-            name,
-            match encoding {
-                SigEncoding::Hex => "not hex of the expected length",
-                SigEncoding::Base64 => "not base64 of the expected length",
-            },
-        )
-    })?;
-    any_secret_matches(secrets, algorithm, &[body], std::slice::from_ref(&tag))
 }
 
 // === MAC computation ===
@@ -622,26 +1233,7 @@ fn any_secret(secrets: &[Secret], mut matches: impl FnMut(&Secret) -> bool) -> b
 }
 
 fn mac_matches(algorithm: HmacAlgorithm, key: &[u8], signed: &[&[u8]], tags: &[Tag]) -> bool {
-    match algorithm {
-        HmacAlgorithm::Sha1 => mac_matches_with::<sha1::Sha1>(key, signed, tags),
-        HmacAlgorithm::Sha256 => mac_matches_with::<sha2::Sha256>(key, signed, tags),
-        HmacAlgorithm::Sha512 => mac_matches_with::<sha2::Sha512>(key, signed, tags),
-    }
-}
-
-fn mac_matches_with<D: EagerHash>(key: &[u8], signed: &[&[u8]], tags: &[Tag]) -> bool
-where
-    Hmac<D>: KeyInit + Mac,
-{
-    // HMAC accepts keys of any length, so this cannot fail; if it ever did, fail closed.
-    let Ok(mut mac) = <Hmac<D> as KeyInit>::new_from_slice(key) else {
-        return false;
-    };
-    // Feed the pieces one by one: the body is never copied into a joined buffer.
-    for piece in signed {
-        mac.update(piece);
-    }
-    let computed = mac.finalize().into_bytes();
+    let computed = compute_mac(algorithm, key, signed);
     // Compare against every tag without stopping at the first hit, so the time taken
     // does not say which entry matched.
     let mut matched = Choice::from(0);
@@ -649,6 +1241,40 @@ where
         matched |= computed.as_slice().ct_eq(tag.as_slice());
     }
     matched.into()
+}
+
+/// The MAC of the pieces, held on the stack.
+fn compute_mac(algorithm: HmacAlgorithm, key: &[u8], signed: &[&[u8]]) -> Tag {
+    match algorithm {
+        HmacAlgorithm::Sha1 => mac_with::<sha1::Sha1>(key, signed),
+        HmacAlgorithm::Sha256 => mac_with::<sha2::Sha256>(key, signed),
+        HmacAlgorithm::Sha512 => mac_with::<sha2::Sha512>(key, signed),
+    }
+}
+
+fn mac_with<D: EagerHash>(key: &[u8], signed: &[&[u8]]) -> Tag
+where
+    Hmac<D>: KeyInit + Mac,
+{
+    let mut tag = Tag {
+        bytes: [0; MAX_TAG_BYTES],
+        len: 0,
+    };
+    // HMAC accepts keys of any length, so this cannot fail; if it ever did, the empty
+    // tag matches no presented signature (they are checked to be the MAC's length).
+    let Ok(mut mac) = <Hmac<D> as KeyInit>::new_from_slice(key) else {
+        return tag;
+    };
+    // Feed the pieces one by one: the body is never copied into a joined buffer.
+    for piece in signed {
+        mac.update(piece);
+    }
+    let computed = mac.finalize().into_bytes();
+    if let Some(slot) = tag.bytes.get_mut(..computed.len()) {
+        slot.copy_from_slice(&computed);
+        tag.len = computed.len();
+    }
+    tag
 }
 
 // === presented signatures ===
@@ -763,16 +1389,39 @@ fn required_header<'a>(
     Ok(bytes)
 }
 
-/// Parses integer unix seconds: ASCII digits only (no sign, no fraction, no spaces).
-fn parse_timestamp(name: &HeaderName, raw: &[u8]) -> Result<u64, SignatureError> {
-    const REASON: &str = "timestamp is not integer unix seconds";
-    if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
-        return Err(malformed(name, REASON));
+/// Parses a signed timestamp into unix seconds: integer seconds (ASCII digits only: no
+/// sign, no fraction, no spaces), or RFC 3339 (fraction truncated).
+fn parse_timestamp(
+    name: &HeaderName,
+    format: TimestampFormat,
+    raw: &[u8],
+) -> Result<u64, SignatureError> {
+    match format {
+        TimestampFormat::Unix => {
+            const REASON: &str = "timestamp is not integer unix seconds";
+            if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+                return Err(malformed(name, REASON));
+            }
+            std::str::from_utf8(raw)
+                .ok()
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .ok_or_else(|| malformed(name, REASON))
+        }
+        TimestampFormat::Rfc3339 => {
+            const REASON: &str = "timestamp is not RFC 3339 after 1970";
+            std::str::from_utf8(raw)
+                .ok()
+                .and_then(|text| {
+                    time::OffsetDateTime::parse(
+                        text,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                })
+                .and_then(|t| u64::try_from(t.unix_timestamp()).ok())
+                .ok_or_else(|| malformed(name, REASON))
+        }
     }
-    std::str::from_utf8(raw)
-        .ok()
-        .and_then(|digits| digits.parse::<u64>().ok())
-        .ok_or_else(|| malformed(name, REASON))
 }
 
 /// Rejects a timestamp further than `tolerance` from `now`, in either direction.
@@ -1946,6 +2595,567 @@ mod tests {
                     // Random data must never verify, and must never panic.
                     prop_assert!(verifier.verify(&map, &body, now).is_err());
                 }
+            }
+        }
+    }
+}
+
+/// Each preset's scheme against its vector from `shared/providers/FACTS.md` §6, through the
+/// one engine with the bundled data. The source of every vector is named at its test and
+/// in the preset's `vector` key.
+#[cfg(test)]
+mod preset_vectors {
+    use super::*;
+    use http::HeaderValue;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("test header name"),
+                HeaderValue::from_bytes(value.as_bytes()).expect("test header value"),
+            );
+        }
+        map
+    }
+
+    /// A route's verifier for bundled preset `name`, built as the config compiler does.
+    fn preset(name: &str, secrets: &[&str], public_url: Option<&str>) -> SchemeVerifier {
+        preset_with(name, secrets, public_url, HeaderOverrides::default())
+    }
+
+    fn preset_with(
+        name: &str,
+        secrets: &[&str],
+        public_url: Option<&str>,
+        overrides: HeaderOverrides<'_>,
+    ) -> SchemeVerifier {
+        let spec = crate::providers::scheme(name).expect("bundled scheme");
+        let scheme = CompiledScheme::compile(name, spec, overrides).expect("compiles");
+        let secrets = secrets
+            .iter()
+            .map(|s| scheme.decode_secret(s.as_bytes()).expect("key"))
+            .collect();
+        let tolerance = scheme.default_tolerance().map_or(Duration::ZERO, |t| {
+            humantime::parse_duration(t).expect("tolerance")
+        });
+        SchemeVerifier {
+            scheme,
+            secrets,
+            public_keys: Vec::new(),
+            tolerance,
+            public_url: public_url.map(str::to_owned),
+        }
+    }
+
+    fn check(
+        v: &SchemeVerifier,
+        h: &HeaderMap,
+        query: Option<&str>,
+        body: &[u8],
+        now: u64,
+    ) -> Result<(), SignatureError> {
+        Verifier::Scheme(Box::new(v.clone())).verify_request(&SignedRequest {
+            headers: h,
+            query,
+            body,
+            now: at(now),
+        })
+    }
+
+    #[test]
+    fn every_bundled_scheme_compiles_and_fifteen_presets_exist() {
+        let all = crate::providers::presets().expect("presets");
+        let mut schemes = 0;
+        for (name, p) in all {
+            if let Some(spec) = &p.scheme {
+                schemes += 1;
+                CompiledScheme::compile(name, spec, HeaderOverrides::default())
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(CompiledScheme::bundled(name).is_some(), "{name}");
+                assert!(spec.vector.is_some(), "{name} names its vector's source");
+            }
+        }
+        assert!(schemes >= 12, "{schemes} signing presets");
+        assert!(all.len() >= 15);
+    }
+
+    #[test]
+    fn shopify_computed_vector() {
+        // FACTS.md §6.6 [computed] (Shopify publishes no fixed vector): key `hush`.
+        let v = preset("shopify", &["hush"], None);
+        let h = headers(&[(
+            "x-shopify-hmac-sha256",
+            "VnKUjZsLuN5iZWjn5EntcBVCF9kMN43LglzCE1/GSeY=",
+        )]);
+        assert_eq!(check(&v, &h, None, br#"{"id":1}"#, 0), Ok(()));
+        assert_eq!(
+            check(&v, &h, None, br#"{"id":2}"#, 0),
+            Err(SignatureError::NoMatch)
+        );
+        let wrong = preset("shopify", &["hush!"], None);
+        assert_eq!(
+            check(&wrong, &h, None, br#"{"id":1}"#, 0),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    const TWILIO_URL: &str = "https://mycompany.com/myapp.php";
+    const TWILIO_QUERY: &str = "foo=1&bar=2";
+    const TWILIO_FORM: &[u8] = b"CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212";
+
+    #[test]
+    fn twilio_official_vectors() {
+        // twilio/twilio-python tests/unit/test_request_validator.py; FACTS.md §6.7.
+        let v = preset("twilio", &["12345"], Some(TWILIO_URL));
+        let sig = |s: &str| headers(&[("x-twilio-signature", s)]);
+        let h = sig("RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+        assert_eq!(check(&v, &h, Some(TWILIO_QUERY), TWILIO_FORM, 0), Ok(()));
+        // Parameter order in the body does not matter: they are sorted.
+        let reordered = b"To=%2B18005551212&From=%2B14158675309&Digits=1234&Caller=%2B14158675309&CallSid=CA1234567890ABCDE";
+        assert_eq!(check(&v, &h, Some(TWILIO_QUERY), reordered, 0), Ok(()));
+        // The URL is signed: another query, or no public_url match, fails.
+        assert_eq!(
+            check(&v, &h, Some("foo=1&bar=3"), TWILIO_FORM, 0),
+            Err(SignatureError::NoMatch)
+        );
+        // A URL with an explicit port (same vector file).
+        let v1234 = preset(
+            "twilio",
+            &["12345"],
+            Some("http://mycompany.com:1234/myapp.php"),
+        );
+        let h1234 = sig("Zmvh+3yNM1Phv2jhDCwEM3q5ebU=");
+        assert_eq!(
+            check(&v1234, &h1234, Some(TWILIO_QUERY), TWILIO_FORM, 0),
+            Ok(())
+        );
+        // Repeated keys: every (key, value) pair, sorted.
+        let dup = sig("IK+Dwps556ElfBT0I3Rgjkr1wJU=");
+        let body = b"Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234";
+        assert_eq!(check(&v, &dup, Some(TWILIO_QUERY), body, 0), Ok(()));
+    }
+
+    #[test]
+    fn twilio_port_variants_official_vectors() {
+        // twilio-python test_request_validator.py: the sender signed the URL with the
+        // default port (`:443`, `:80`) while the receiver knows it without, and the
+        // validator accepts both ways; FACTS.md §6.7.
+        let sig = |s: &str| headers(&[("x-twilio-signature", s)]);
+        let https = preset("twilio", &["12345"], Some(TWILIO_URL));
+        let h443 = sig("kvajT1Ptam85bY51eRf/AJRuM3w=");
+        assert_eq!(
+            check(&https, &h443, Some(TWILIO_QUERY), TWILIO_FORM, 0),
+            Ok(())
+        );
+        let http = preset("twilio", &["12345"], Some("http://mycompany.com/myapp.php"));
+        let h80 = sig("0ZXoZLH/DfblKGATFgpif+LLRf4=");
+        assert_eq!(
+            check(&http, &h80, Some(TWILIO_QUERY), TWILIO_FORM, 0),
+            Ok(())
+        );
+        // And the other way round: configured with the port, signed without.
+        let with_port = preset(
+            "twilio",
+            &["12345"],
+            Some("https://mycompany.com:443/myapp.php"),
+        );
+        let plain = sig("RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+        assert_eq!(
+            check(&with_port, &plain, Some(TWILIO_QUERY), TWILIO_FORM, 0),
+            Ok(())
+        );
+        // The :80 signature is not an https one.
+        assert_eq!(
+            check(&https, &h80, Some(TWILIO_QUERY), TWILIO_FORM, 0),
+            Err(SignatureError::NoMatch)
+        );
+        assert_eq!(
+            url_variants("https://[::1]:8443/p", true),
+            ["https://[::1]:8443/p", "https://[::1]/p"]
+        );
+        assert_eq!(
+            url_variants("https://[::1]/p", true),
+            ["https://[::1]/p", "https://[::1]:443/p"]
+        );
+        assert_eq!(url_variants("https://h/p", false), ["https://h/p"]);
+    }
+
+    #[test]
+    fn twilio_json_body_sha256_variant() {
+        // twilio-python test_request_validator.py, JSON body; FACTS.md §6.7.
+        let v = preset("twilio", &["12345"], Some(TWILIO_URL));
+        let body = br#"{"property": "value", "boolean": true}"#;
+        let query = "foo=1&bar=2&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620";
+        let h = headers(&[("x-twilio-signature", "a9nBmqA0ju/hNViExpshrM61xv4=")]);
+        assert_eq!(check(&v, &h, Some(query), body, 0), Ok(()));
+        // The URL (and so the signature) is right but the body is not the hashed one.
+        assert_eq!(
+            check(
+                &v,
+                &h,
+                Some(query),
+                br#"{"property": "value", "boolean": false}"#,
+                0
+            ),
+            Err(SignatureError::BodyHashMismatch)
+        );
+    }
+
+    #[test]
+    fn gitlab_token() {
+        // FACTS.md §6.8: X-Gitlab-Token carries the secret token (no MAC, no vector).
+        let v = preset("gitlab", &["old-token", "new-token"], None);
+        let body = b"{}";
+        assert_eq!(
+            check(
+                &v,
+                &headers(&[("x-gitlab-token", "new-token")]),
+                None,
+                body,
+                0
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &v,
+                &headers(&[("x-gitlab-token", "new-tokem")]),
+                None,
+                body,
+                0
+            ),
+            Err(SignatureError::NoMatch)
+        );
+        assert_eq!(
+            check(&v, &headers(&[]), None, body, 0),
+            Err(SignatureError::MissingHeader(HeaderName::from_static(
+                "x-gitlab-token"
+            )))
+        );
+    }
+
+    #[test]
+    fn zoom_computed_vector_and_tolerance() {
+        // FACTS.md §6.9 [computed] (Zoom publishes no fixed vector).
+        let v = preset("zoom", &["secret_token_123"], None);
+        let body = br#"{"event":"meeting.started","event_ts":1658940994000}"#;
+        let h = headers(&[
+            ("x-zm-request-timestamp", "1658940994"),
+            (
+                "x-zm-signature",
+                "v0=706ba54a361cc543fd415610128574f7b24ceb368d7a9271fc04c66f81f21320",
+            ),
+        ]);
+        assert_eq!(check(&v, &h, None, body, 1_658_940_994), Ok(()));
+        assert_eq!(
+            check(&v, &h, None, body, 1_658_940_994 + 301),
+            Err(SignatureError::TimestampTooOld)
+        );
+        assert_eq!(
+            check(&v, &h, None, body, 1_658_940_994 - 301),
+            Err(SignatureError::TimestampTooNew)
+        );
+        assert_eq!(
+            Verifier::Scheme(Box::new(v)).handshake(),
+            Some(Handshake::ZoomUrlValidation)
+        );
+        let slack = Verifier::Slack(SlackScheme {
+            secrets: vec![Secret::new(b"k".to_vec())],
+            tolerance: Duration::from_secs(300),
+        });
+        assert_eq!(slack.handshake(), Some(Handshake::SlackUrlVerification));
+        assert_eq!(
+            Verifier::Scheme(Box::new(preset("twitch", &["k"], None))).handshake(),
+            Some(Handshake::TwitchChallenge)
+        );
+        assert_eq!(
+            Verifier::Scheme(Box::new(preset("github", &["k"], None))).handshake(),
+            None
+        );
+    }
+
+    #[test]
+    fn twitch_computed_vector_rfc3339_and_ten_minutes() {
+        // FACTS.md §6.10 [computed] (Twitch publishes no fixed vector).
+        let v = preset("twitch", &["s3cRe7s3cRe7"], None);
+        let body = br#"{"subscription":{"type":"channel.follow"}}"#;
+        let h = headers(&[
+            (
+                "twitch-eventsub-message-id",
+                "e76c6bd4-55c9-4987-8304-da1588d8988b",
+            ),
+            (
+                "twitch-eventsub-message-timestamp",
+                "2019-11-16T10:11:12.634234626Z",
+            ),
+            (
+                "twitch-eventsub-message-signature",
+                "sha256=e78a10bc0f474de33a937e7e2196ef5d50307d8e94ec2fd73051e1b181585a06",
+            ),
+        ]);
+        let ts = 1_573_899_072; // 2019-11-16T10:11:12Z
+        assert_eq!(check(&v, &h, None, body, ts), Ok(()));
+        assert_eq!(check(&v, &h, None, body, ts + 600), Ok(()));
+        assert_eq!(
+            check(&v, &h, None, body, ts + 601),
+            Err(SignatureError::TimestampTooOld)
+        );
+        let mut tampered = h.clone();
+        tampered.insert(
+            "twitch-eventsub-message-id",
+            HeaderValue::from_static("e76c6bd4-55c9-4987-8304-da1588d8988c"),
+        );
+        assert_eq!(
+            check(&v, &tampered, None, body, ts),
+            Err(SignatureError::NoMatch)
+        );
+        let mut bad_ts = h.clone();
+        bad_ts.insert(
+            "twitch-eventsub-message-timestamp",
+            HeaderValue::from_static("1573899072"),
+        );
+        assert!(matches!(
+            check(&v, &bad_ts, None, body, ts),
+            Err(SignatureError::MalformedHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn square_official_vector() {
+        // square/square-python-sdk tests/integration/test_webhooks_helper.py; FACTS.md §6.11.
+        let url = "https://webhook.site/679a4f3a-dcfa-49ee-bac5-9d0edad886b9";
+        let v = preset("square", &["Ibxx_5AKakO-3qeNVR61Dw"], Some(url));
+        let body = br#"{"merchant_id":"MLEFBHHSJGVHD","type":"webhooks.test_notification","event_id":"ac3ac95b-f97d-458c-a6e6-18981597e05f","created_at":"2022-07-13T20:30:59.037339943Z","data":{"type":"webhooks","id":"bc368e64-01aa-407e-b46e-3231809b1129"}}"#;
+        let h = headers(&[(
+            "x-square-hmacsha256-signature",
+            "GF4YkrJgGBDZ9NIYbNXBnMzqb2HoL4RW/S6vkZ9/2N4=",
+        )]);
+        assert_eq!(check(&v, &h, None, body, 0), Ok(()));
+        let elsewhere = preset(
+            "square",
+            &["Ibxx_5AKakO-3qeNVR61Dw"],
+            Some("https://webhook.site/other"),
+        );
+        assert_eq!(
+            check(&elsewhere, &h, None, body, 0),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn pagerduty_official_vector_and_comma_list() {
+        // PagerDuty/go-pagerduty webhookv3/webhookv3_test.go (`defaultBody`, saved in
+        // tests/vectors/pagerduty-v3-body.json); FACTS.md §6.12.
+        let body = include_bytes!("../../tests/vectors/pagerduty-v3-body.json");
+        assert_eq!(body.len(), 1655);
+        let v = preset(
+            "pagerduty",
+            &["lDQHScfUeXUKaQRNF+8XIiDKZ7XX3itBAYzwU0TARw8lJqRnkKl2iB1anSb0Z+IK"],
+            None,
+        );
+        let good = "v1=0c0b9495b893a39e70d1fea2fe11fbe0a825f88b9f67846f6cc07dd2bc5476cd";
+        let bad = "v1=7020c8a7ec668a9b7012bc3dd82e483394b038f4230acc6785efbf2a7d8bcaf5";
+        let sig = |s: &str| headers(&[("x-pagerduty-signature", s)]);
+        assert_eq!(check(&v, &sig(good), None, body, 0), Ok(()));
+        assert_eq!(
+            check(&v, &sig(bad), None, body, 0),
+            Err(SignatureError::NoMatch)
+        );
+        // Sender-side rotation: the good one anywhere in the comma list.
+        assert_eq!(
+            check(&v, &sig(&format!("{bad},{good}")), None, body, 0),
+            Ok(())
+        );
+        assert_eq!(
+            check(&v, &sig("v2=00"), None, body, 0),
+            Err(SignatureError::NoSupportedSignature)
+        );
+    }
+
+    #[test]
+    fn grafana_with_and_without_timestamp() {
+        // FACTS.md §6.14 [computed], matching computeHMAC in grafana/alerting
+        // http/hmac_test.go.
+        let body = b"test message";
+        let v = preset("grafana", &["secret"], None);
+        let h = headers(&[(
+            "x-grafana-alerting-signature",
+            "3bcebf43c85d20bba6e3b6ba278af1d2ba3ab0d57de271b0ad30b833e851c5a6",
+        )]);
+        assert_eq!(check(&v, &h, None, body, 0), Ok(()));
+        let with_ts = preset_with(
+            "grafana",
+            &["secret"],
+            None,
+            HeaderOverrides {
+                signature: None,
+                timestamp: Some("x-grafana-alerting-timestamp"),
+            },
+        );
+        let h = headers(&[
+            ("x-grafana-alerting-timestamp", "1700000000"),
+            (
+                "x-grafana-alerting-signature",
+                "36fa366a807205a13fc507ea4413374566ad5808c7ca7653f94d121fe5e64c2d",
+            ),
+        ]);
+        assert_eq!(check(&with_ts, &h, None, body, 1_700_000_000), Ok(()));
+        assert_eq!(
+            check(&with_ts, &h, None, body, 1_700_000_000 + 301),
+            Err(SignatureError::TimestampTooOld)
+        );
+        // Once the route names the timestamp header, a request without it is refused.
+        let h = headers(&[(
+            "x-grafana-alerting-signature",
+            "3bcebf43c85d20bba6e3b6ba278af1d2ba3ab0d57de271b0ad30b833e851c5a6",
+        )]);
+        assert_eq!(
+            check(&with_ts, &h, None, body, 1_700_000_000),
+            Err(SignatureError::MissingHeader(HeaderName::from_static(
+                "x-grafana-alerting-timestamp"
+            )))
+        );
+    }
+
+    #[test]
+    fn svix_preset_uses_svix_names_first() {
+        // FACTS.md §6.2: the Standard Webhooks official vector under svix-* names.
+        let v = preset("svix", &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], None);
+        let h = headers(&[
+            ("svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("svix-timestamp", "1614265330"),
+            (
+                "svix-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
+        ]);
+        assert_eq!(
+            check(&v, &h, None, br#"{"test": 2432232314}"#, 1_614_265_330),
+            Ok(())
+        );
+        assert_eq!(
+            v.scheme.signature_present(&HeaderMap::new()),
+            Err(HeaderName::from_static("svix-signature"))
+        );
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Every header name any bundled scheme reads.
+        fn names() -> Vec<&'static str> {
+            vec![
+                "x-shopify-hmac-sha256",
+                "x-twilio-signature",
+                "x-gitlab-token",
+                "x-zm-signature",
+                "x-zm-request-timestamp",
+                "twitch-eventsub-message-id",
+                "twitch-eventsub-message-timestamp",
+                "twitch-eventsub-message-signature",
+                "x-square-hmacsha256-signature",
+                "x-pagerduty-signature",
+                "x-grafana-alerting-signature",
+                "svix-id",
+                "svix-timestamp",
+                "svix-signature",
+            ]
+        }
+
+        fn value_strategy() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                "(v1=[0-9a-f]{0,66},?){0,20}".prop_map(String::into_bytes),
+                "(sha256=|v0=)?[0-9a-f]{0,70}".prop_map(String::into_bytes),
+                "[A-Za-z0-9+/=]{0,60}".prop_map(String::into_bytes),
+                "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{0,20}(Z|[+-][0-9]{2}:[0-9]{2})?"
+                    .prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 4090..4100),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_requests_never_verify_nor_panic(
+                values in proptest::collection::vec((0..14usize, value_strategy()), 0..8),
+                query in proptest::option::of("[A-Za-z0-9=&%+._-]{0,80}(bodySHA256=[0-9a-fA-F]{0,70})?"),
+                body in proptest::collection::vec(any::<u8>(), 0..64),
+                now in any::<u64>(),
+            ) {
+                let names = names();
+                let mut map = HeaderMap::new();
+                for (index, value) in &values {
+                    let (Some(name), Ok(value)) =
+                        (names.get(*index), HeaderValue::from_bytes(value))
+                    else {
+                        continue;
+                    };
+                    map.append(*name, value);
+                }
+                let now = UNIX_EPOCH
+                    .checked_add(Duration::from_secs(now % (1 << 40)))
+                    .unwrap_or(UNIX_EPOCH);
+                for name in [
+                    "shopify", "twilio", "zoom", "twitch", "square", "pagerduty",
+                    "grafana", "svix",
+                ] {
+                    let secret = if name == "svix" {
+                        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+                    } else {
+                        "k"
+                    };
+                    let v = preset(name, &[secret], Some("https://h.example/p"));
+                    prop_assert!(
+                        check(&v, &map, query.as_deref(), &body, now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())).is_err(),
+                        "{} verified random data", name
+                    );
+                }
+                // GitLab's token is compared, never parsed: only the token itself passes.
+                let v = preset("gitlab", &["a-token-no-generator-makes"], None);
+                prop_assert!(check(&v, &map, None, &body, 0).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn sign_then_verify_round_trips_for_every_scheme() {
+        let all = crate::providers::presets().expect("presets");
+        let body = br#"{"id":"evt_1","n":1}"#;
+        let ts = 1_700_000_000;
+        for (name, p) in all {
+            if p.scheme.is_none() {
+                continue;
+            }
+            let secret = if name == "standard-webhooks" || name == "svix" {
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+            } else {
+                "a-shared-secret"
+            };
+            let public_url = "https://hooks.example.com/hooks/x";
+            let v = preset(name, &[secret], Some(public_url));
+            let signed = v
+                .scheme
+                .sign(secret.as_bytes(), "msg_1", ts, Some(public_url), body)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let pairs: Vec<(&str, &str)> = signed
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let h = headers(&pairs);
+            assert_eq!(check(&v, &h, None, body, ts), Ok(()), "{name}");
+            let other = preset(name, &[&secret.replace('a', "b")], Some(public_url));
+            if name != "standard-webhooks" && name != "svix" {
+                assert_eq!(
+                    check(&other, &h, None, body, ts),
+                    Err(SignatureError::NoMatch),
+                    "{name}"
+                );
             }
         }
     }

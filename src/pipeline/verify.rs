@@ -40,6 +40,11 @@ pub async fn read_verified(
     admitted
         .route
         .auth
-        .verify_body(headers, &bytes, std::time::SystemTime::now())?;
+        .verify_request(&super::signature::SignedRequest {
+            headers,
+            query: admitted.parts.uri.query(),
+            body: &bytes,
+            now: std::time::SystemTime::now(),
+        })?;
     Ok(Verified { bytes })
 }

@@ -4,6 +4,12 @@
 //! schema, published source addresses and dedup/order pointers; `preset = "<name>"` on a
 //! route fills every key the route leaves out. Explicit route keys win, so a user can
 //! keep a preset's schema but narrow its addresses, say.
+//!
+//! A preset of a signing sender also carries its signature scheme as data ([`mod@scheme`]);
+//! `auth = { type = "<preset>", ... }` verifies with it. Senders that do not sign say in
+//! `credentials` which header checks (bearer, basic, custom headers) they can be paired with.
+
+pub mod scheme;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +40,10 @@ pub struct Preset {
     pub order_time_unit: Option<OrderTimeUnit>,
     /// Methods the sender uses.
     pub methods: Option<Vec<String>>,
+    /// For senders that do not sign: the credentials they can send, as documentation.
+    pub credentials: Option<String>,
+    /// For senders that sign: their signature scheme.
+    pub scheme: Option<scheme::SchemeSpec>,
 }
 
 /// All presets by name. The bundled file is checked by a unit test, so a parse error here
@@ -48,6 +58,21 @@ pub fn presets() -> Result<&'static BTreeMap<String, Preset>, String> {
     PRESETS.as_ref().map_err(Clone::clone)
 }
 
+/// The signature scheme of preset `name`, if it has one; on `Err`, the names of the
+/// presets that have one (for the error message).
+pub fn scheme(name: &str) -> Result<&'static scheme::SchemeSpec, String> {
+    let all = presets()?;
+    all.get(name)
+        .and_then(|p| p.scheme.as_ref())
+        .ok_or_else(|| {
+            all.iter()
+                .filter(|(_, p)| p.scheme.is_some())
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,10 +80,19 @@ mod tests {
     #[test]
     fn every_preset_parses_and_names_a_bundled_schema() {
         let all = presets().expect("presets");
-        assert_eq!(all.len(), crate::schema::BUNDLED.len());
+        // Every bundled schema has its preset; a preset names a schema only if bundled.
+        let with_schema = all.values().filter(|p| p.schema.is_some()).count();
+        assert_eq!(with_schema, crate::schema::BUNDLED.len());
         for (name, p) in all {
-            let schema = p.schema.as_deref().expect("schema");
-            assert!(crate::schema::bundled(schema).is_some(), "{name}");
+            if let Some(schema) = p.schema.as_deref() {
+                assert!(crate::schema::bundled(schema).is_some(), "{name}");
+            }
+            // Each preset either signs or says which credentials its sender can send.
+            assert!(
+                p.scheme.is_some() ^ p.credentials.is_some(),
+                "{name}: exactly one of scheme / credentials"
+            );
         }
+        assert!(all.len() >= 15, "at least 15 sender presets");
     }
 }

@@ -51,6 +51,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use tokio::sync::oneshot;
 
 use super::ledger::{Committed, Ledger};
+use super::outbox::{Counts, CountsInner, OutboxOp, Stored, Table};
 use super::{Clock, EventTime, Reservation, ReserveOutcome, ReserveRequest, StoreError};
 
 /// The database file's name inside `store.path`.
@@ -72,9 +73,21 @@ const DEDUP_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("ded
 const WATERMARKS: TableDefinition<&str, i64> = TableDefinition::new("watermarks_v1");
 /// Small bookkeeping rows: `ready_probe` → unix nanos of the last readiness write.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
-// TODO(delivery): the outbox and dead-letter tables (async delivery, DESIGN.md
-// §6) go here, written by the same writer thread so that an accepted event
-// and its dedup key can share one group commit.
+/// `(route, seq)` → outbox record (format: `delivery::outbox`). Written by the
+/// same writer thread as the dedup keys, so an accepted event and its dedup key
+/// share one group commit.
+const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox_v1");
+/// `(route, seq)` → dead-lettered record.
+const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters_v1");
+
+/// One entry of an outbox table scan.
+type ScanEntry<'a> = Result<
+    (
+        redb::AccessGuard<'a, (&'static str, u64)>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
 
 /// The embedded store. `Clone` shares the same file and writer thread.
 #[derive(Clone)]
@@ -92,6 +105,7 @@ struct Inner {
     db: Arc<Database>,
     clock: Clock,
     path: PathBuf,
+    counts: Arc<Counts>,
 }
 
 /// Work for the writer thread.
@@ -100,6 +114,15 @@ enum Job {
     Commit(PendingCommit),
     /// Runs after the group commit it arrived with.
     Maintenance(Maintenance),
+    /// Joins the next group commit: an outbox change, with the reservation an
+    /// accept commits in the same transaction.
+    Outbox(OutboxJob),
+}
+
+struct OutboxJob {
+    commit: Option<(Reservation, u64)>,
+    op: OutboxOp,
+    done: oneshot::Sender<Result<Option<u64>, StoreError>>,
 }
 
 struct PendingCommit {
@@ -140,14 +163,18 @@ impl EmbeddedStore {
         txn.open_table(DEDUP)?;
         txn.open_table(DEDUP_EXPIRY)?;
         txn.open_table(WATERMARKS)?;
+        txn.open_table(OUTBOX)?;
+        txn.open_table(DEAD)?;
         txn.commit()?;
+        let counts = Arc::new(count_outbox(&db)?);
 
         let db = Arc::new(db);
         let (jobs, queue) = mpsc::channel();
         let writer_db = Arc::clone(&db);
+        let writer_counts = Arc::clone(&counts);
         let thread = std::thread::Builder::new()
             .name("hookgate-store-writer".to_owned())
-            .spawn(move || run_writer(&writer_db, &queue))
+            .spawn(move || run_writer(&writer_db, &queue, &writer_counts))
             .map_err(|source| StoreError::Io {
                 action: "start the writer thread for",
                 path: path.clone(),
@@ -162,8 +189,110 @@ impl EmbeddedStore {
                 db,
                 clock,
                 path,
+                counts,
             }),
         })
+    }
+
+    pub(super) fn counts(&self) -> &Counts {
+        &self.inner.counts
+    }
+
+    /// An accept (or any outbox change) with the reservation it commits, in the
+    /// next group commit. Returns the record's seq.
+    pub(super) async fn outbox_write(
+        &self,
+        reservation: Option<Reservation>,
+        op: OutboxOp,
+    ) -> Result<u64, StoreError> {
+        if let Some(r) = &reservation
+            && !r.belongs_to(&self.inner.ledger)
+        {
+            return Err(StoreError::ForeignReservation);
+        }
+        let commit = reservation.filter(|r| !r.is_empty()).map(|r| {
+            let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
+            (r, expires_at)
+        });
+        let seq = self
+            .call(|done| Job::Outbox(OutboxJob { commit, op, done }))
+            .await?;
+        seq.ok_or(StoreError::WriterStopped)
+    }
+
+    pub(super) async fn outbox_write_checked(
+        &self,
+        op: OutboxOp,
+    ) -> Result<Option<u64>, StoreError> {
+        self.call(|done| {
+            Job::Outbox(OutboxJob {
+                commit: None,
+                op,
+                done,
+            })
+        })
+        .await
+    }
+
+    pub(super) fn outbox_scan(
+        &self,
+        table: Table,
+        route: Option<&str>,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(match table {
+            Table::Outbox => OUTBOX,
+            Table::Dead => DEAD,
+        })?;
+        let mut out = Vec::new();
+        let mut push = |entry: ScanEntry<'_>| -> Result<bool, StoreError> {
+            let (k, v) = entry?;
+            let (r, seq) = k.value();
+            if seq > after {
+                out.push(Stored {
+                    route: r.to_owned(),
+                    seq,
+                    record: v.value().to_vec(),
+                });
+            }
+            Ok(out.len() < max)
+        };
+        match route {
+            Some(route) => {
+                let Some(first) = after.checked_add(1) else {
+                    return Ok(out);
+                };
+                for entry in t.range((route, first)..=(route, u64::MAX))? {
+                    if !push(entry)? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for entry in t.iter()? {
+                    if !push(entry)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn outbox_get(
+        &self,
+        table: Table,
+        route: &str,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(match table {
+            Table::Outbox => OUTBOX,
+            Table::Dead => DEAD,
+        })?;
+        Ok(t.get((route, seq))?.map(|v| v.value().to_vec()))
     }
 
     pub(super) fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
@@ -273,8 +402,9 @@ impl Drop for Writer {
 
 /// The writer loop: group commits, then purges and pings, until every sender
 /// is gone.
-fn run_writer(db: &Database, queue: &mpsc::Receiver<Job>) {
+fn run_writer(db: &Database, queue: &mpsc::Receiver<Job>, counts: &Counts) {
     let mut commits = Vec::new();
+    let mut outbox = Vec::new();
     let mut others = Vec::new();
     while let Ok(first) = queue.recv() {
         let mut next = Some(first);
@@ -282,16 +412,31 @@ fn run_writer(db: &Database, queue: &mpsc::Receiver<Job>) {
             match job {
                 Job::Commit(pending) => commits.push(pending),
                 Job::Maintenance(job) => others.push(job),
+                Job::Outbox(job) => outbox.push(job),
             }
-            next = if commits.len() < MAX_BATCH {
+            next = if commits.len() + outbox.len() < MAX_BATCH {
                 queue.try_recv().ok()
             } else {
                 None
             };
         }
 
-        if !commits.is_empty() {
-            finish_batch(write_batch(db, &commits), &mut commits);
+        if !commits.is_empty() || !outbox.is_empty() {
+            let mut next = counts.lock().clone();
+            let result = write_batch(db, &commits, &outbox, &mut next);
+            let seqs = match &result {
+                Ok(seqs) => {
+                    *counts.lock() = next;
+                    seqs.clone()
+                }
+                Err(_) => Vec::new(),
+            };
+            let result = result.map(|_| ()).map_err(|err| {
+                tracing::error!(batch = commits.len() + outbox.len(), error = %err, "Embedded store group commit failed.");
+                Arc::new(err)
+            });
+            finish_outbox(&result, &mut outbox, seqs);
+            finish_batch(result, &mut commits);
         }
         // Pings that arrived together share one probe write: a flood of `/readyz`
         // calls costs one fsync per writer pass, not one each.
@@ -313,12 +458,8 @@ fn run_writer(db: &Database, queue: &mpsc::Receiver<Job>) {
 
 /// Releases the batch's keys from the ledger (the write is visible now, or it
 /// failed and the reservations are abandoned) and answers every waiter.
-fn finish_batch(result: Result<(), redb::Error>, commits: &mut Vec<PendingCommit>) {
+fn finish_batch(result: Result<(), Arc<redb::Error>>, commits: &mut Vec<PendingCommit>) {
     let batch = commits.len();
-    let result = result.map_err(|err| {
-        tracing::error!(batch, error = %err, "Embedded store group commit failed.");
-        Arc::new(err)
-    });
     tracing::trace!(batch, "Embedded store group commit done.");
     for pending in commits.drain(..) {
         drop(pending.reservation);
@@ -329,8 +470,34 @@ fn finish_batch(result: Result<(), redb::Error>, commits: &mut Vec<PendingCommit
     }
 }
 
-/// Writes one group commit in a single durable transaction.
-fn write_batch(db: &Database, commits: &[PendingCommit]) -> Result<(), redb::Error> {
+/// Answers the outbox jobs of a batch (with their seq, or `None` when the record
+/// they named was gone) and releases their reservations.
+fn finish_outbox(
+    result: &Result<(), Arc<redb::Error>>,
+    jobs: &mut Vec<OutboxJob>,
+    seqs: Vec<Option<u64>>,
+) {
+    let mut seqs = seqs.into_iter();
+    for job in jobs.drain(..) {
+        drop(job.commit);
+        let answer = match result {
+            Ok(()) => Ok(seqs.next().flatten()),
+            Err(e) => Err(StoreError::WriteFailed(Arc::clone(e))),
+        };
+        let _ = job.done.send(answer);
+    }
+}
+
+/// Writes one group commit in a single durable transaction: dedup commits, then
+/// outbox changes (each accept's reservation in the same transaction as its record).
+/// `counts` is updated as the changes are written; the caller keeps it only if the
+/// commit succeeds. Returns each outbox job's seq (`None`: its record was gone).
+fn write_batch(
+    db: &Database,
+    commits: &[PendingCommit],
+    outbox: &[OutboxJob],
+    counts: &mut CountsInner,
+) -> Result<Vec<Option<u64>>, redb::Error> {
     let mut txn = db.begin_write()?;
     // redb's default, stated because the contract depends on it: `commit`
     // returns only after fsync.
@@ -339,15 +506,18 @@ fn write_batch(db: &Database, commits: &[PendingCommit]) -> Result<(), redb::Err
         let mut dedup = txn.open_table(DEDUP)?;
         let mut by_expiry = txn.open_table(DEDUP_EXPIRY)?;
         let mut watermarks = txn.open_table(WATERMARKS)?;
-        for pending in commits {
-            let r = &pending.reservation;
+        let commits = commits.iter().map(|p| (&p.reservation, p.expires_at));
+        let accepts = outbox
+            .iter()
+            .filter_map(|j| j.commit.as_ref().map(|(r, e)| (r, *e)));
+        for (r, expires_at) in commits.chain(accepts) {
             if let Some(key) = r.lease.local().id_key.as_deref() {
-                let old = dedup.insert(key, pending.expires_at)?.map(|v| v.value());
+                let old = dedup.insert(key, expires_at)?.map(|v| v.value());
                 // A re-commit after expiry replaces the key's index entry.
                 if let Some(old) = old {
                     by_expiry.remove((old, key))?;
                 }
-                by_expiry.insert((pending.expires_at, key), ())?;
+                by_expiry.insert((expires_at, key), ())?;
             }
             if let (Some(key), Some((_, time))) = (r.lease.local().entity_key.as_deref(), &r.order)
             {
@@ -358,8 +528,68 @@ fn write_batch(db: &Database, commits: &[PendingCommit]) -> Result<(), redb::Err
             }
         }
     }
+    let mut seqs = Vec::with_capacity(outbox.len());
+    {
+        let mut pending = txn.open_table(OUTBOX)?;
+        let mut dead = txn.open_table(DEAD)?;
+        for job in outbox {
+            let new_seq = counts.next_seq;
+            let applied = match &job.op {
+                OutboxOp::Accept { route, record } => {
+                    pending.insert((route.as_str(), new_seq), record.as_slice())?;
+                    true
+                }
+                OutboxOp::Remove { route, seq } => {
+                    pending.remove((route.as_str(), *seq))?.is_some()
+                }
+                OutboxOp::Update { route, seq, record } => {
+                    let present = pending.get((route.as_str(), *seq))?.is_some();
+                    if present {
+                        pending.insert((route.as_str(), *seq), record.as_slice())?;
+                    }
+                    present
+                }
+                OutboxOp::DeadLetter { route, seq, record } => {
+                    let present = pending.remove((route.as_str(), *seq))?.is_some();
+                    if present {
+                        dead.insert((route.as_str(), *seq), record.as_slice())?;
+                    }
+                    present
+                }
+                OutboxOp::Replay { route, seq, record } => {
+                    let present = dead.remove((route.as_str(), *seq))?.is_some();
+                    if present {
+                        pending.insert((route.as_str(), new_seq), record.as_slice())?;
+                    }
+                    present
+                }
+                OutboxOp::DropDead { route, seq } => dead.remove((route.as_str(), *seq))?.is_some(),
+            };
+            seqs.push(applied.then(|| counts.apply(&job.op)));
+        }
+    }
     txn.commit()?;
-    Ok(())
+    Ok(seqs)
+}
+
+/// Counts pending and dead records per route and finds the next seq, at open.
+fn count_outbox(db: &Database) -> Result<Counts, StoreError> {
+    let txn = db.begin_read()?;
+    let counts = Counts::default();
+    {
+        let mut c = counts.lock();
+        for (table, dead) in [(OUTBOX, false), (DEAD, true)] {
+            let t = txn.open_table(table)?;
+            for entry in t.iter()? {
+                let (k, _) = entry?;
+                let (route, seq) = k.value();
+                let map = if dead { &mut c.dead } else { &mut c.pending };
+                *map.entry(route.to_owned()).or_insert(0) += 1;
+                c.next_seq = c.next_seq.max(seq.saturating_add(1));
+            }
+        }
+    }
+    Ok(counts)
 }
 
 /// Deletes up to `max` dedup keys whose expiry is at or before `now`, oldest

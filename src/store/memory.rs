@@ -27,6 +27,9 @@ struct Inner {
     ledger: Arc<Ledger>,
     data: Mutex<Data>,
     clock: Clock,
+    /// The outbox and dead letters (taken after `data` is released, never with it).
+    outbox: Mutex<super::outbox::MemoryTables>,
+    counts: super::outbox::Counts,
 }
 
 #[derive(Default)]
@@ -47,6 +50,8 @@ impl MemoryStore {
                 ledger: Arc::default(),
                 data: Mutex::default(),
                 clock,
+                outbox: Mutex::default(),
+                counts: super::outbox::Counts::default(),
             }),
         }
     }
@@ -109,6 +114,89 @@ impl MemoryStore {
             purged += 1;
         }
         purged
+    }
+}
+
+// === Outbox (see `outbox.rs`) ===
+
+impl MemoryStore {
+    pub(super) fn counts(&self) -> &super::outbox::Counts {
+        &self.inner.counts
+    }
+
+    fn tables(&self) -> MutexGuard<'_, super::outbox::MemoryTables> {
+        self.inner
+            .outbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the record, then commits the reservation: nothing here survives a
+    /// restart, so the two need no common transaction; the reservation keeps the
+    /// id and entity in flight until both are visible.
+    pub(super) fn outbox_write(
+        &self,
+        reservation: Option<Reservation>,
+        op: super::outbox::OutboxOp,
+    ) -> Result<u64, StoreError> {
+        if let Some(r) = &reservation
+            && !r.belongs_to(&self.inner.ledger)
+        {
+            return Err(StoreError::ForeignReservation);
+        }
+        let seq = {
+            let mut tables = self.tables();
+            let mut counts = self.inner.counts.lock();
+            let seq = counts.next_seq;
+            if tables.apply(&op, seq) {
+                counts.apply(&op)
+            } else {
+                seq
+            }
+        };
+        if let Some(r) = reservation {
+            self.commit(r)?;
+        }
+        Ok(seq)
+    }
+
+    pub(super) fn outbox_write_checked(
+        &self,
+        op: super::outbox::OutboxOp,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tables = self.tables();
+        let mut counts = self.inner.counts.lock();
+        let seq = counts.next_seq;
+        Ok(tables.apply(&op, seq).then(|| counts.apply(&op)))
+    }
+
+    pub(super) fn outbox_scan(
+        &self,
+        table: super::outbox::Table,
+        route: Option<&str>,
+        after: u64,
+        max: usize,
+    ) -> Vec<super::outbox::Stored> {
+        let tables = self.tables();
+        let map = match table {
+            super::outbox::Table::Outbox => &tables.outbox,
+            super::outbox::Table::Dead => &tables.dead,
+        };
+        super::outbox::scan_map(map, route, after, max)
+    }
+
+    pub(super) fn outbox_get(
+        &self,
+        table: super::outbox::Table,
+        route: &str,
+        seq: u64,
+    ) -> Option<Vec<u8>> {
+        let tables = self.tables();
+        let map = match table {
+            super::outbox::Table::Outbox => &tables.outbox,
+            super::outbox::Table::Dead => &tables.dead,
+        };
+        map.get(&(route.to_owned(), seq)).cloned()
     }
 }
 

@@ -80,6 +80,7 @@ use std::time::{Duration, SystemTime};
 mod embedded;
 mod ledger;
 mod memory;
+pub mod outbox;
 
 #[cfg(test)]
 mod conformance;

@@ -74,6 +74,28 @@ pub struct DeliveryLabels {
     pub outcome: DeliveryOutcome,
 }
 
+/// Why a connection was closed before any HTTP request (`hookgate_connections_closed_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum CloseReason {
+    /// The TLS handshake failed: not TLS, no shared version or cipher, a client
+    /// certificate that does not verify.
+    tls_handshake,
+    /// The TLS handshake did not finish within `read_timeout`.
+    tls_timeout,
+    /// A PROXY header missing, truncated or malformed from a trusted peer.
+    proxy_header,
+    /// A PROXY header from a peer outside `trusted_proxies`.
+    proxy_untrusted,
+}
+
+/// Labels of `hookgate_connections_closed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    /// Why.
+    pub reason: CloseReason,
+}
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -83,8 +105,10 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     outbox_pending: Family<RouteLabels, Gauge>,
     dead_letters: Family<RouteLabels, Gauge>,
+    outbox_oldest_age: Family<RouteLabels, Gauge>,
     schema_violations: Family<RouteLabels, Counter>,
     unrecorded_deliveries: Family<RouteLabels, Counter>,
+    connections_closed: Family<CloseLabels, Counter>,
     /// The `route` label of requests that matched no route, built once.
     no_route: Arc<str>,
 }
@@ -111,8 +135,15 @@ impl Metrics {
         let deliveries = Family::<DeliveryLabels, Counter>::default();
         let outbox_pending = Family::<RouteLabels, Gauge>::default();
         let dead_letters = Family::<RouteLabels, Gauge>::default();
+        let outbox_oldest_age = Family::<RouteLabels, Gauge>::default();
         let schema_violations = Family::<RouteLabels, Counter>::default();
         let unrecorded_deliveries = Family::<RouteLabels, Counter>::default();
+        let connections_closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "hookgate_connections_closed",
+            "Connections closed before any HTTP request, by reason",
+            connections_closed.clone(),
+        );
         registry.register(
             "hookgate_requests",
             "Webhook requests by route and verdict",
@@ -132,6 +163,11 @@ impl Metrics {
             "hookgate_outbox_pending",
             "Events accepted into the outbox and not yet delivered",
             outbox_pending.clone(),
+        );
+        registry.register(
+            "hookgate_outbox_oldest_age_seconds",
+            "Age of the oldest event pending in the outbox (0 when none)",
+            outbox_oldest_age.clone(),
         );
         registry.register(
             "hookgate_dead_letters",
@@ -155,8 +191,10 @@ impl Metrics {
             deliveries,
             outbox_pending,
             dead_letters,
+            outbox_oldest_age,
             schema_violations,
             unrecorded_deliveries,
+            connections_closed,
             no_route: Arc::from(NO_ROUTE_LABEL),
         }
     }
@@ -187,6 +225,25 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Sets a route's outbox gauges: pending events, the oldest pending event's
+    /// acceptance time (unix ms; `None` when nothing is pending) and dead letters.
+    pub fn outbox(&self, route: &Arc<str>, pending: u64, oldest_ms: Option<u64>, dead: u64) {
+        let labels = RouteLabels {
+            route: Arc::clone(route),
+        };
+        let age = oldest_ms.map_or(0, |ms| {
+            crate::delivery::outbox::now_ms().saturating_sub(ms) / 1000
+        });
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.outbox_pending
+            .get_or_create(&labels)
+            .set(gauge(pending));
+        self.outbox_oldest_age
+            .get_or_create(&labels)
+            .set(gauge(age));
+        self.dead_letters.get_or_create(&labels).set(gauge(dead));
+    }
+
     /// Counts one delivery attempt.
     pub fn delivery(&self, route: &Arc<str>, outcome: DeliveryOutcome) {
         self.deliveries
@@ -213,6 +270,13 @@ impl Metrics {
             .get_or_create(&RouteLabels {
                 route: Arc::clone(route),
             })
+            .inc();
+    }
+
+    /// Counts one connection closed before HTTP.
+    pub fn connection_closed(&self, reason: CloseReason) {
+        self.connections_closed
+            .get_or_create(&CloseLabels { reason })
             .inc();
     }
 

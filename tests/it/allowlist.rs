@@ -130,3 +130,40 @@ async fn ipv6_peer_is_matched() {
         .expect("send");
     assert_eq!(r.status(), 403);
 }
+
+/// `allow_ips = "file:PATH"` is reread by a reload (what SIGHUP runs); a bad file refuses
+/// the reload and the running list stays.
+#[tokio::test]
+async fn allow_ips_file_is_reread_on_reload_and_a_bad_file_keeps_the_old_list() {
+    use hookgate::pipeline::allowlist::ClientAddr;
+    let dir = tempfile::tempdir().expect("tmp");
+    let list = dir.path().join("senders.txt");
+    std::fs::write(&list, "203.0.113.1\n").expect("write");
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &config,
+        "[store]\nbackend = \"memory\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:9/x\"\nallow_ips = \"file:senders.txt\"\n",
+    )
+    .expect("write");
+    let source = hookgate::config::ConfigSource::File(config);
+    let shared = hookgate::build(hookgate::config::load(&source).expect("config")).expect("build");
+    let permits = |ip: &str| {
+        let gw = shared.current();
+        let route = gw.routes().next().expect("route");
+        route
+            .allow_ips
+            .as_ref()
+            .expect("allowlist")
+            .permits(ClientAddr(ip.parse().expect("ip")))
+    };
+    assert!(permits("203.0.113.1") && !permits("203.0.113.2"));
+    std::fs::write(&list, "203.0.113.2 # rotated\n").expect("write");
+    hookgate::server::reload(&shared, &source);
+    assert!(!permits("203.0.113.1") && permits("203.0.113.2"));
+    std::fs::write(&list, "garbage\n").expect("write");
+    hookgate::server::reload(&shared, &source);
+    assert!(
+        permits("203.0.113.2"),
+        "a bad file replaced the running list"
+    );
+}

@@ -3,6 +3,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod allowlist;
+mod async_delivery;
 mod auth;
 mod body;
 mod cli;
@@ -12,9 +13,13 @@ mod delivery;
 mod operability;
 mod oracle;
 mod ordering;
+mod providers;
+mod proxy_protocol;
 mod regression;
 mod robustness;
 mod routing;
 mod schema;
+mod shedding;
 mod signature;
 mod support;
+mod tls;

@@ -3,6 +3,7 @@
 //! what the config loader and the JSON parser promise, checked by both explorers.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 
 use hookgate::config::{ConfigError, JSON_DEPTH_CEILING, MAX_DURATION, RESERVED_PATHS, Settings};
 
@@ -155,4 +156,71 @@ pub fn repeated_keys(bytes: &[u8]) -> HashSet<String> {
     de.disable_recursion_limit();
     let _ = serde::de::DeserializeSeed::deserialize(Walk(&found), &mut de);
     found.into_inner()
+}
+
+// === calendar and client address ===
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm),
+/// written independently of the `time` crate the gateway uses.
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Days in month `m` (1..=12) of year `y`, proleptic Gregorian.
+pub fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// The walk DESIGN.md describes, written out: from the peer, right to left, past trusted
+/// hops, stopping at the first untrusted one; an unparseable hop, or a 33rd hop to walk,
+/// makes the client unknown (`None`).
+pub fn reference_client(
+    peer: IpAddr,
+    hops: &[Option<IpAddr>],
+    trusted: &[ipnet::IpNet],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(&ip));
+    let mut current = peer.to_canonical();
+    if !is_trusted(current) {
+        return Some(current);
+    }
+    for (walked, hop) in hops.iter().rev().enumerate() {
+        if walked == 32 {
+            return None;
+        }
+        current = hop.as_ref()?.to_canonical();
+        if !is_trusted(current) {
+            break;
+        }
+    }
+    Some(current)
+}
+
+/// Every address a header string names, in any spelling: the tokens between separators
+/// that parse as an address, a socket address, or a bracketed address.
+pub fn addresses_in(text: &str) -> HashSet<IpAddr> {
+    text.split([',', ';', '=', '"', ' ', '\t'])
+        .filter_map(|t| {
+            t.parse::<IpAddr>()
+                .ok()
+                .or_else(|| t.parse::<SocketAddr>().ok().map(|s| s.ip()))
+                .or_else(|| {
+                    t.strip_prefix('[')
+                        .and_then(|r| r.split(']').next())
+                        .and_then(|r| r.parse().ok())
+                })
+        })
+        .map(|ip: IpAddr| ip.to_canonical())
+        .collect()
 }

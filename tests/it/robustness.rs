@@ -2,7 +2,8 @@
 //! input (config, JSON, signature headers, event keys and times, forwarding headers) and
 //! over whole requests through the real gateway. Each property asserts an invariant or
 //! agrees with a small reference model written here, not only the absence of a panic.
-//! The cargo-fuzz targets in `fuzz/` explore the same surfaces on nightly.
+//! The cargo-fuzz targets in `fuzz/` explore the same surfaces with the same reference
+//! models (`oracle.rs`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +30,7 @@ use proptest::sample::{Index, select};
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 
+use crate::oracle::{addresses_in, days_from_civil, days_in_month, reference_client};
 use crate::support::{client, gateway::Gateway, sign, upstream::Upstream, verdict};
 
 // === shared helpers ===
@@ -819,27 +821,6 @@ proptest! {
 
 // === event keys and times ===
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm),
-/// written independently of the `time` crate the gateway uses.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
 /// An RFC 3339 time and the Unix nanoseconds it denotes.
 fn rfc3339() -> impl Strategy<Value = (String, i128)> {
     (
@@ -1118,51 +1099,8 @@ fn trusted_nets() -> Vec<ipnet::IpNet> {
     ]
 }
 
-/// The walk DESIGN.md describes, written out: from the peer, right to left, past trusted
-/// hops, stopping at the first untrusted one; an unparseable hop, or a 33rd hop to walk,
-/// makes the client unknown (`None`).
-fn reference_client(
-    peer: IpAddr,
-    hops: &[Option<IpAddr>],
-    trusted: &[ipnet::IpNet],
-) -> Option<IpAddr> {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(&ip));
-    let mut current = peer.to_canonical();
-    if !is_trusted(current) {
-        return Some(current);
-    }
-    for (walked, hop) in hops.iter().rev().enumerate() {
-        if walked == 32 {
-            return None;
-        }
-        current = hop.as_ref()?.to_canonical();
-        if !is_trusted(current) {
-            break;
-        }
-    }
-    Some(current)
-}
-
 fn known(c: Client) -> Option<IpAddr> {
     c.addr().map(|ClientAddr(ip)| ip)
-}
-
-/// Every address a header string names, in any spelling: the tokens between separators
-/// that parse as an address, a socket address, or a bracketed address.
-fn addresses_in(text: &str) -> HashSet<IpAddr> {
-    text.split([',', ';', '=', '"', ' ', '\t'])
-        .filter_map(|t| {
-            t.parse::<IpAddr>()
-                .ok()
-                .or_else(|| t.parse::<SocketAddr>().ok().map(|s| s.ip()))
-                .or_else(|| {
-                    t.strip_prefix('[')
-                        .and_then(|r| r.split(']').next())
-                        .and_then(|r| r.parse().ok())
-                })
-        })
-        .map(|ip: IpAddr| ip.to_canonical())
-        .collect()
 }
 
 proptest! {

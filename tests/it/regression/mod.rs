@@ -3,4 +3,6 @@
 
 mod config;
 mod forwarding;
+mod fuzz;
 mod http;
+mod probe;

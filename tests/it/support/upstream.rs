@@ -27,6 +27,7 @@ struct Knobs {
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
     arrivals: Arc<AtomicU64>,
+    retry_after: Arc<AtomicU64>,
 }
 
 /// The running upstream.
@@ -36,6 +37,7 @@ pub struct Upstream {
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
     arrivals: Arc<AtomicU64>,
+    retry_after: Arc<AtomicU64>,
 }
 
 impl Upstream {
@@ -47,6 +49,7 @@ impl Upstream {
             status: Arc::new(AtomicU16::new(200)),
             delay_ms: Arc::new(AtomicU64::new(0)),
             arrivals: Arc::new(AtomicU64::new(0)),
+            retry_after: Arc::new(AtomicU64::new(0)),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -64,6 +67,7 @@ impl Upstream {
             status: knobs.status,
             delay_ms: knobs.delay_ms,
             arrivals: knobs.arrivals,
+            retry_after: knobs.retry_after,
         }
     }
 
@@ -75,6 +79,12 @@ impl Upstream {
     /// Status of the next answers.
     pub fn set_status(&self, s: u16) {
         self.status.store(s, Ordering::SeqCst);
+    }
+
+    /// `Retry-After` seconds sent with the next answers (0: none).
+    #[allow(dead_code)]
+    pub fn set_retry_after(&self, secs: u64) {
+        self.retry_after.store(secs, Ordering::SeqCst);
     }
 
     /// Delay before answering.
@@ -143,9 +153,14 @@ async fn record(
         body,
     });
     let status = StatusCode::from_u16(k.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
-    (
-        status,
-        [("content-type", "application/json")],
-        r#"{"upstream":"ok"}"#,
-    )
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    let retry_after = k.retry_after.load(Ordering::SeqCst);
+    if retry_after > 0 {
+        headers.insert("retry-after", http::HeaderValue::from(retry_after));
+    }
+    (status, headers, r#"{"upstream":"ok"}"#)
 }

@@ -1,9 +1,14 @@
-//! The HTTP server: accept loop, per-connection limits, the router, graceful shutdown.
+//! The HTTP server: accept loop, per-connection limits, TLS, the router, graceful shutdown.
 //!
 //! The accept loop is ours (not `axum::serve`) because the edge needs a header read
 //! timeout against slow-header senders, which `axum::serve` does not expose; hyper's
 //! HTTP/1 builder does. Shutdown stops accepting at once and then waits for in-flight
 //! requests, up to [`DRAIN_TIMEOUT`].
+//!
+//! On TLS ([`tls`]) the handshake runs inside the connection's own task, bounded by the
+//! header read timeout, so a client that never finishes it holds one task and no accept
+//! slot; the connection is then served by hyper-util's `auto` builder (HTTP/1.1 or h2, as
+//! ALPN chose). Plain connections speak HTTP/1.1 only: h2c prior knowledge is off.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,16 +21,23 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use http::{Method, Request, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_util::either::Either;
 use tower::ServiceExt as _;
+
+pub mod conn_info;
+pub mod proxy_protocol;
+pub mod tls;
+
+pub use conn_info::{ConnectionInfo, TlsInfo};
 
 use crate::config::{self, ConfigSource};
 use crate::error::GatewayError;
 use crate::pipeline::{self, Gateway};
 use crate::protocol::{self, Rescue};
 use crate::supervisor::Supervisor;
-use crate::telemetry::{Format, Metrics};
+use crate::telemetry::{CloseReason, Format, Metrics};
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -187,12 +199,43 @@ async fn webhook(
     pipeline::handle(shared.current(), shared.supervisor.deliveries(), peer, req).await
 }
 
-/// Serves `shared` on `listener` until `shutdown` completes, then drains.
-pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<Output = ()>) {
+/// Serves `shared` on `listener` (over TLS when `tls` is given) until `shutdown`
+/// completes, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Shared,
+    tls: Option<tls::TlsEdge>,
+    shutdown: impl Future<Output = ()>,
+) {
     let read_timeout = shared.current().settings.server.read_timeout;
+    let proxy_protocol = shared.current().settings.server.proxy_protocol;
+    // Load shedding: a connection slot is taken before accepting, so above the limit
+    // connections wait in the kernel's backlog; a request slot is tried before the
+    // router, so above the limit the answer is 503 `overloaded` with the body unread.
+    let connections = Arc::new(tokio::sync::Semaphore::new(
+        shared.current().settings.server.max_connections,
+    ));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        shared.current().settings.server.max_in_flight,
+    ));
+    let tls_reloader = tls.as_ref().map(tls::TlsEdge::spawn_reloader);
     let supervisor = shared.supervisor.clone();
     start_maintenance(&shared);
-    let app = router(shared);
+    // Async delivery workers: started for the routes of the configuration serving
+    // now (a reload that adds or changes an async route takes effect on restart).
+    let stop_workers = tokio_util::sync::CancellationToken::new();
+    let mut workers = {
+        let gw = shared.current();
+        crate::delivery::worker::spawn_all(
+            gw.routes().map(|r| Arc::clone(r.spec())),
+            gw.store(),
+            gw.deliverer(),
+            &shared.metrics,
+            &stop_workers,
+        )
+    };
+    let admin = start_admin(&shared, stop_workers.clone()).await;
+    let app = router(shared.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // half_close: a sender that shuts down its write side after the request (some
@@ -201,9 +244,23 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     http.timer(TokioTimer::new())
         .header_read_timeout(read_timeout)
         .half_close(true);
+    let mut auto = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    auto.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .half_close(true);
+    auto.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let slot = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            slot = Arc::clone(&connections).acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
+        let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -216,26 +273,135 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
             () = &mut shutdown => break,
         };
         let app = app.clone();
-        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let mut req = req.map(Body::new);
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let app = app.clone();
-            async move {
-                if let Err(e) = protocol::check_host(req.version(), req.headers()) {
-                    return Ok(refuse_malformed(req, e).await);
-                }
-                app.oneshot(req).await
-            }
-        });
-        let conn = http.serve_connection(TokioIo::new(Rescue::new(stream)), service);
-        let conn = graceful.watch(conn);
+        let tls = tls.clone();
+        let http = http.clone();
+        let auto = auto.clone();
+        let watcher = graceful.watcher();
+        let gateway = shared.current();
+        let in_flight = Arc::clone(&in_flight);
+        let metrics = Arc::clone(shared.metrics());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let _slot = slot;
+            let mut client = peer;
+            let mut proxy_source = None;
+            if proxy_protocol {
+                let ip = peer.ip().to_canonical();
+                let trusted = gateway
+                    .settings
+                    .server
+                    .trusted_proxies
+                    .iter()
+                    .any(|n| n.contains(&ip));
+                drop(gateway);
+                if trusted {
+                    match proxy_protocol::read_trusted(&mut stream, read_timeout).await {
+                        Ok(source) => {
+                            proxy_source = source;
+                            client = source.unwrap_or(peer);
+                        }
+                        Err(e) => {
+                            metrics.connection_closed(CloseReason::proxy_header);
+                            tracing::debug!(error = %e, %peer, "Connection closed: PROXY header.");
+                            return;
+                        }
+                    }
+                } else if proxy_protocol::untrusted_sends_header(&stream, read_timeout).await {
+                    metrics.connection_closed(CloseReason::proxy_untrusted);
+                    tracing::debug!(%peer, "Connection closed: {}", proxy_protocol::ProxyError::Untrusted);
+                    return;
+                }
+            }
+            let (io, info) = match tls {
+                None => (
+                    Either::Left(stream),
+                    ConnectionInfo {
+                        peer,
+                        proxy_source,
+                        tls: None,
+                    },
+                ),
+                Some(edge) => {
+                    let stream =
+                        match tokio::time::timeout(read_timeout, edge.acceptor().accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                metrics.connection_closed(CloseReason::tls_handshake);
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed.");
+                                return;
+                            }
+                            Err(_) => {
+                                metrics.connection_closed(CloseReason::tls_timeout);
+                                tracing::debug!(%peer, "TLS handshake timed out.");
+                                return;
+                            }
+                        };
+                    let client_names = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(tls::client_names);
+                    (
+                        Either::Right(stream),
+                        ConnectionInfo {
+                            peer,
+                            proxy_source,
+                            tls: Some(TlsInfo { client_names }),
+                        },
+                    )
+                }
+            };
+            let on_tls = info.tls.is_some();
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo(client));
+                req.extensions_mut().insert(info.clone());
+                let app = app.clone();
+                let in_flight = Arc::clone(&in_flight);
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    // Health checks are never shed: an overloaded gateway is still alive.
+                    let health = matches!(req.uri().path(), "/healthz" | "/readyz");
+                    let _request_slot = match in_flight.try_acquire_owned() {
+                        Ok(permit) => Some(permit),
+                        Err(_) if health => None,
+                        Err(_) => {
+                            metrics.request(None, crate::verdict::Verdict::Overloaded, 0.0);
+                            return Ok(GatewayError::Overloaded
+                                .into_answer(None, None)
+                                .into_response());
+                        }
+                    };
+                    if let Err(e) = protocol::check_host(req.version(), req.headers())
+                        .and_then(|()| protocol::check_transfer_coding(req.headers()))
+                    {
+                        return Ok(refuse_malformed(req, e).await);
+                    }
+                    app.oneshot(req).await
+                }
+            });
+            let io = TokioIo::new(Rescue::new(io));
+            let ended = if on_tls {
+                watcher
+                    .watch(auto.serve_connection(io, service).into_owned())
+                    .await
+            } else {
+                watcher
+                    .watch(http.serve_connection(io, service))
+                    .await
+                    .map_err(Into::into)
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, %peer, "Connection ended with an error.");
             }
         });
     }
     drop(listener);
+    if let Some(r) = tls_reloader {
+        r.abort();
+    }
     // The maintenance loops finish the pass they are in and drop their store handles,
     // so the store file is closed when `serve` returns.
     supervisor.stop_maintenance().await;
@@ -249,6 +415,46 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("Drain timeout passed with requests still in flight.");
     }
+    // Workers finish their attempts in flight and settle them, then let the store go.
+    stop_workers.cancel();
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("Drain timeout passed with async deliveries still in flight.");
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+/// Binds and starts the admin listener, if configured; it stops with `stop`. A bind
+/// failure is logged, and the gateway serves without it.
+async fn start_admin(
+    shared: &Shared,
+    stop: tokio_util::sync::CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let gw = shared.current();
+    let settings = gw.settings.admin.clone()?;
+    let listener = match TcpListener::bind(settings.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %settings.listen, error = %e, "Cannot bind the admin listener; serving without it.");
+            return None;
+        }
+    };
+    tracing::info!(listen = %settings.listen, "Admin listener up.");
+    let ops = crate::admin::Ops::new(gw.store(), crate::admin::async_routes(&gw.settings));
+    Some(tokio::spawn(crate::admin::serve(
+        listener,
+        ops,
+        settings.token,
+        async move { stop.cancelled().await },
+    )))
 }
 
 /// Starts the maintenance loops on the supervisor. Each pass reads the gateway current
@@ -338,6 +544,16 @@ pub fn reload(shared: &Shared, source: &ConfigSource) {
             old = %old.settings.server.listen,
             new = %settings.server.listen,
             "The listen address changes only on restart."
+        );
+    }
+    if settings.server.tls != old.settings.server.tls
+        || settings.server.proxy_protocol != old.settings.server.proxy_protocol
+        || settings.server.max_connections != old.settings.server.max_connections
+        || settings.server.max_in_flight != old.settings.server.max_in_flight
+    {
+        tracing::warn!(
+            "server.tls file paths, proxy_protocol, max_connections and max_in_flight change \
+             only on restart (the certificate files themselves reload on SIGHUP)."
         );
     }
     if settings.store.backend != old.settings.store.backend

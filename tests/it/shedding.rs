@@ -1,0 +1,98 @@
+//! Load shedding: `max_in_flight` answers 503 `overloaded` with `Retry-After` before the
+//! body is read; `max_connections` stops accepting until a connection closes.
+
+use std::time::Duration;
+
+use crate::support::gateway::Gateway;
+use crate::support::upstream::Upstream;
+use crate::support::{client, raw_exchange, verdict};
+
+async fn gateway(server: &str, up: &Upstream) -> Gateway {
+    Gateway::start(&format!(
+        "[server]\n{server}\n[store]\nbackend = \"memory\"\n[[route]]\nname = \"r\"\npath = \"/hooks/r\"\nupstream = \"{}\"\n",
+        up.url("/r")
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn above_max_in_flight_the_answer_is_503_overloaded_with_retry_after() {
+    let up = Upstream::start().await;
+    up.set_delay(Duration::from_millis(800));
+    let gw = gateway("max_in_flight = 1", &up).await;
+    let c = client();
+    let url = gw.url("/hooks/r");
+    let first = {
+        let c = c.clone();
+        let url = url.clone();
+        tokio::spawn(async move { c.post(url).body("{}").send().await })
+    };
+    up.wait_arrivals(1).await;
+    let r = c.post(&url).body("{}").send().await.expect("second");
+    assert_eq!(r.status(), 503);
+    assert_eq!(verdict(&r), "overloaded");
+    assert_eq!(r.headers()["retry-after"], "1");
+    // Health checks are not shed.
+    let h = c.get(gw.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(h.status(), 200);
+    let first = first.await.expect("task").expect("first");
+    assert_eq!(verdict(&first), "forwarded");
+    // The slot is free again.
+    up.set_delay(Duration::ZERO);
+    let r = c.post(&url).body("{}").send().await.expect("third");
+    assert_eq!(verdict(&r), "forwarded");
+    let m = c.get(gw.url("/metrics")).send().await.expect("metrics");
+    let text = m.text().await.expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("verdict=\"overloaded\"") && l.ends_with(" 1")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn at_max_connections_new_connections_wait_until_one_closes() {
+    let up = Upstream::start().await;
+    let gw = gateway("max_connections = 1", &up).await;
+    let holder = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("holder");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let req = b"GET /healthz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n";
+    let waiting = raw_exchange(gw.addr, req, Duration::from_millis(500)).await;
+    assert_eq!(waiting, "", "a second connection was served at the limit");
+    drop(holder);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let served = raw_exchange(gw.addr, req, Duration::from_secs(3)).await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+}
+
+/// An idle keep-alive connection is closed after `read_timeout` (hyper's header read
+/// timer runs while the connection waits for its next request).
+#[tokio::test]
+async fn idle_keep_alive_connections_close_after_the_read_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let up = Upstream::start().await;
+    let gw = gateway("read_timeout = \"1s\"", &up).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.expect("answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let started = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(4), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
+    assert!(started.elapsed() >= Duration::from_millis(800));
+}
