@@ -312,7 +312,7 @@ pub fn async_routes(settings: &crate::config::Settings) -> Vec<String> {
     settings
         .routes
         .iter()
-        .filter(|r| r.delivery == crate::config::raw::DeliveryMode::Async)
+        .filter(|r| r.delivery == crate::config::spec::DeliveryMode::Async)
         .map(|r| r.name.to_string())
         .collect()
 }
@@ -396,7 +396,7 @@ async fn cli_async(
         eprintln!("hookgate: give --config or --admin");
         return EXIT_UNREACHABLE;
     };
-    if settings.store.backend != crate::config::raw::StoreBackendName::Embedded {
+    if settings.store.backend != crate::config::spec::StoreBackendName::Embedded {
         eprintln!("hookgate: the gateway is not reachable and its store is not a file");
         return EXIT_UNREACHABLE;
     }

@@ -72,12 +72,6 @@ pub enum GatewayError {
     /// A dedup/order key is missing or malformed.
     #[error(transparent)]
     Extract(#[from] ExtractError),
-    /// The event id was already delivered.
-    #[error("event already delivered")]
-    Duplicate,
-    /// The event is older than the newest delivered for its entity.
-    #[error("event older than the newest delivered for its entity")]
-    Stale,
     /// The same event id, or another event of the same entity, is being delivered.
     #[error("the same event (or entity) is being delivered right now")]
     InFlight,
@@ -127,8 +121,6 @@ impl GatewayError {
             GatewayError::Json(_) => Verdict::InvalidJson,
             GatewayError::Delivery(_) => Verdict::UpstreamError,
             GatewayError::Internal(_) => Verdict::Internal,
-            GatewayError::Duplicate => Verdict::Duplicate,
-            GatewayError::Stale => Verdict::Stale,
             GatewayError::InFlight => Verdict::InFlight,
             GatewayError::Store(_) | GatewayError::AsyncUnavailable(_) => Verdict::Unavailable,
             GatewayError::Overloaded => Verdict::Overloaded,
@@ -136,11 +128,49 @@ impl GatewayError {
         }
     }
 
-    /// The answer for this error on `route` (if one matched).
+    /// Logs what the sender is not told. The one place a refusal is logged: the variant
+    /// of a credential failure (never the secret), and a delivery failure's cause.
+    pub fn log(&self, route: Option<&str>) {
+        match self {
+            GatewayError::Auth(e) => tracing::debug!(reason = %e, "Credentials refused."),
+            GatewayError::Signature(e) => {
+                tracing::debug!(reason = e.reason(), "Signature refused.");
+            }
+            GatewayError::Delivery(e) => {
+                tracing::warn!(route = route.unwrap_or("-"), error = %e, "Delivery failed.");
+            }
+            GatewayError::Internal(what) => {
+                tracing::error!(route = route.unwrap_or("-"), what, "Internal error.");
+            }
+            // The verdict on the request's log line says all there is to say.
+            GatewayError::NoRoute
+            | GatewayError::LoopDetected
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::ForbiddenIp(_)
+            | GatewayError::RateLimited(_)
+            | GatewayError::Body(_)
+            | GatewayError::Json(_)
+            | GatewayError::Schema(_)
+            | GatewayError::Extract(_)
+            | GatewayError::InFlight
+            | GatewayError::Store(_)
+            | GatewayError::AsyncUnavailable(_)
+            | GatewayError::Overloaded
+            | GatewayError::Protocol(_)
+            | GatewayError::UnsupportedEncoding(_) => {}
+        }
+    }
+
+    /// The answer for this error on `route` (if one matched). Every variant chooses its
+    /// own `detail` (no catch-all), so no error's `Display` reaches a sender unless its
+    /// arm says so.
     pub fn into_answer(self, route: Option<Arc<str>>, event_id: Option<String>) -> Answer {
         let verdict = self.verdict();
         let mut answer = Answer::new(verdict, route, event_id);
-        match &self {
+        answer.detail = match &self {
+            GatewayError::NoRoute | GatewayError::LoopDetected | GatewayError::ForbiddenIp(_) => {
+                json!(self.to_string())
+            }
             GatewayError::MethodNotAllowed { allow, .. } => {
                 let list = allow
                     .iter()
@@ -150,67 +180,69 @@ impl GatewayError {
                 if let Ok(v) = HeaderValue::from_str(&list) {
                     answer.headers.push((http::header::ALLOW, v));
                 }
-                answer.detail = json!(format!("allowed: {list}"));
+                json!(format!("allowed: {list}"))
             }
             GatewayError::RateLimited(r) => {
                 answer.headers.push((
                     http::header::RETRY_AFTER,
                     HeaderValue::from(r.retry_after_secs),
                 ));
-                answer.detail = json!(r.to_string());
+                json!(r.to_string())
             }
             // Never say which part of the credentials was wrong.
             GatewayError::Auth(_) | GatewayError::Signature(_) => {
-                answer.detail = json!("credentials missing or invalid");
+                json!("credentials missing or invalid")
             }
-            GatewayError::Delivery(DeliveryError::Timeout(_)) => {
-                answer.status = StatusCode::GATEWAY_TIMEOUT;
-                answer.detail = json!("upstream timed out");
-            }
-            GatewayError::Delivery(DeliveryError::File(_)) => {
-                answer.detail = json!("file sink write failed");
-            }
-            GatewayError::Delivery(DeliveryError::Unreachable(_)) => {
-                answer.detail = json!("upstream unreachable");
-            }
-            GatewayError::Internal(_) => {}
+            // Size, deadline or a cut-short read: the sender's own doing, nothing secret.
+            GatewayError::Body(e) => json!(e.to_string()),
+            GatewayError::Json(e) => json!(e.to_string()),
+            GatewayError::UnsupportedEncoding(_) => json!(self.to_string()),
+            GatewayError::Delivery(e) => match e {
+                DeliveryError::Timeout(_) => {
+                    answer.status = StatusCode::GATEWAY_TIMEOUT;
+                    json!("upstream timed out")
+                }
+                DeliveryError::File(_) => json!("file sink write failed"),
+                DeliveryError::Connect(_) | DeliveryError::Setup(_) => {
+                    json!("upstream unreachable")
+                }
+                DeliveryError::Status { .. } => json!("upstream refused the event"),
+            },
+            GatewayError::Internal(_) => Value::Null,
             GatewayError::Protocol(p) => {
                 answer.status = p.status();
-                answer.detail = json!(p.to_string());
+                json!(p.to_string())
             }
             GatewayError::InFlight => {
                 answer.headers.push((
                     http::header::RETRY_AFTER,
                     HeaderValue::from(IN_FLIGHT_RETRY_SECS),
                 ));
-                answer.detail = json!(self.to_string());
+                json!(self.to_string())
             }
             GatewayError::AsyncUnavailable(why) => {
                 answer.headers.push((
                     http::header::RETRY_AFTER,
                     HeaderValue::from(ASYNC_RETRY_SECS),
                 ));
-                answer.detail = json!(why);
+                json!(why)
             }
             GatewayError::Overloaded => {
                 answer.headers.push((
                     http::header::RETRY_AFTER,
                     HeaderValue::from(OVERLOADED_RETRY_SECS),
                 ));
-                answer.detail = json!(self.to_string());
+                json!(self.to_string())
             }
             // Never expose store internals (paths) to senders.
-            GatewayError::Store(_) => answer.detail = json!("store unavailable, retry later"),
-            GatewayError::Schema(violations) => answer.detail = json!(violations),
-            GatewayError::Extract(e) => {
-                answer.detail = json!([Violation {
-                    instance_path: e.location().to_owned(),
-                    keyword: e.key().to_owned(),
-                    message: e.to_string(),
-                }]);
-            }
-            other => answer.detail = json!(other.to_string()),
-        }
+            GatewayError::Store(_) => json!("store unavailable, retry later"),
+            GatewayError::Schema(violations) => json!(violations),
+            GatewayError::Extract(e) => json!([Violation {
+                instance_path: e.location().to_owned(),
+                keyword: e.key().to_owned(),
+                message: e.to_string(),
+            }]),
+        };
         answer
     }
 }

@@ -4,14 +4,27 @@
 //!
 //! A request flows through the modules in this order (DESIGN.md §1):
 //!
-//! - [`server`]: accept loop, router, graceful shutdown.
-//! - [`pipeline`]: one request, stage by stage — [`pipeline::allowlist`] (client address,
-//!   allowed networks), [`pipeline::auth`] (header credentials), [`pipeline::body`]
-//!   (bounded read), [`pipeline::json`] (depth-bounded parse).
-//! - [`delivery`]: forwarding to the upstream or appending to a file sink.
+//! - [`server`]: accept loop, router, graceful shutdown, SIGHUP reload; [`protocol`]:
+//!   requests that are not acceptable HTTP/1.1, hyper's own answers included.
+//! - [`pipeline`]: one request in typed phases, [`pipeline::admit`] (headers only: route,
+//!   method, Via loop, [`pipeline::allowlist`], [`pipeline::ratelimit`],
+//!   [`pipeline::auth`], encoding) → [`pipeline::verify`] (bounded [`pipeline::body`]
+//!   read, [`pipeline::signature`] over the raw bytes) → [`pipeline::events`] (depth-bounded
+//!   [`pipeline::json`]) → [`pipeline::decide`] ([`schema`], [`pipeline::extract`]ed keys,
+//!   the store's reservation) → [`pipeline::dispatch`] (delivery, commit or release).
+//!   [`pipeline::route`] builds the runtime routes (spec + rate-limit buckets, carried
+//!   over a reload when unchanged).
+//! - [`delivery`]: forwarding to the upstream or appending to a file sink; typed
+//!   [`delivery::DeliveryError`]s for a retry policy.
+//! - [`store`]: the dedup/order store contract and its backends (memory, embedded).
+//! - [`supervisor`]: owns background tasks (deliveries, purge, bucket eviction), drains
+//!   them on shutdown, survives reloads.
 //! - [`error`] and [`verdict`]: every outcome mapped to its HTTP answer in one place.
-//! - [`protocol`]: requests that are not acceptable HTTP/1.1, hyper's own answers included.
-//! - [`config`]: the TOML file, parsed then compiled into [`config::Settings`].
+//! - [`config`]: the TOML file, parsed (private `raw`) then compiled into plain
+//!   [`config::Settings`] and [`config::spec`] data; nothing outside `config` reads `raw`.
+//! - [`providers`]: bundled sender presets, as data; [`schema`]: JSON Schema checks;
+//!   [`secret`]: constant-time secrets; [`telemetry`]: metrics and logs; [`validate`]:
+//!   the `validate` command.
 
 pub mod admin;
 pub mod config;
@@ -25,6 +38,7 @@ pub mod schema;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;
 pub mod validate;
 pub mod verdict;
@@ -106,10 +120,10 @@ pub fn build(settings: config::Settings) -> Result<server::Shared, StartError> {
 /// Opens the configured store backend.
 pub fn open_store(settings: &config::StoreSettings) -> Result<store::Store, store::StoreError> {
     match settings.backend {
-        config::raw::StoreBackendName::Memory => Ok(store::Store::memory()),
-        // compile() refuses redis until that backend exists.
-        config::raw::StoreBackendName::Embedded | config::raw::StoreBackendName::Redis => {
-            store::Store::open_embedded(&settings.path)
-        }
+        config::spec::StoreBackendName::Memory => Ok(store::Store::memory()),
+        config::spec::StoreBackendName::Embedded => store::Store::open_embedded(&settings.path),
+        // compile() refuses redis until that backend exists; never fall back to opening
+        // (and creating) an embedded store the config did not name.
+        config::spec::StoreBackendName::Redis => Err(store::StoreError::Unsupported("redis")),
     }
 }

@@ -372,7 +372,7 @@ fn summary(r: &config::Route) -> String {
 
 fn schema_name(r: &config::Route) -> String {
     r.schema.as_ref().map_or("-".to_owned(), |s| {
-        if r.schema_mode == config::raw::SchemaMode::Monitor {
+        if r.schema_mode == config::spec::SchemaMode::Monitor {
             format!("{} (monitor)", s.name())
         } else {
             s.name().to_owned()

@@ -10,7 +10,7 @@
 //! values never panic and refusals say why.
 #![no_main]
 
-use hookgate::config::raw::OrderTimeUnit;
+use hookgate::config::spec::OrderTimeUnit;
 use hookgate::pipeline::extract::event_time;
 use hookgate_fuzz::oracle::{days_from_civil, days_in_month};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};

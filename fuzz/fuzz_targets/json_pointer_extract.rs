@@ -9,7 +9,7 @@
 //! rules, and integer event times are exact in their unit.
 #![no_main]
 
-use hookgate::config::raw::{MissingKey, OrderTimeUnit};
+use hookgate::config::spec::{MissingKey, OrderTimeUnit};
 use hookgate::pipeline::extract::{
     DedupKey, EventKeys, ExtractError, MAX_KEY_BYTES, OrderSpec, event_time,
 };

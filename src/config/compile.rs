@@ -10,12 +10,12 @@ use std::time::Duration;
 use http::Method;
 use ipnet::IpNet;
 
-use super::raw::{self, DeliveryMode, RawConfig, SchemaMode, StoreBackendName};
+use super::raw::{self, RawConfig};
+use super::spec::{DeliveryMode, RateLimitSpec, SchemaMode, StoreBackendName};
 use crate::delivery::Target;
 use crate::pipeline::allowlist::{self, Allowlist};
 use crate::pipeline::auth::Auth;
 use crate::pipeline::extract::{self, DedupKey, EventKeys, OrderSpec};
-use crate::pipeline::ratelimit::RateLimit;
 use crate::schema::Schema;
 
 /// A compile error: the key path and the reason.
@@ -95,7 +95,7 @@ pub struct ServerSettings {
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// The one header that names the client when the peer is a trusted proxy.
-    pub client_ip_header: allowlist::ClientIpHeader,
+    pub client_ip_header: super::spec::ClientIpHeader,
     /// Whether `GET /metrics` is served.
     pub metrics: bool,
     /// TLS termination; `None` is plain HTTP.
@@ -119,7 +119,7 @@ pub struct TlsSettings {
     /// CA certificates for client certificates, if any.
     pub client_ca: Option<PathBuf>,
     /// Whether a client certificate is required (only with `client_ca`).
-    pub client_auth: raw::ClientAuth,
+    pub client_auth: super::spec::ClientAuth,
 }
 
 /// A PEM certificate chain and its private key.
@@ -184,7 +184,7 @@ pub struct Route {
     /// Async delivery: pending events above which the route answers 503 `unavailable`.
     pub max_pending: u64,
     /// Request rate limit, if any.
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Option<RateLimitSpec>,
     /// The schema events must conform to, if any.
     pub schema: Option<Arc<Schema>>,
     /// What a violation does.
@@ -406,7 +406,7 @@ fn compile_tls(
         default,
         sni,
         client_ca,
-        client_auth: t.client_auth.unwrap_or(raw::ClientAuth::Optional),
+        client_auth: t.client_auth.unwrap_or(super::spec::ClientAuth::Optional),
     })
 }
 
@@ -497,7 +497,7 @@ fn compile_route(
     ref_map: &crate::schema::RefMap,
 ) -> Result<Route, KeyError> {
     let key = |k: &str| format!("route[{i}].{k}");
-    crate::providers::apply(&mut r).map_err(|e| (key("preset"), e))?;
+    super::presets::apply(&mut r).map_err(|e| (key("preset"), e))?;
     let name = r
         .name
         .filter(|n| !n.is_empty())
@@ -593,7 +593,7 @@ fn compile_route(
     if let Some(url) = &r.public_url {
         public_url(url).map_err(|e| (key("public_url"), e))?;
     }
-    let auth = Auth::compile(
+    let auth = super::auth::compile(
         r.auth.unwrap_or(raw::RawAuth::None),
         r.public_url.as_deref(),
     )
@@ -616,7 +616,11 @@ fn compile_route(
                 Some(b) => std::num::NonZeroU32::new(b)
                     .ok_or_else(|| (key("rate_limit.burst"), "must be at least 1".to_owned()))?,
             };
-            Some(RateLimit::new(per_second, burst, rl.per_address))
+            Some(RateLimitSpec {
+                per_second,
+                burst,
+                per_address: rl.per_address,
+            })
         }
     };
     let schema = match &r.schema {

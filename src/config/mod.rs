@@ -3,9 +3,12 @@
 //! Bad configuration fails here, at start-up or in `hookgate check`, with a message that
 //! names the key; it never surfaces on the first request.
 
+mod auth;
 mod compile;
-pub mod raw;
+mod presets;
+mod raw;
 pub mod secret_source;
+pub mod spec;
 
 use std::path::{Path, PathBuf};
 

@@ -8,281 +8,206 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::providers::scheme::{HmacAlgorithm, SigEncoding};
+use super::spec::{
+    ClientAuth, ClientIpHeader, DeliveryMode, HmacAlgorithm, MissingKey, OrderTimeUnit, SchemaMode,
+    SigEncoding, StoreBackendName,
+};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     /// Listener and request limits.
     #[serde(default)]
-    pub server: RawServer,
+    pub(super) server: RawServer,
     /// Where dedup and order state lives.
     #[serde(default)]
-    pub store: RawStore,
+    pub(super) store: RawStore,
     /// The operators' listener; absent means none.
-    pub admin: Option<RawAdmin>,
+    pub(super) admin: Option<RawAdmin>,
     /// How every route's schema file finds the schemas it `$ref`s.
     #[serde(default)]
-    pub schemas: RawSchemas,
+    pub(super) schemas: RawSchemas,
     /// The webhook routes, `[[route]]` tables.
     #[serde(default, rename = "route")]
-    pub routes: Vec<RawRoute>,
+    pub(super) routes: Vec<RawRoute>,
 }
 
 /// `[server]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawServer {
+pub(super) struct RawServer {
     /// Address to listen on, `host:port` (default `127.0.0.1:8080`).
-    pub listen: Option<String>,
+    pub(super) listen: Option<String>,
     /// Largest body accepted; above it the answer is 413 (default 1 MiB).
-    pub max_body_bytes: Option<u64>,
+    pub(super) max_body_bytes: Option<u64>,
     /// Deepest JSON nesting accepted; deeper is 400 `invalid_json` (default 128, at most 128).
-    pub max_json_depth: Option<usize>,
+    pub(super) max_json_depth: Option<usize>,
     /// The whole request must arrive within this duration (default `10s`).
-    pub read_timeout: Option<String>,
+    pub(super) read_timeout: Option<String>,
     /// Peers whose `client_ip_header` is believed (IPs or CIDRs).
-    pub trusted_proxies: Option<Vec<String>>,
+    pub(super) trusted_proxies: Option<Vec<String>>,
     /// The one header read from trusted proxies (default `x-forwarded-for`).
-    pub client_ip_header: Option<crate::pipeline::allowlist::ClientIpHeader>,
+    pub(super) client_ip_header: Option<ClientIpHeader>,
     /// Serve `GET /metrics` (default true).
-    pub metrics: Option<bool>,
+    pub(super) metrics: Option<bool>,
     /// TLS termination; absent means plain HTTP.
-    pub tls: Option<RawTls>,
+    pub(super) tls: Option<RawTls>,
     /// Expect a PROXY v1/v2 header from `trusted_proxies` peers (default false).
-    pub proxy_protocol: Option<bool>,
+    pub(super) proxy_protocol: Option<bool>,
     /// Most open connections; the listener accepts no more (default 10000).
-    pub max_connections: Option<usize>,
+    pub(super) max_connections: Option<usize>,
     /// Most requests in flight; above it 503 `overloaded` (default 4096).
-    pub max_in_flight: Option<usize>,
+    pub(super) max_in_flight: Option<usize>,
 }
 
 /// `[server] tls`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTls {
+pub(super) struct RawTls {
     /// PEM certificate chain of the default certificate.
-    pub cert: Option<String>,
+    pub(super) cert: Option<String>,
     /// PEM private key of the default certificate.
-    pub key: Option<String>,
+    pub(super) key: Option<String>,
     /// PEM CA certificates that client certificates are verified against.
-    pub client_ca: Option<String>,
+    pub(super) client_ca: Option<String>,
     /// `optional` or `required` (default `optional` when `client_ca` is set).
-    pub client_auth: Option<ClientAuth>,
+    pub(super) client_auth: Option<ClientAuth>,
     /// Certificates chosen by the SNI name the client asks for.
-    pub sni: Option<Vec<RawSniCert>>,
+    pub(super) sni: Option<Vec<RawSniCert>>,
 }
 
 /// One `sni` entry.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSniCert {
+pub(super) struct RawSniCert {
     /// Host names served with this certificate.
-    pub names: Option<Vec<String>>,
+    pub(super) names: Option<Vec<String>>,
     /// PEM certificate chain.
-    pub cert: Option<String>,
+    pub(super) cert: Option<String>,
     /// PEM private key.
-    pub key: Option<String>,
-}
-
-/// Whether a TLS client must present a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ClientAuth {
-    /// A certificate is verified when presented; routes with `client_subjects` require one.
-    Optional,
-    /// The handshake fails without a verified certificate.
-    Required,
+    pub(super) key: Option<String>,
 }
 
 /// `[admin]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAdmin {
+pub(super) struct RawAdmin {
     /// Address to listen on, `host:port`.
-    pub listen: String,
+    pub(super) listen: String,
     /// Bearer token required on every admin request (secret value); absent means none.
-    pub token: Option<String>,
+    pub(super) token: Option<String>,
 }
 
 /// `[store]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStore {
+pub(super) struct RawStore {
     /// `embedded` (default), `memory` or `redis`.
-    pub backend: Option<StoreBackendName>,
+    pub(super) backend: Option<StoreBackendName>,
     /// Directory of the embedded store (default `./hookgate-data`).
-    pub path: Option<String>,
+    pub(super) path: Option<String>,
     /// Redis URL, for `backend = "redis"`.
-    pub url: Option<String>,
+    pub(super) url: Option<String>,
     /// How long a delivered event id is remembered (default `72h`).
-    pub dedup_ttl: Option<String>,
+    pub(super) dedup_ttl: Option<String>,
 }
 
 /// `[schemas]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSchemas {
+pub(super) struct RawSchemas {
     /// `$ref` URI prefix → local folder (relative to the config file): a `$ref` under the
     /// prefix is read from the folder, never from the network.
-    pub ref_map: Option<BTreeMap<String, String>>,
-}
-
-/// The store backends a user can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreBackendName {
-    /// One crash-safe file under `store.path`.
-    Embedded,
-    /// Process memory, lost on restart.
-    Memory,
-    /// A shared Redis server.
-    Redis,
+    pub(super) ref_map: Option<BTreeMap<String, String>>,
 }
 
 /// One `[[route]]` table.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRoute {
+pub(super) struct RawRoute {
     /// Unique name, used in answers, headers, logs and metrics labels.
-    pub name: Option<String>,
+    pub(super) name: Option<String>,
     /// Exact request path, starting with `/`.
-    pub path: Option<String>,
+    pub(super) path: Option<String>,
     /// A bundled sender preset; fills the keys this route leaves out.
-    pub preset: Option<String>,
+    pub(super) preset: Option<String>,
     /// Bundled schema name or path to a JSON Schema file; absent means any JSON.
-    pub schema: Option<String>,
+    pub(super) schema: Option<String>,
     /// `enforce` (422 on violation, the default) or `monitor` (forward, count, log).
-    pub schema_mode: Option<SchemaMode>,
+    pub(super) schema_mode: Option<SchemaMode>,
     /// Draft for a schema file without `$schema`: `"4"`, `"6"`, `"7"`, `"2019-09"` or
     /// `"2020-12"` (the default); a `$schema` in the file wins.
-    pub schema_draft: Option<crate::schema::Draft>,
+    pub(super) schema_draft: Option<crate::schema::Draft>,
     /// JSON pointer, `header:NAME` or `body-sha256`; absent means no dedup.
-    pub dedup_key: Option<String>,
+    pub(super) dedup_key: Option<String>,
     /// JSON pointer naming the entity whose events are ordered.
-    pub order_key: Option<String>,
+    pub(super) order_key: Option<String>,
     /// JSON pointer to the event time (RFC 3339 string or epoch number).
-    pub order_time: Option<String>,
+    pub(super) order_time: Option<String>,
     /// How numeric event times are read (default `auto`).
-    pub order_time_unit: Option<OrderTimeUnit>,
+    pub(super) order_time_unit: Option<OrderTimeUnit>,
     /// What to do when a dedup/order pointer is missing from the body (default `reject`).
-    pub missing_key: Option<MissingKey>,
+    pub(super) missing_key: Option<MissingKey>,
     /// Methods accepted (default `["POST"]`).
-    pub methods: Option<Vec<String>>,
+    pub(super) methods: Option<Vec<String>>,
     /// Source addresses allowed (IPs or CIDRs), or `"file:PATH"` (one per line, `#`
     /// comments; a string is read as a one-element list); absent means any address.
     #[serde(default, deserialize_with = "string_or_list")]
-    pub allow_ips: Option<Vec<String>>,
+    pub(super) allow_ips: Option<Vec<String>>,
     /// `http://`, `https://` or `file://PATH` (one JSON line per event).
-    pub upstream: Option<String>,
+    pub(super) upstream: Option<String>,
     /// Extra CA certificates (PEM file, relative to the config file) trusted for an
     /// `https://` upstream, on top of the system's roots.
-    pub upstream_ca: Option<String>,
+    pub(super) upstream_ca: Option<String>,
     /// Require a verified TLS client certificate whose SAN (DNS or URI) or subject CN is
     /// one of these.
-    pub client_subjects: Option<Vec<String>>,
+    pub(super) client_subjects: Option<Vec<String>>,
     /// `sync` (reverse proxy, the default) or `async`.
-    pub delivery: Option<DeliveryMode>,
+    pub(super) delivery: Option<DeliveryMode>,
     /// How long the upstream may take to answer (default `5s`).
-    pub upstream_timeout: Option<String>,
+    pub(super) upstream_timeout: Option<String>,
     /// Async delivery: how failed attempts are retried.
-    pub retry: Option<RawRetry>,
+    pub(super) retry: Option<RawRetry>,
     /// Async delivery: attempts in flight at once (default 16).
-    pub concurrency: Option<u32>,
+    pub(super) concurrency: Option<u32>,
     /// Async delivery: pending events above which the route answers 503 (default 100000).
-    pub max_pending: Option<u64>,
+    pub(super) max_pending: Option<u64>,
     /// Credentials the sender must present (default none).
-    pub auth: Option<RawAuth>,
+    pub(super) auth: Option<RawAuth>,
     /// The URL the sender was configured with (`https://host/path`, no query), for auth
     /// schemes that sign the URL (Twilio, Square). Not guessed from `Host`: behind a proxy
     /// the scheme, host and port the gateway sees are not the ones the sender signed.
-    pub public_url: Option<String>,
+    pub(super) public_url: Option<String>,
     /// Requests per second and burst, for the route or per client address.
-    pub rate_limit: Option<RawRateLimit>,
+    pub(super) rate_limit: Option<RawRateLimit>,
 }
 
 /// `retry = { max_attempts = 15, initial = "1s", max_delay = "10m", max_age = "72h" }`.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRetry {
+pub(super) struct RawRetry {
     /// Attempts before the event is dead-lettered (default 15).
-    pub max_attempts: Option<u32>,
+    pub(super) max_attempts: Option<u32>,
     /// First backoff ceiling (default `1s`).
-    pub initial: Option<String>,
+    pub(super) initial: Option<String>,
     /// Largest backoff ceiling (default `10m`).
-    pub max_delay: Option<String>,
+    pub(super) max_delay: Option<String>,
     /// Age after which the event is dead-lettered (default `72h`).
-    pub max_age: Option<String>,
+    pub(super) max_age: Option<String>,
 }
 
 /// `rate_limit = { per_second = 100, burst = 200, per_address = false }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRateLimit {
+pub(super) struct RawRateLimit {
     /// Sustained requests per second (at least 1).
-    pub per_second: u32,
+    pub(super) per_second: u32,
     /// Requests allowed at once before the rate applies (default: `per_second`).
-    pub burst: Option<u32>,
+    pub(super) burst: Option<u32>,
     /// One bucket per client address (IPv6: per /64) instead of one for the route.
     #[serde(default)]
-    pub per_address: bool,
-}
-
-/// What a schema violation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SchemaMode {
-    /// Answer 422 `invalid_schema`.
-    #[default]
-    Enforce,
-    /// Forward anyway; count and log the violations.
-    Monitor,
-}
-
-/// How a numeric event time is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum OrderTimeUnit {
-    /// Numbers above 1e11 are milliseconds, others seconds.
-    #[default]
-    Auto,
-    /// Epoch seconds (fractions allowed).
-    S,
-    /// Epoch milliseconds.
-    Ms,
-}
-
-/// What happens when a configured dedup/order pointer is not in the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum MissingKey {
-    /// Answer 422 `invalid_schema` naming the missing pointer.
-    #[default]
-    Reject,
-    /// Deliver without the dedup (or order) check the missing key would drive.
-    Pass,
-}
-
-/// How accepted events reach the upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryMode {
-    /// Reverse proxy: the sender gets the upstream's answer.
-    #[default]
-    Sync,
-    /// Durable outbox, answer 202.
-    Async,
-}
-
-impl DeliveryMode {
-    /// The name used in the config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryMode::Sync => "sync",
-            DeliveryMode::Async => "async",
-        }
-    }
+    pub(super) per_address: bool,
 }
 
 /// `auth = { type = "...", ... }`.
@@ -291,7 +216,7 @@ impl DeliveryMode {
 /// preset with a signature scheme (`github`, `stripe`, `shopify`, ...), checked when the
 /// route is compiled. Without `type`, the route's `preset` names the scheme.
 #[derive(Debug, Clone)]
-pub enum RawAuth {
+pub(super) enum RawAuth {
     /// No credentials (the default).
     None,
     /// `Authorization: Bearer <token>`, any listed token.
@@ -336,19 +261,19 @@ pub enum RawAuth {
 /// The keys of `auth` for a preset's signature scheme.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSchemeKeys {
+pub(super) struct RawSchemeKeys {
     /// Shared secrets (secret values; `whsec_...` for Standard Webhooks); any may match.
     #[serde(default)]
-    pub secrets: Vec<String>,
+    pub(super) secrets: Vec<String>,
     /// `whpk_<base64>` ed25519 public keys, for schemes that take them.
     #[serde(default)]
-    pub public_keys: Vec<String>,
+    pub(super) public_keys: Vec<String>,
     /// Accepted clock difference, both directions (default: the scheme's, e.g. `5m`).
-    pub tolerance: Option<String>,
+    pub(super) tolerance: Option<String>,
     /// Replaces the scheme's signature header (for senders whose users name it).
-    pub header: Option<String>,
+    pub(super) header: Option<String>,
     /// Names the timestamp header, for schemes where it is optional (Grafana).
-    pub timestamp_header: Option<String>,
+    pub(super) timestamp_header: Option<String>,
 }
 
 /// The built-in auth types, as written.

@@ -296,7 +296,7 @@ pub(super) async fn send(
     // A 1xx as the final answer (101 to a request that asked for no upgrade) or a status
     // outside RFC 9110's 100..=599 cannot be passed back as an answer: the upstream failed.
     if !(200..=599).contains(&status.as_u16()) {
-        return Err(DeliveryError::Unreachable(format!(
+        return Err(DeliveryError::Connect(format!(
             "upstream answered with status {}, not a final answer",
             status.as_u16()
         )));
@@ -377,7 +377,7 @@ fn classify(e: reqwest::Error, timeout: std::time::Duration) -> DeliveryError {
             msg.push_str(&s.to_string());
             src = s.source();
         }
-        DeliveryError::Unreachable(msg)
+        DeliveryError::Connect(msg)
     }
 }
 

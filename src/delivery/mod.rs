@@ -179,18 +179,59 @@ pub struct Delivered {
     pub body: Bytes,
 }
 
-/// Why an event could not be delivered.
+/// Why an event could not be delivered, typed so that a retry policy can read it.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     /// Connection refused, reset, DNS failure, TLS failure...
     #[error("upstream unreachable: {0}")]
-    Unreachable(String),
+    Connect(String),
     /// No answer within `upstream_timeout`.
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
+    /// The upstream answered, but not 2xx. Sync delivery passes such an answer back to the
+    /// sender as it came; a retrying delivery (the outbox) reads it as this error.
+    #[error("upstream answered {status}")]
+    Status {
+        /// The upstream's status.
+        status: http::StatusCode,
+        /// Its `Retry-After`, in seconds, when it sent one.
+        retry_after: Option<Duration>,
+    },
     /// The sink file could not be written.
     #[error("cannot write to the file sink: {0}")]
     File(String),
+    /// Delivery could not be prepared (the HTTP client could not be built): a host
+    /// problem, not the upstream's.
+    #[error("cannot prepare delivery: {0}")]
+    Setup(String),
+}
+
+impl DeliveryError {
+    /// Whether another attempt may succeed: connection failures, timeouts, 408, 429 and
+    /// 5xx answers. A 4xx says the event itself is refused; a sink or setup failure
+    /// needs an operator.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DeliveryError::Connect(_) | DeliveryError::Timeout(_) => true,
+            DeliveryError::Status { status, .. } => {
+                status.is_server_error()
+                    || *status == http::StatusCode::REQUEST_TIMEOUT
+                    || *status == http::StatusCode::TOO_MANY_REQUESTS
+            }
+            DeliveryError::File(_) | DeliveryError::Setup(_) => false,
+        }
+    }
+
+    /// The `hookgate_deliveries_total` outcome of this failure.
+    pub fn outcome(&self) -> crate::telemetry::DeliveryOutcome {
+        use crate::telemetry::DeliveryOutcome;
+        match self {
+            DeliveryError::Connect(_) | DeliveryError::Setup(_) => DeliveryOutcome::unreachable,
+            DeliveryError::Timeout(_) => DeliveryOutcome::timeout,
+            DeliveryError::Status { .. } => DeliveryOutcome::rejected,
+            DeliveryError::File(_) => DeliveryOutcome::file_error,
+        }
+    }
 }
 
 /// Largest upstream answer body passed back to the sender; a larger one is dropped
@@ -278,7 +319,7 @@ fn http_client(extra_cas: Vec<reqwest::Certificate>) -> Result<reqwest::Client, 
         .pool_idle_timeout(Duration::from_secs(90))
         .tls_certs_merge(extra_cas)
         .build()
-        .map_err(|e| DeliveryError::Unreachable(format!("cannot build HTTP client: {e}")))
+        .map_err(|e| DeliveryError::Setup(format!("cannot build HTTP client: {e}")))
 }
 
 #[cfg(test)]

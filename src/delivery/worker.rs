@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::{OutboxReader, Record, jitter, pair};
 use super::retry::{AttemptResult, Step, next_step};
-use super::{Deliverer, DeliveryError, Outbound};
+use super::{Deliverer, Outbound};
 use crate::config::Route;
 use crate::store::outbox::OutboxOp;
 use crate::telemetry::{DeliveryOutcome, Metrics};
@@ -67,7 +67,7 @@ pub fn spawn_all(
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for route in routes {
-        if route.delivery != crate::config::raw::DeliveryMode::Async {
+        if route.delivery != crate::config::spec::DeliveryMode::Async {
             continue;
         }
         let (_, reader) = pair(store);
@@ -282,11 +282,7 @@ async fn attempt(
             None,
         ),
         Err(e) => (
-            match e {
-                DeliveryError::Unreachable(_) => DeliveryOutcome::unreachable,
-                DeliveryError::Timeout(_) => DeliveryOutcome::timeout,
-                DeliveryError::File(_) => DeliveryOutcome::file_error,
-            },
+            e.outcome(),
             AttemptResult::Failed { retry_after: None },
             None,
             Some(e.to_string()),

@@ -77,34 +77,7 @@ impl Allowlist {
 /// (bounded work on input, and no guessing past what we did not read).
 pub const MAX_HOPS: usize = 32;
 
-/// The one header that names the client when the TCP peer is a trusted proxy
-/// (`[server] client_ip_header`), like nginx's `real_ip_header`.
-///
-/// Exactly one is read: a proxy appends to (or sets) the header it is configured for and
-/// passes every other header through untouched, so any other forwarding header is
-/// whatever the sender wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClientIpHeader {
-    /// `X-Forwarded-For`: a comma-separated chain, walked right to left.
-    #[default]
-    XForwardedFor,
-    /// `Forwarded` (RFC 7239): the `for=` of each element, walked right to left.
-    Forwarded,
-    /// `X-Real-IP`: one address, set (not appended) by the proxy.
-    XRealIp,
-}
-
-impl ClientIpHeader {
-    /// The header's name.
-    pub fn header_name(self) -> http::HeaderName {
-        match self {
-            ClientIpHeader::XForwardedFor => http::HeaderName::from_static("x-forwarded-for"),
-            ClientIpHeader::Forwarded => http::header::FORWARDED,
-            ClientIpHeader::XRealIp => http::HeaderName::from_static("x-real-ip"),
-        }
-    }
-}
+pub use crate::config::spec::ClientIpHeader;
 
 /// Who a request is attributed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

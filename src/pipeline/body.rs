@@ -31,6 +31,25 @@ pub const DISCARD_MAX_BYTES: u64 = 64 * 1024;
 /// Longest [`discard`] waits for them.
 pub const DISCARD_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The `Content-Length` a request declares, when it is a number.
+pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Disposes of the body of a request refused on its head alone: a small one is swallowed
+/// (see [`discard`]) so the connection stays usable. A sender that asked `Expect:
+/// 100-continue` has not sent its body and will not until invited; reading it now would
+/// invite it (hyper answers `100 Continue` on the first poll) only to throw it away, so
+/// it is refused unread.
+pub async fn refuse_unread(headers: &http::HeaderMap, body: axum::body::Body) {
+    if !expects_continue(headers) {
+        discard(body, declared_length(headers)).await;
+    }
+}
+
 /// After an answer that needed no body (404, 405, 403, 429, 401): reads and drops a small
 /// body so that closing the connection does not reset it under the answer. Not for a
 /// sender that waits for `100 Continue` ([`expects_continue`]): its body is not coming.

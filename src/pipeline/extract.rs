@@ -24,7 +24,7 @@ use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 use sha2::Digest as _;
 
-use crate::config::raw::{MissingKey, OrderTimeUnit};
+use crate::config::spec::{MissingKey, OrderTimeUnit};
 
 pub mod number;
 

@@ -24,7 +24,6 @@ use http::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::either::Either;
-use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 pub mod conn_info;
@@ -37,6 +36,7 @@ use crate::config::{self, ConfigSource};
 use crate::error::GatewayError;
 use crate::pipeline::{self, Gateway};
 use crate::protocol::{self, Rescue};
+use crate::supervisor::Supervisor;
 use crate::telemetry::{CloseReason, Format, Metrics};
 
 /// How long shutdown waits for in-flight requests before giving up on them.
@@ -44,13 +44,13 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the server shares between requests: the gateway currently serving, swapped
 /// whole on a config reload (a request always sees one consistent configuration), the
-/// metrics, which outlive reloads, and the deliveries running in tasks of their own
-/// (which outlive the request that started them, and are drained on shutdown).
+/// metrics, which outlive reloads, and the [`Supervisor`] owning the background tasks
+/// (deliveries outliving their request, maintenance loops), drained on shutdown.
 #[derive(Debug, Clone)]
 pub struct Shared {
     gateway: Arc<RwLock<Arc<Gateway>>>,
     metrics: Arc<Metrics>,
-    deliveries: TaskTracker,
+    supervisor: Supervisor,
 }
 
 impl Shared {
@@ -59,8 +59,13 @@ impl Shared {
         Shared {
             gateway: Arc::new(RwLock::new(Arc::new(gw))),
             metrics,
-            deliveries: TaskTracker::new(),
+            supervisor: Supervisor::new(),
         }
+    }
+
+    /// The owner of the background tasks.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
     }
 
     /// The metrics registry.
@@ -103,14 +108,7 @@ pub fn router(shared: Shared) -> Router {
 /// other header-only refusal's: a small one swallowed, none invited.
 async fn refuse_malformed(req: Request<Body>, e: protocol::ProtocolError) -> Response {
     let (parts, body) = req.into_parts();
-    if !pipeline::body::expects_continue(&parts.headers) {
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        pipeline::body::discard(body, declared).await;
-    }
+    pipeline::body::refuse_unread(&parts.headers, body).await;
     GatewayError::Protocol(e)
         .into_answer(None, None)
         .into_response()
@@ -198,7 +196,7 @@ async fn webhook(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response {
-    pipeline::handle(shared.current(), &shared.deliveries, peer, req).await
+    pipeline::handle(shared.current(), shared.supervisor.deliveries(), peer, req).await
 }
 
 /// Serves `shared` on `listener` (over TLS when `tls` is given) until `shutdown`
@@ -221,15 +219,15 @@ pub async fn serve(
         shared.current().settings.server.max_in_flight,
     ));
     let tls_reloader = tls.as_ref().map(tls::TlsEdge::spawn_reloader);
-    let evictor = tokio::spawn(evict_idle_rate_buckets(shared.clone()));
-    let purger = tokio::spawn(purge_expired_keys(shared.clone()));
+    let supervisor = shared.supervisor.clone();
+    start_maintenance(&shared);
     // Async delivery workers: started for the routes of the configuration serving
     // now (a reload that adds or changes an async route takes effect on restart).
     let stop_workers = tokio_util::sync::CancellationToken::new();
     let mut workers = {
         let gw = shared.current();
         crate::delivery::worker::spawn_all(
-            gw.routes().cloned(),
+            gw.routes().map(|r| Arc::clone(r.spec())),
             gw.store(),
             gw.deliverer(),
             &shared.metrics,
@@ -237,7 +235,6 @@ pub async fn serve(
         )
     };
     let admin = start_admin(&shared, stop_workers.clone()).await;
-    let deliveries = shared.deliveries.clone();
     let app = router(shared.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -405,19 +402,15 @@ pub async fn serve(
     if let Some(r) = tls_reloader {
         r.abort();
     }
-    evictor.abort();
-    purger.abort();
-    // Wait for the background tasks to drop their store handles, so the store file is
-    // closed when `serve` returns.
-    let _ = evictor.await;
-    let _ = purger.await;
+    // The maintenance loops finish the pass they are in and drop their store handles,
+    // so the store file is closed when `serve` returns.
+    supervisor.stop_maintenance().await;
     tracing::info!("Shutting down: draining in-flight requests.");
     // Deliveries whose sender hung up have no connection left to wait for: drain them
     // too, under the same deadline.
-    deliveries.close();
     let drained = async {
         graceful.shutdown().await;
-        deliveries.wait().await;
+        supervisor.drain_deliveries().await;
     };
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("Drain timeout passed with requests still in flight.");
@@ -464,17 +457,28 @@ async fn start_admin(
     )))
 }
 
+/// Starts the maintenance loops on the supervisor. Each pass reads the gateway current
+/// at that moment, so the loops follow reloads.
+fn start_maintenance(shared: &Shared) {
+    let evicting = shared.clone();
+    shared.supervisor.every(EVICT_EVERY, move || {
+        let shared = evicting.clone();
+        async move { evict_idle_rate_buckets(&shared) }
+    });
+    let purging = shared.clone();
+    shared.supervisor.every(PURGE_EVERY, move || {
+        let shared = purging.clone();
+        async move { purge_expired_keys(&shared).await }
+    });
+}
+
 /// How often idle per-address rate-limit buckets are dropped.
 const EVICT_EVERY: Duration = Duration::from_secs(10);
 
-async fn evict_idle_rate_buckets(shared: Shared) {
-    let mut tick = tokio::time::interval(EVICT_EVERY);
-    loop {
-        tick.tick().await;
-        for route in shared.current().routes() {
-            if let Some(limit) = &route.rate_limit {
-                limit.evict_idle();
-            }
+fn evict_idle_rate_buckets(shared: &Shared) {
+    for route in shared.current().routes() {
+        if let Some(limit) = &route.rate_limit {
+            limit.evict_idle();
         }
     }
 }
@@ -488,21 +492,19 @@ const PURGE_EVERY: Duration = Duration::from_secs(30);
 const PURGE_BATCH: usize = 1_000;
 const PURGE_PAUSE: Duration = Duration::from_millis(10);
 
-/// Reclaims the space of expired dedup keys in bounded passes. Expiry is checked on
-/// read anyway, so this only keeps the store from growing.
-async fn purge_expired_keys(shared: Shared) {
-    let mut tick = tokio::time::interval(PURGE_EVERY);
-    loop {
-        tick.tick().await;
-        let gw = shared.current();
-        loop {
-            match gw.store().purge_expired(PURGE_BATCH).await {
-                Ok(n) if n == PURGE_BATCH => tokio::time::sleep(PURGE_PAUSE).await,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Purging expired dedup keys failed.");
-                    break;
-                }
+/// Reclaims the space of expired dedup keys in bounded batches, stopping between batches
+/// once shutdown begins. Expiry is checked on read anyway, so this only keeps the store
+/// from growing.
+async fn purge_expired_keys(shared: &Shared) {
+    let gw = shared.current();
+    let stopping = shared.supervisor.stopping();
+    while !stopping.is_cancelled() {
+        match gw.store().purge_expired(PURGE_BATCH).await {
+            Ok(n) if n == PURGE_BATCH => tokio::time::sleep(PURGE_PAUSE).await,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "Purging expired dedup keys failed.");
+                break;
             }
         }
     }
@@ -512,7 +514,7 @@ async fn purge_expired_keys(shared: Shared) {
 ///
 /// A new config that fails to load or compile is refused with an error log and the
 /// running one stays. Requests already in flight finish on the configuration they
-/// started with. `server.listen` and the header read timeout are bound at start-up; a
+/// started with. A route whose `rate_limit` did not change keeps its buckets. `server.listen` and the header read timeout are bound at start-up; a
 /// change to them is logged and applies only after a restart.
 #[cfg(unix)]
 pub fn reload_on_sighup(
@@ -562,7 +564,12 @@ pub fn reload(shared: &Shared, source: &ConfigSource) {
         );
     }
     let routes = settings.routes.len();
-    match Gateway::new(settings, Arc::clone(&shared.metrics), old.store().clone()) {
+    match Gateway::reloaded(
+        settings,
+        Arc::clone(&shared.metrics),
+        old.store().clone(),
+        &old,
+    ) {
         Ok(gw) => {
             shared.replace(gw);
             tracing::info!(routes, "Configuration reloaded.");

@@ -28,7 +28,7 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::raw::ClientAuth;
+use crate::config::spec::ClientAuth;
 use crate::config::{CertPaths, TlsSettings};
 
 /// Most bytes read from one PEM file; a chain or CA bundle is a few hundred KiB at most.

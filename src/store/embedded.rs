@@ -20,7 +20,7 @@
 //!
 //! * **Reads** (`reserve`): a redb read transaction (MVCC snapshot, never
 //!   blocked by the writer) run while the ledger mutex is held, which is what
-//!   makes check-and-reserve atomic (see `Ledger` in `mod.rs`). It runs
+//!   makes check-and-reserve atomic (see `Ledger` in `ledger.rs`). It runs
 //!   inline on the async worker, not in `spawn_blocking`: measured on the
 //!   2-core dev machine, a duplicate check costs ~0.7 µs with the key in
 //!   redb's page cache and ~3 µs for random keys over 1M stored ids, while a
@@ -50,10 +50,9 @@ use std::thread::JoinHandle;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
+use super::ledger::{Committed, Ledger};
 use super::outbox::{Counts, CountsInner, OutboxOp, Stored, Table};
-use super::{
-    Clock, Committed, EventTime, Ledger, Reservation, ReserveOutcome, ReserveRequest, StoreError,
-};
+use super::{Clock, EventTime, Reservation, ReserveOutcome, ReserveRequest, StoreError};
 
 /// The database file's name inside `store.path`.
 pub(super) const FILE_NAME: &str = "hookgate.redb";
@@ -512,7 +511,7 @@ fn write_batch(
             .iter()
             .filter_map(|j| j.commit.as_ref().map(|(r, e)| (r, *e)));
         for (r, expires_at) in commits.chain(accepts) {
-            if let Some(key) = r.guard.id_key.as_deref() {
+            if let Some(key) = r.lease.local().id_key.as_deref() {
                 let old = dedup.insert(key, expires_at)?.map(|v| v.value());
                 // A re-commit after expiry replaces the key's index entry.
                 if let Some(old) = old {
@@ -520,7 +519,8 @@ fn write_batch(
                 }
                 by_expiry.insert((expires_at, key), ())?;
             }
-            if let (Some(key), Some((_, time))) = (r.guard.entity_key.as_deref(), &r.order) {
+            if let (Some(key), Some((_, time))) = (r.lease.local().entity_key.as_deref(), &r.order)
+            {
                 let old = watermarks.get(key)?.map(|v| v.value());
                 if old.is_none_or(|old| time.0 > old) {
                     watermarks.insert(key, time.0)?;

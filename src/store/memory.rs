@@ -14,9 +14,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{
-    Clock, Committed, EventTime, Ledger, Reservation, ReserveOutcome, ReserveRequest, StoreError,
-};
+use super::ledger::{Committed, Ledger};
+use super::{Clock, EventTime, Reservation, ReserveOutcome, ReserveRequest, StoreError};
 
 /// The in-memory store. `Clone` shares the same state.
 #[derive(Clone)]
@@ -83,13 +82,13 @@ impl MemoryStore {
         }
         let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
         let mut data = self.data();
-        if let Some(key) = &r.guard.id_key {
+        if let Some(key) = &r.lease.local().id_key {
             if let Some(old) = data.seen.insert(key.clone(), expires_at) {
                 data.by_expiry.remove(&(old, key.clone()));
             }
             data.by_expiry.insert((expires_at, key.clone()));
         }
-        if let (Some(key), Some((_, time))) = (&r.guard.entity_key, &r.order) {
+        if let (Some(key), Some((_, time))) = (&r.lease.local().entity_key, &r.order) {
             let watermark = data.watermarks.entry(key.clone()).or_insert(*time);
             *watermark = (*watermark).max(*time);
         }

@@ -70,14 +70,15 @@
 //! * `embedded.rs`: redb file `hookgate.redb`, group-committed by one writer thread.
 //! * `conformance.rs`: the one test suite every backend must pass.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+#[cfg(test)]
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 mod embedded;
+mod ledger;
 mod memory;
 pub mod outbox;
 
@@ -147,8 +148,27 @@ pub struct Reservation {
     event_id: Option<String>,
     order: Option<(String, EventTime)>,
     dedup_ttl: Duration,
-    /// Holds the keys in flight; removes them when the reservation is dropped.
-    guard: InFlightGuard,
+    /// Holds the keys in flight; dropping it releases them (best effort: `release` is
+    /// the contract).
+    lease: Lease,
+}
+
+/// What holds a reservation's keys in flight until it is committed or released.
+///
+/// Today only the local ledger's guard, released when dropped. A backend shared by
+/// replicas adds its own variant (a token with an expiry in the backend), which `Drop`
+/// cannot release reliably: that is why [`Store::release`] is the contract.
+enum Lease {
+    /// A guard on this process's [`ledger::Ledger`].
+    Local(ledger::InFlightGuard),
+}
+
+impl Lease {
+    fn local(&self) -> &ledger::InFlightGuard {
+        match self {
+            Lease::Local(g) => g,
+        }
+    }
 }
 
 impl Reservation {
@@ -171,13 +191,13 @@ impl Reservation {
     }
 
     /// True when the reservation was made by the store owning `ledger`.
-    fn belongs_to(&self, ledger: &Arc<Ledger>) -> bool {
-        Arc::ptr_eq(&self.guard.ledger, ledger)
+    fn belongs_to(&self, ledger: &Arc<ledger::Ledger>) -> bool {
+        Arc::ptr_eq(&self.lease.local().ledger, ledger)
     }
 
     /// Whether a commit has anything to write.
     fn is_empty(&self) -> bool {
-        self.guard.id_key.is_none() && self.guard.entity_key.is_none()
+        self.lease.local().id_key.is_none() && self.lease.local().entity_key.is_none()
     }
 }
 
@@ -187,7 +207,7 @@ impl fmt::Debug for Reservation {
             .field("route", &self.route)
             .field("event_id", &self.event_id)
             .field("order", &self.order)
-            .field("token", &self.guard.token)
+            .field("token", &self.lease.local().token)
             .finish()
     }
 }
@@ -227,6 +247,9 @@ pub enum StoreError {
     /// The reservation was made by another store instance; it was released.
     #[error("reservation belongs to another store instance")]
     ForeignReservation,
+    /// The configured backend is not available in this build.
+    #[error("the {0} store backend is not available in this build")]
+    Unsupported(&'static str),
 }
 
 // redb has one error type per operation; all of them fold into `redb::Error`.
@@ -393,141 +416,4 @@ fn scoped_key(route: &str, value: &str) -> String {
     key.push('\0');
     key.push_str(value);
     key
-}
-
-// === Ledger: in-flight state shared by all backends ===
-
-/// What a backend has committed for one request's keys, as read inside the
-/// ledger's critical section.
-#[derive(Clone, Copy, Debug, Default)]
-struct Committed {
-    /// Expiry (unix nanos) of the id's dedup key, if one is stored; it may
-    /// already have passed.
-    seen_until: Option<u64>,
-    /// The entity's watermark, if any event of it was committed.
-    watermark: Option<EventTime>,
-}
-
-/// The process-local record of reservations in flight.
-///
-/// Atomicity argument: a backend's committed state for a key changes only
-/// through the commit of the one reservation holding that key in flight, and
-/// that reservation leaves the ledger only *after* its write is visible. So a
-/// `reserve` that holds `maps` while it reads the committed state sees, for
-/// each of its keys, either the key in flight or the committed result, never
-/// neither. (Purge only deletes expired keys, which read as absent anyway.)
-#[derive(Debug, Default)]
-struct Ledger {
-    maps: Mutex<InFlightMaps>,
-    next_token: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct InFlightMaps {
-    /// `route NUL id` → token of the reservation holding it.
-    ids: HashMap<String, u64>,
-    /// `route NUL entity` → token of the reservation holding it.
-    entities: HashMap<String, u64>,
-}
-
-impl Ledger {
-    fn lock(&self) -> MutexGuard<'_, InFlightMaps> {
-        // A panic inside the critical section can only happen between plain
-        // map operations, which leave the maps consistent: keep serving.
-        self.maps.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The atomic check-and-reserve. `lookup` reads the backend's committed
-    /// state for `(id_key, entity_key)` and runs while the ledger is locked.
-    fn reserve(
-        self: &Arc<Self>,
-        req: &ReserveRequest<'_>,
-        now: u64,
-        lookup: impl FnOnce(Option<&str>, Option<&str>) -> Result<Committed, StoreError>,
-    ) -> Result<ReserveOutcome, StoreError> {
-        if req.route.contains('\0') {
-            return Err(StoreError::InvalidRoute {
-                route: req.route.to_owned(),
-            });
-        }
-        let id_key = req.event_id.map(|id| scoped_key(req.route, id));
-        let entity_key = req.order.map(|o| scoped_key(req.route, o.entity));
-
-        let mut maps = self.lock();
-        // Neither key: nothing was ever committed for this request, in any backend.
-        let committed = if id_key.is_none() && entity_key.is_none() {
-            Committed::default()
-        } else {
-            lookup(id_key.as_deref(), entity_key.as_deref())?
-        };
-
-        if committed.seen_until.is_some_and(|until| until > now) {
-            return Ok(ReserveOutcome::Duplicate);
-        }
-        if id_key.as_ref().is_some_and(|k| maps.ids.contains_key(k)) {
-            return Ok(ReserveOutcome::InFlight);
-        }
-        if let (Some(watermark), Some(order)) = (committed.watermark, req.order) {
-            // Equal is not stale: two events stamped the same instant both pass.
-            if watermark > order.time {
-                return Ok(ReserveOutcome::Stale);
-            }
-        }
-        if entity_key
-            .as_ref()
-            .is_some_and(|k| maps.entities.contains_key(k))
-        {
-            return Ok(ReserveOutcome::InFlight);
-        }
-
-        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        if let Some(k) = &id_key {
-            maps.ids.insert(k.clone(), token);
-        }
-        if let Some(k) = &entity_key {
-            maps.entities.insert(k.clone(), token);
-        }
-        drop(maps);
-
-        Ok(ReserveOutcome::Reserved(Reservation {
-            route: req.route.to_owned(),
-            event_id: req.event_id.map(str::to_owned),
-            order: req.order.map(|o| (o.entity.to_owned(), o.time)),
-            dedup_ttl: req.dedup_ttl,
-            guard: InFlightGuard {
-                ledger: Arc::clone(self),
-                token,
-                id_key,
-                entity_key,
-            },
-        }))
-    }
-}
-
-/// Takes a reservation's keys out of the ledger when dropped.
-struct InFlightGuard {
-    ledger: Arc<Ledger>,
-    token: u64,
-    /// `route NUL id`, present iff the reservation has an event id.
-    id_key: Option<String>,
-    /// `route NUL entity`, present iff the reservation has an order point.
-    entity_key: Option<String>,
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        let mut maps = self.ledger.lock();
-        // Remove only our own entry: the token check keeps a (buggy) double
-        // removal from freeing a key another reservation now holds.
-        if let Some(k) = &self.id_key
-            && maps.ids.get(k) == Some(&self.token)
-        {
-            maps.ids.remove(k);
-        }
-        if let Some(k) = &self.entity_key
-            && maps.entities.get(k) == Some(&self.token)
-        {
-            maps.entities.remove(k);
-        }
-    }
 }

@@ -55,47 +55,6 @@ async fn send(gw: &Gateway, body: &str) -> (u16, String, serde_json::Value) {
 }
 
 #[tokio::test]
-async fn duplicate_after_success_on_both_stores() {
-    let dir = tempfile::tempdir().expect("tmp");
-    for store in [memory(), embedded(dir.path())] {
-        let up = Upstream::start().await;
-        let gw = Gateway::start(&config(&up.url("/in"), &store, "")).await;
-        let e = event("evt-1", "inc-1", json!(1_712_000_000_000i64));
-        let (s, v, _) = send(&gw, &e).await;
-        assert_eq!((s, v.as_str()), (200, "forwarded"), "{store}");
-        let got = up.next().await;
-        assert_eq!(got.headers["x-hookgate-event-id"], "evt-1");
-        let (s, v, body) = send(&gw, &e).await;
-        assert_eq!((s, v.as_str()), (200, "duplicate"), "{store}");
-        assert_eq!(body["event_id"], "evt-1");
-        assert_eq!(body["route"], "fd");
-        up.assert_nothing().await;
-    }
-}
-
-#[tokio::test]
-async fn failed_delivery_leaves_the_id_unseen_so_the_retry_goes_through() {
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&up.url("/in"), &memory(), "")).await;
-    let e = event("evt-retry", "inc-1", json!(1_712_000_000_000i64));
-    up.set_status(500);
-    let (s, v, _) = send(&gw, &e).await;
-    assert_eq!((s, v.as_str()), (500, "forwarded"));
-    up.next().await;
-    up.set_status(200);
-    let (s, v, _) = send(&gw, &e).await;
-    assert_eq!(
-        (s, v.as_str()),
-        (200, "forwarded"),
-        "retry after 500 must be delivered"
-    );
-    up.next().await;
-    let (_, v, _) = send(&gw, &e).await;
-    assert_eq!(v, "duplicate");
-    up.assert_nothing().await;
-}
-
-#[tokio::test]
 async fn unreachable_upstream_leaves_the_id_unseen() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -129,91 +88,6 @@ async fn unreachable_upstream_leaves_the_id_unseen() {
     let (s, v, _) = send(&gw, &e).await;
     assert_eq!((s, v.as_str()), (200, "forwarded"));
     assert_eq!(rx.recv().await.expect("delivered"), e.as_bytes());
-}
-
-#[tokio::test]
-async fn fifty_concurrent_identical_requests_forward_exactly_one() {
-    let dir = tempfile::tempdir().expect("tmp");
-    for store in [memory(), embedded(dir.path())] {
-        let up = Upstream::start().await;
-        up.set_delay(Duration::from_millis(300));
-        let gw = Gateway::start(&config(&up.url("/in"), &store, "")).await;
-        let e = event("evt-race", "inc-race", json!(1_712_000_000_000i64));
-        let c = client();
-        let mut tasks = Vec::new();
-        for _ in 0..50 {
-            let (c, url, body) = (c.clone(), gw.url("/hooks/fd"), e.clone());
-            tasks.push(tokio::spawn(async move {
-                let r = c.post(url).body(body).send().await.expect("send");
-                (
-                    r.status().as_u16(),
-                    verdict(&r),
-                    r.headers().get("retry-after").cloned(),
-                )
-            }));
-        }
-        let mut forwarded = 0;
-        for t in tasks {
-            let (status, v, retry_after) = t.await.expect("join");
-            match v.as_str() {
-                "forwarded" => forwarded += 1,
-                "in_flight" => {
-                    assert_eq!(status, 409);
-                    assert_eq!(retry_after.expect("Retry-After"), "1");
-                }
-                "duplicate" => assert_eq!(status, 200),
-                other => panic!("unexpected verdict {other}"),
-            }
-        }
-        assert_eq!(forwarded, 1, "{store}");
-        up.next().await;
-        up.assert_nothing().await;
-    }
-}
-
-#[tokio::test]
-async fn stale_equal_and_newer_times() {
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&up.url("/in"), &memory(), "")).await;
-    let t = 1_712_000_000_000i64;
-    let cases = [
-        ("a", t, "forwarded"),
-        ("b", t - 1, "stale"),
-        ("c", t, "forwarded"), // equal time is not stale
-        ("d", t + 1, "forwarded"),
-        ("e", t, "stale"),
-    ];
-    for (id, time, expect) in cases {
-        let (s, v, body) = send(&gw, &event(id, "inc-1", json!(time))).await;
-        assert_eq!(v, expect, "event {id}");
-        assert_eq!(s, 200);
-        if expect == "forwarded" {
-            up.next().await;
-        } else {
-            assert_eq!(body["verdict"], "stale");
-        }
-    }
-    up.assert_nothing().await;
-}
-
-#[tokio::test]
-async fn entities_are_independent() {
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&up.url("/in"), &memory(), "")).await;
-    let t = 1_712_000_000_000i64;
-    assert_eq!(
-        send(&gw, &event("x1", "inc-A", json!(t + 100))).await.1,
-        "forwarded"
-    );
-    // Older, but another incident: not stale.
-    assert_eq!(
-        send(&gw, &event("x2", "inc-B", json!(t))).await.1,
-        "forwarded"
-    );
-    assert_eq!(send(&gw, &event("x3", "inc-A", json!(t))).await.1, "stale");
-    up.next().await;
-    up.next().await;
-    up.assert_nothing().await;
 }
 
 #[tokio::test]
@@ -383,40 +257,6 @@ async fn readiness_reports_the_store() {
     assert_eq!(body["store"], "embedded");
 }
 
-/// Two events of one incident arriving together: the second waits for the first
-/// delivery instead of being refused (many senders never retry a 409), then goes out
-/// after it, in order.
-#[tokio::test]
-async fn events_of_one_entity_arriving_together_are_both_delivered_in_order() {
-    let up = Upstream::start().await;
-    up.set_delay(Duration::from_millis(300));
-    let gw = Gateway::start(&config(&up.url("/in"), &memory(), "")).await;
-    let t = 1_712_000_000_000i64;
-    let first = event("ack", "inc-1", json!(t));
-    let second = event("resolve", "inc-1", json!(t + 5));
-    let (c, url) = (client(), gw.url("/hooks/fd"));
-    let a = tokio::spawn({
-        let (c, url) = (c.clone(), url.clone());
-        async move { c.post(url).body(first).send().await.map(|r| verdict(&r)) }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let b = c
-        .post(url)
-        .body(second)
-        .send()
-        .await
-        .map(|r| verdict(&r))
-        .expect("send");
-    assert_eq!(a.await.expect("join").expect("send"), "forwarded");
-    assert_eq!(b, "forwarded");
-    let got: Vec<serde_json::Value> = vec![
-        serde_json::from_slice(&up.next().await.body).expect("json"),
-        serde_json::from_slice(&up.next().await.body).expect("json"),
-    ];
-    assert_eq!(got[0]["event_id"], "ack");
-    assert_eq!(got[1]["event_id"], "resolve");
-}
-
 /// When the other delivery takes longer than the gateway waits, the copy is answered
 /// 409 `in_flight` with `Retry-After`, and nothing more reaches the upstream.
 #[tokio::test]
@@ -484,4 +324,155 @@ async fn a_2xx_with_a_stalled_body_counts_as_delivered() {
     rx.recv().await.expect("delivered once");
     assert_eq!(send(&gw, &e).await.1, "duplicate");
     assert!(rx.try_recv().is_err(), "delivered twice");
+}
+
+// Store-dependent cases, once per backend.
+crate::support::per_backend! {
+    async fn duplicate_after_success(store) {
+        let up = Upstream::start().await;
+        let gw = Gateway::start(&config(&up.url("/in"), &store.toml, "")).await;
+        let e = event("evt-1", "inc-1", json!(1_712_000_000_000i64));
+        let (s, v, _) = send(&gw, &e).await;
+        assert_eq!((s, v.as_str()), (200, "forwarded"), "{store}");
+        let got = up.next().await;
+        assert_eq!(got.headers["x-hookgate-event-id"], "evt-1");
+        let (s, v, body) = send(&gw, &e).await;
+        assert_eq!((s, v.as_str()), (200, "duplicate"), "{store}");
+        assert_eq!(body["event_id"], "evt-1");
+        assert_eq!(body["route"], "fd");
+        up.assert_nothing().await;
+    }
+
+    async fn failed_delivery_leaves_the_id_unseen_so_the_retry_goes_through(store) {
+        let up = Upstream::start().await;
+        let gw = Gateway::start(&config(&up.url("/in"), &store.toml, "")).await;
+        let e = event("evt-retry", "inc-1", json!(1_712_000_000_000i64));
+        up.set_status(500);
+        let (s, v, _) = send(&gw, &e).await;
+        assert_eq!((s, v.as_str()), (500, "forwarded"));
+        up.next().await;
+        up.set_status(200);
+        let (s, v, _) = send(&gw, &e).await;
+        assert_eq!(
+            (s, v.as_str()),
+            (200, "forwarded"),
+            "retry after 500 must be delivered"
+        );
+        up.next().await;
+        let (_, v, _) = send(&gw, &e).await;
+        assert_eq!(v, "duplicate");
+        up.assert_nothing().await;
+    }
+
+    async fn fifty_concurrent_identical_requests_forward_exactly_one(store) {
+        let up = Upstream::start().await;
+        up.set_delay(Duration::from_millis(300));
+        let gw = Gateway::start(&config(&up.url("/in"), &store.toml, "")).await;
+        let e = event("evt-race", "inc-race", json!(1_712_000_000_000i64));
+        let c = client();
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (c, url, body) = (c.clone(), gw.url("/hooks/fd"), e.clone());
+            tasks.push(tokio::spawn(async move {
+                let r = c.post(url).body(body).send().await.expect("send");
+                (
+                    r.status().as_u16(),
+                    verdict(&r),
+                    r.headers().get("retry-after").cloned(),
+                )
+            }));
+        }
+        let mut forwarded = 0;
+        for t in tasks {
+            let (status, v, retry_after) = t.await.expect("join");
+            match v.as_str() {
+                "forwarded" => forwarded += 1,
+                "in_flight" => {
+                    assert_eq!(status, 409);
+                    assert_eq!(retry_after.expect("Retry-After"), "1");
+                }
+                "duplicate" => assert_eq!(status, 200),
+                other => panic!("unexpected verdict {other}"),
+            }
+        }
+        assert_eq!(forwarded, 1, "{store}");
+        up.next().await;
+        up.assert_nothing().await;
+    }
+
+    async fn stale_equal_and_newer_times(store) {
+        let up = Upstream::start().await;
+        let gw = Gateway::start(&config(&up.url("/in"), &store.toml, "")).await;
+        let t = 1_712_000_000_000i64;
+        let cases = [
+            ("a", t, "forwarded"),
+            ("b", t - 1, "stale"),
+            ("c", t, "forwarded"), // equal time is not stale
+            ("d", t + 1, "forwarded"),
+            ("e", t, "stale"),
+        ];
+        for (id, time, expect) in cases {
+            let (s, v, body) = send(&gw, &event(id, "inc-1", json!(time))).await;
+            assert_eq!(v, expect, "event {id}");
+            assert_eq!(s, 200);
+            if expect == "forwarded" {
+                up.next().await;
+            } else {
+                assert_eq!(body["verdict"], "stale");
+            }
+        }
+        up.assert_nothing().await;
+    }
+
+    async fn entities_are_independent(store) {
+        let up = Upstream::start().await;
+        let gw = Gateway::start(&config(&up.url("/in"), &store.toml, "")).await;
+        let t = 1_712_000_000_000i64;
+        assert_eq!(
+            send(&gw, &event("x1", "inc-A", json!(t + 100))).await.1,
+            "forwarded"
+        );
+        // Older, but another incident: not stale.
+        assert_eq!(
+            send(&gw, &event("x2", "inc-B", json!(t))).await.1,
+            "forwarded"
+        );
+        assert_eq!(send(&gw, &event("x3", "inc-A", json!(t))).await.1, "stale");
+        up.next().await;
+        up.next().await;
+        up.assert_nothing().await;
+    }
+
+    /// Two events of one incident arriving together: the second waits for the first
+    /// delivery instead of being refused (many senders never retry a 409), then goes out
+    /// after it, in order.
+    async fn events_of_one_entity_arriving_together_are_both_delivered_in_order(store) {
+        let up = Upstream::start().await;
+        up.set_delay(Duration::from_millis(300));
+        let gw = Gateway::start(&config(&up.url("/in"), &store.toml, "")).await;
+        let t = 1_712_000_000_000i64;
+        let first = event("ack", "inc-1", json!(t));
+        let second = event("resolve", "inc-1", json!(t + 5));
+        let (c, url) = (client(), gw.url("/hooks/fd"));
+        let a = tokio::spawn({
+            let (c, url) = (c.clone(), url.clone());
+            async move { c.post(url).body(first).send().await.map(|r| verdict(&r)) }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let b = c
+            .post(url)
+            .body(second)
+            .send()
+            .await
+            .map(|r| verdict(&r))
+            .expect("send");
+        assert_eq!(a.await.expect("join").expect("send"), "forwarded");
+        assert_eq!(b, "forwarded");
+        let got: Vec<serde_json::Value> = vec![
+            serde_json::from_slice(&up.next().await.body).expect("json"),
+            serde_json::from_slice(&up.next().await.body).expect("json"),
+        ];
+        assert_eq!(got[0]["event_id"], "ack");
+        assert_eq!(got[1]["event_id"], "resolve");
+    }
 }

@@ -474,3 +474,71 @@ async fn a_store_that_cannot_write_is_not_ready_and_loses_no_event() {
     );
     assert!(unrecorded.is_some_and(|n| n >= 2.0), "{metrics}");
 }
+
+/// A reload keeps the buckets of a route whose `rate_limit` did not change (otherwise
+/// every SIGHUP would forgive every limited sender), and gives a changed limit fresh
+/// buckets. In process through `server::reload`, so that no second of refill can pass
+/// between exhausting the bucket and asking again.
+#[tokio::test]
+async fn reload_keeps_unchanged_rate_limit_buckets() {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use tower::ServiceExt as _;
+
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("c.toml");
+    let config = |burst: u32, extra_route: bool| {
+        let mut text = format!(
+            "[store]\nbackend = \"memory\"\n[[route]]\nname = \"rl\"\npath = \"/hooks/rl\"\n\
+             upstream = \"{}\"\nrate_limit = {{ per_second = 1, burst = {burst} }}\n",
+            up.url("/in")
+        );
+        if extra_route {
+            text.push_str(&format!(
+                "[[route]]\nname = \"b\"\npath = \"/hooks/b\"\nupstream = \"{}\"\n",
+                up.url("/in")
+            ));
+        }
+        text
+    };
+    std::fs::write(&cfg, config(3, false)).expect("write");
+    let source = hookgate::config::ConfigSource::File(cfg.clone());
+    let shared = hookgate::build(hookgate::config::load(&source).expect("config")).expect("build");
+    let app = hookgate::server::router(shared.clone());
+    let post = || {
+        let app = app.clone();
+        async move {
+            let mut req = http::Request::post("/hooks/rl")
+                .body(Body::from("{}"))
+                .expect("request");
+            req.extensions_mut()
+                .insert(ConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 9))));
+            app.oneshot(req)
+                .await
+                .expect("infallible")
+                .status()
+                .as_u16()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(post().await, 200);
+        up.next().await;
+    }
+    assert_eq!(post().await, 429);
+
+    // Another route added, this one's limit unchanged: still limited.
+    std::fs::write(&cfg, config(3, true)).expect("write");
+    hookgate::server::reload(&shared, &source);
+    assert!(
+        shared.current().route_for("/hooks/b").is_some(),
+        "the reload did not apply"
+    );
+    assert_eq!(post().await, 429, "the reload reset an unchanged limit");
+
+    // A changed limit is a new limit: fresh buckets.
+    std::fs::write(&cfg, config(4, true)).expect("write");
+    hookgate::server::reload(&shared, &source);
+    assert_eq!(post().await, 200, "a changed limit kept its old buckets");
+    up.next().await;
+}

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hookgate::config::JSON_DEPTH_CEILING;
-use hookgate::config::raw::{MissingKey, OrderTimeUnit};
+use hookgate::config::spec::{MissingKey, OrderTimeUnit};
 use hookgate::pipeline::allowlist::{Client, ClientAddr, ClientIpHeader, client_addr};
 use hookgate::pipeline::extract::number::Decimal;
 use hookgate::pipeline::extract::{

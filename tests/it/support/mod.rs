@@ -34,3 +34,62 @@ pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8], wait: Dura
     let _ = tokio::time::timeout(wait, s.read_to_end(&mut buf)).await;
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// A store backend for a test: its `[store]` lines, and for the embedded store the
+/// directory that holds it for as long as the test runs.
+pub struct Backend {
+    /// The `[store]` lines.
+    pub toml: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    /// Process memory.
+    pub fn memory() -> Backend {
+        Backend {
+            toml: "backend = \"memory\"".into(),
+            _dir: None,
+        }
+    }
+
+    /// The embedded store, in a fresh temporary directory.
+    pub fn embedded() -> Backend {
+        let dir = tempfile::tempdir().expect("tmp");
+        Backend {
+            toml: format!(
+                "backend = \"embedded\"\npath = \"{}\"",
+                dir.path().display()
+            ),
+            _dir: Some(dir),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.toml)
+    }
+}
+
+/// Generates each store-dependent test once per backend, as `memory::NAME` and
+/// `embedded::NAME`, so that a failure names its backend (ripgrep's `rgtest!`). The body
+/// sees its [`Backend`] as `&Backend` under the given name.
+macro_rules! per_backend {
+    ($( $(#[$meta:meta])* async fn $name:ident($store:ident) $body:block )*) => {
+        mod memory {
+            use super::*;
+            $( $(#[$meta])* #[tokio::test] async fn $name() {
+                let $store = &crate::support::Backend::memory();
+                $body
+            } )*
+        }
+        mod embedded {
+            use super::*;
+            $( $(#[$meta])* #[tokio::test] async fn $name() {
+                let $store = &crate::support::Backend::embedded();
+                $body
+            } )*
+        }
+    };
+}
+pub(crate) use per_backend;
