@@ -27,9 +27,13 @@ use crate::verdict::{VERDICT_HEADER, Verdict};
 /// `Retry-After` of a 409 `in_flight`: the other delivery is usually done within it.
 pub const IN_FLIGHT_RETRY_SECS: u64 = 1;
 
-/// `Retry-After` of a 503 `unavailable` on an async route (outbox full, store down):
-/// long enough for workers to drain some backlog or the store to reopen.
+/// `Retry-After` of a 503 `unavailable` on an async route (outbox full, or the accept
+/// write failed): long enough for workers to drain some backlog.
 pub const ASYNC_RETRY_SECS: u64 = 5;
+
+/// `Retry-After` of a 503 `unavailable` when the store could not decide: a short outage
+/// (a busy disk, a store reopening) is usually over by then.
+pub const STORE_RETRY_SECS: u64 = 5;
 
 /// Why a request was not delivered.
 #[derive(Debug, thiserror::Error)]
@@ -235,7 +239,14 @@ impl GatewayError {
                 json!(self.to_string())
             }
             // Never expose store internals (paths) to senders.
-            GatewayError::Store(_) => json!("store unavailable, retry later"),
+            GatewayError::Store(_) => {
+                // DESIGN §4: `unavailable` always tells the sender when to come back.
+                answer.headers.push((
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(STORE_RETRY_SECS),
+                ));
+                json!("store unavailable, retry later")
+            }
             GatewayError::Schema(violations) => json!(violations),
             GatewayError::Extract(e) => json!([Violation {
                 instance_path: e.location().to_owned(),
@@ -317,5 +328,28 @@ impl IntoResponse for Answer {
             headers.insert(name, value);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DESIGN §4: every 503 `unavailable` carries `Retry-After`, whichever store
+    /// failure caused it.
+    #[test]
+    fn store_unavailable_tells_the_sender_when_to_retry() {
+        let response = GatewayError::Store(crate::store::StoreError::WriterStopped)
+            .into_answer(None, None)
+            .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(VERDICT_HEADER).map(|v| v.as_bytes()),
+            Some(&b"unavailable"[..])
+        );
+        assert_eq!(
+            response.headers().get(http::header::RETRY_AFTER),
+            Some(&HeaderValue::from(STORE_RETRY_SECS))
+        );
     }
 }

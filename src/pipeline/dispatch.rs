@@ -1,9 +1,10 @@
 //! Phase 5, dispatch: an event the store reserved goes to its upstream, and the
 //! reservation is settled: committed on a 2xx, released otherwise.
 //!
-//! Today every route delivers synchronously (the sender gets the upstream's answer).
-//! Asynchronous delivery through the outbox and provider handshakes plug in here, as
-//! further functions beside [`sync`], chosen by the route's `delivery` mode.
+//! A sync route delivers here and the sender gets the upstream's answer ([`sync`]); an
+//! async route's event is accepted into the outbox in the same store transaction as its
+//! dedup mark ([`accept`]), and the workers deliver it later. Provider handshakes plug in
+//! here next, beside these two.
 
 use std::sync::Arc;
 
