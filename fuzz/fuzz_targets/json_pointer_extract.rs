@@ -145,7 +145,9 @@ fn check_node(doc: &Value, pointer: &str, node: &Value, raw: &[u8]) {
             } else {
                 assert_eq!(order, Ok(Some((entity.clone(), *nanos))));
             }
-        } else {
+        } else if !matches!(&expected, Ok(Some(e)) if e.is_empty()) {
+            // (An f64 node is left out: its exact text and its f64 may fall on either
+            // side of the auto unit's 1e11 boundary.)
             assert!(order.is_err(), "{pointer:?}: {order:?}");
         }
     }
