@@ -25,6 +25,24 @@
 //! - [`providers`]: bundled sender presets, as data; [`schema`]: JSON Schema checks;
 //!   [`secret`]: constant-time secrets; [`telemetry`]: metrics and logs; [`validate`]:
 //!   the `validate` command.
+//!
+//! # No panic on outside input
+//!
+//! Outside the tests, the crate denies `unwrap`, `expect`, `panic!`, indexing and slicing
+//! that can panic, and string slicing at byte offsets: every place that handles a
+//! request's bytes, a stored record or a config file uses `get`, `split_once`,
+//! `strip_prefix` or an explicit error instead. The fuzz targets check the same promise
+//! from outside.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::string_slice
+    )
+)]
 
 pub mod admin;
 pub mod config;

@@ -187,7 +187,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rescue<T> {
                 this.replacing = None;
                 return Poll::Ready(Ok(n));
             }
-            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &bytes[*written..]))?;
+            let n = ready!(
+                Pin::new(&mut this.inner).poll_write(cx, bytes.get(*written..).unwrap_or_default())
+            )?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }

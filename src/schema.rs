@@ -501,7 +501,7 @@ impl RefMap {
         let (prefix, dir) = self
             .entries
             .iter()
-            .find(|(p, _)| uri.starts_with(p.as_str()) || uri == &p[..p.len() - 1])?;
+            .find(|(p, _)| uri.starts_with(p.as_str()) || p.strip_suffix('/') == Some(uri))?;
         Some(map_rest(uri, uri.get(prefix.len()..).unwrap_or(""), dir))
     }
 }

@@ -438,7 +438,7 @@ pub fn schemas(show: Option<&str>, out: &mut dyn Write, err: &mut dyn Write) -> 
             for (name, text) in BUNDLED {
                 let title = serde_json::from_str::<serde_json::Value>(text)
                     .ok()
-                    .and_then(|v| v["title"].as_str().map(str::to_owned))
+                    .and_then(|v| v.get("title")?.as_str().map(str::to_owned))
                     .unwrap_or_default();
                 let _ = writeln!(out, "{name:<20} {title}");
             }

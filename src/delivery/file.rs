@@ -110,7 +110,7 @@ fn render(out: &Outbound<'_>) -> Vec<u8> {
     let body = json::minify(&out.body);
     let mut line = Vec::with_capacity(head.len() + body.len() + 10);
     // `head` is a JSON object `{...}`: reopen it to add the raw body.
-    line.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    line.extend_from_slice(head.strip_suffix('}').unwrap_or(&head).as_bytes());
     line.extend_from_slice(b",\"body\":");
     line.extend_from_slice(if body.is_empty() { b"null" } else { &body });
     line.extend_from_slice(b"}\n");

@@ -118,11 +118,10 @@ impl Auth {
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(encoded)
                     .map_err(|_| AuthError::Malformed("Authorization".into()))?;
-                let colon = decoded
-                    .iter()
-                    .position(|&b| b == b':')
-                    .ok_or_else(|| AuthError::Malformed("Authorization".into()))?;
-                let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
+                let mut parts = decoded.splitn(2, |&b| b == b':');
+                let (Some(user), Some(password)) = (parts.next(), parts.next()) else {
+                    return Err(AuthError::Malformed("Authorization".into()));
+                };
                 let mut ok = false;
                 for (u, p) in users {
                     // `&` not `&&`: both comparisons run for every entry.

@@ -396,18 +396,17 @@ fn parse_template(template: &str) -> Result<Vec<Part>, String> {
     let mut parts = Vec::new();
     let mut rest = template;
     while !rest.is_empty() {
-        let Some(open) = rest.find('{') else {
+        let Some((literal, after)) = rest.split_once('{') else {
             parts.push(Part::Literal(rest.as_bytes().to_vec()));
             break;
         };
-        if open > 0 {
-            parts.push(Part::Literal(rest.as_bytes()[..open].to_vec()));
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal.as_bytes().to_vec()));
         }
-        let after = &rest[open + 1..];
-        let close = after
-            .find('}')
+        let (field, tail) = after
+            .split_once('}')
             .ok_or_else(|| format!("signed: unclosed '{{' in {template:?}"))?;
-        parts.push(match &after[..close] {
+        parts.push(match field {
             "id" => Part::Id,
             "timestamp" => Part::Timestamp,
             "body" => Part::Body,
@@ -415,7 +414,7 @@ fn parse_template(template: &str) -> Result<Vec<Part>, String> {
             "form" => Part::Form,
             other => return Err(format!("signed: unknown field {{{other}}}")),
         });
-        rest = &after[close + 1..];
+        rest = tail;
     }
     Ok(parts)
 }

@@ -65,7 +65,7 @@ async fn read_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>, Proxy
             }
             buf.push(stream.read_u8().await?);
         }
-        return match ppp::v1::Header::try_from(&buf[..]) {
+        return match ppp::v1::Header::try_from(buf.as_slice()) {
             Ok(h) => Ok(match h.addresses {
                 ppp::v1::Addresses::Tcp4(a) => {
                     Some(SocketAddr::from((a.source_address, a.source_port)))
@@ -78,18 +78,21 @@ async fn read_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>, Proxy
             Err(e) => Err(ProxyError::Malformed(e.to_string())),
         };
     }
-    if buf[..] != V2_SIGNATURE[..8] {
+    if !V2_SIGNATURE.starts_with(&buf) {
         return Err(ProxyError::Missing);
     }
-    buf.resize(16, 0);
-    stream.read_exact(&mut buf[8..]).await?;
-    let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+    // The rest of the fixed part: 4 more signature bytes, version/command, family, length.
+    let mut fixed = [0u8; 8];
+    stream.read_exact(&mut fixed).await?;
+    let len = usize::from(u16::from_be_bytes([fixed[6], fixed[7]]));
     if len > V2_MAX_BODY {
         return Err(ProxyError::Malformed(format!("v2 body of {len} bytes")));
     }
-    buf.resize(16 + len, 0);
-    stream.read_exact(&mut buf[16..]).await?;
-    match ppp::v2::Header::try_from(&buf[..]) {
+    buf.extend_from_slice(&fixed);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    buf.extend_from_slice(&body);
+    match ppp::v2::Header::try_from(buf.as_slice()) {
         Ok(h) if h.command == ppp::v2::Command::Local => Ok(None),
         Ok(h) => Ok(match h.addresses {
             ppp::v2::Addresses::IPv4(a) => {
@@ -115,8 +118,8 @@ pub async fn untrusted_sends_header(stream: &TcpStream, timeout: Duration) -> bo
                 Ok(0) | Err(_) => return false,
                 Ok(n) => n,
             };
-            let seen = &buf[..n];
-            let v1 = b"PROXY ".starts_with(&seen[..n.min(6)]);
+            let seen = buf.get(..n).unwrap_or_default();
+            let v1 = b"PROXY ".starts_with(seen.get(..n.min(6)).unwrap_or_default());
             let v2 = V2_SIGNATURE.starts_with(seen);
             if !v1 && !v2 {
                 return false;

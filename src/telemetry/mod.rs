@@ -395,7 +395,7 @@ fn classic_text(open: &str) -> String {
             continue;
         }
         let name_end = line.find(['{', ' ']).unwrap_or(line.len());
-        let name = &line[..name_end];
+        let name = line.get(..name_end).unwrap_or(line);
         if name
             .strip_suffix("_created")
             .is_some_and(|n| counters.contains(n))
@@ -405,10 +405,11 @@ fn classic_text(open: &str) -> String {
         // An exemplar (` # {...} value`) may follow the value; the classic format has
         // none. It is looked for after the label set, whose quoted values may hold `#`.
         let after_labels = line.rfind('}').map_or(name_end, |i| i + 1);
-        let sample = match line[after_labels..].find(" # ") {
-            Some(i) => &line[..after_labels + i],
-            None => line,
-        };
+        let sample = line
+            .get(after_labels..)
+            .and_then(|tail| tail.find(" # "))
+            .and_then(|i| line.get(..after_labels + i))
+            .unwrap_or(line);
         out.push_str(sample);
         out.push('\n');
     }

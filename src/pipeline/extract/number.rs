@@ -54,8 +54,8 @@ impl Decimal {
         let mut exponent: i64 = 0;
         if let Some(e) = exp_text.get(1..) {
             let (sign, digits) = match e.as_bytes().first() {
-                Some(b'-') => (-1, &e[1..]),
-                Some(b'+') => (1, &e[1..]),
+                Some(b'-') => (-1, e.get(1..).unwrap_or_default()),
+                Some(b'+') => (1, e.get(1..).unwrap_or_default()),
                 _ => (1, e),
             };
             if !all_digits(digits) {
@@ -148,7 +148,8 @@ impl Decimal {
             };
             // `dropped` is shorter than `drop` when the value is below 10^-1 of a unit:
             // then the first dropped digit is an implied zero.
-            let round_up = dropped.len() == drop && dropped.as_bytes()[0] >= b'5';
+            let round_up =
+                dropped.len() == drop && dropped.as_bytes().first().is_some_and(|&d| d >= b'5');
             base.checked_add(i128::from(round_up))?
         };
         let signed = if self.negative { -magnitude } else { magnitude };
