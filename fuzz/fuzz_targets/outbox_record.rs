@@ -44,7 +44,7 @@ enum Corruption {
 #[derive(Debug, Arbitrary)]
 enum Input {
     Raw(Vec<u8>),
-    Built(Fields, Corruption),
+    Built(Box<Fields>, Corruption),
 }
 
 /// Every accessor of a decoded record: usable or an error, and a stable round trip.
@@ -94,7 +94,7 @@ fuzz_target!(|input: Input| {
             let body = fields.body.clone();
             let method_ok = http::Method::from_bytes(fields.method.as_bytes()).is_ok();
             let headers = fields.headers.clone();
-            let record = build(fields);
+            let record = build(*fields);
             let mut bytes = record.encode();
             let decoded = Record::decode(&bytes).expect("a fresh record decodes");
             assert_eq!(decoded, record);
