@@ -29,6 +29,7 @@ use tower::ServiceExt as _;
 pub mod conn_info;
 pub mod proxy_protocol;
 pub mod tls;
+pub mod watch;
 
 pub use conn_info::{ConnectionInfo, TlsInfo};
 
@@ -51,6 +52,8 @@ pub struct Shared {
     gateway: Arc<RwLock<Arc<Gateway>>>,
     metrics: Arc<Metrics>,
     supervisor: Supervisor,
+    /// Bumped by every [`Shared::replace`], for watchers of what the configuration names.
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Shared {
@@ -60,6 +63,7 @@ impl Shared {
             gateway: Arc::new(RwLock::new(Arc::new(gw))),
             metrics,
             supervisor: Supervisor::new(),
+            generation: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
@@ -88,6 +92,12 @@ impl Shared {
             Ok(mut g) => *g = new,
             Err(poisoned) => *poisoned.into_inner() = new,
         }
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Changes whenever the gateway is replaced.
+    pub fn replaced(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 }
 
@@ -527,6 +537,47 @@ pub fn reload_on_sighup(
             reload(&shared, &source);
         }
     }))
+}
+
+/// Reloads the configuration from `source` whenever an `allow_ips = "file:PATH"` file
+/// changes (its bytes, not a mere touch), as SIGHUP would: a bad file refuses the
+/// reload with an ERROR line and the running lists stay. The watched files follow the
+/// configuration serving (a reload that names other files moves the watch). Runs until
+/// the task is aborted.
+pub fn reload_on_allowlist_change(
+    shared: Shared,
+    source: ConfigSource,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let mut replaced = shared.replaced();
+        let mut files = shared.current().settings.allow_files();
+        let mut watcher = watch::dirs(&files, tx.clone(), "allow_ips");
+        let mut seen = watch::fingerprint(&files);
+        loop {
+            tokio::select! {
+                Some(()) = rx.recv() => {
+                    tokio::time::sleep(watch::SETTLE).await;
+                    while rx.try_recv().is_ok() {}
+                    let now = watch::fingerprint(&files);
+                    if now != seen {
+                        seen = now;
+                        tracing::info!("An allow_ips file changed; reloading the configuration.");
+                        reload(&shared, &source);
+                    }
+                }
+                Ok(()) = replaced.changed() => {}
+                else => break,
+            }
+            let current = shared.current().settings.allow_files();
+            if current != files {
+                drop(watcher);
+                files = current;
+                watcher = watch::dirs(&files, tx.clone(), "allow_ips");
+                seen = watch::fingerprint(&files);
+            }
+        }
+    })
 }
 
 /// Loads `source` and swaps it in, or logs why not.
