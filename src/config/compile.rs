@@ -118,6 +118,12 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Most requests in flight.
     pub max_in_flight: usize,
+    /// How long a connection may wait for its next request before it is closed (on
+    /// HTTP/1.1 `read_timeout` bounds that wait too).
+    pub idle_timeout: Duration,
+    /// Requests served on one connection before it is closed gracefully; `None` is no
+    /// limit.
+    pub max_requests_per_connection: Option<u64>,
 }
 
 /// `[server] tls`, checked: file paths resolved against the config file's directory.
@@ -472,8 +478,22 @@ fn compile_server(
         proxy_protocol: s.proxy_protocol.unwrap_or(false),
         max_connections: at_least_one("server.max_connections", s.max_connections, 10_000)?,
         max_in_flight: at_least_one("server.max_in_flight", s.max_in_flight, 4096)?,
+        idle_timeout: match s.idle_timeout.as_deref() {
+            None => read_timeout,
+            Some(t) => duration("server.idle_timeout", Some(t), "")?,
+        },
+        max_requests_per_connection: match s.max_requests_per_connection {
+            None => Some(DEFAULT_MAX_REQUESTS_PER_CONNECTION),
+            Some(0) => None,
+            Some(n) => Some(n),
+        },
     })
 }
+
+/// Default `max_requests_per_connection`, as nginx's `keepalive_requests`: a long-lived
+/// connection is recycled now and then, so that memory it holds is given back and load
+/// balancers in front rebalance.
+const DEFAULT_MAX_REQUESTS_PER_CONNECTION: u64 = 1000;
 
 fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
     let backend = s.backend.unwrap_or(StoreBackendName::Embedded);

@@ -27,6 +27,7 @@ use tokio_util::either::Either;
 use tower::ServiceExt as _;
 
 pub mod conn_info;
+pub mod connections;
 pub mod proxy_protocol;
 pub mod tls;
 pub mod watch;
@@ -38,7 +39,8 @@ use crate::error::GatewayError;
 use crate::pipeline::{self, Gateway};
 use crate::protocol::{self, Rescue};
 use crate::supervisor::Supervisor;
-use crate::telemetry::{CloseReason, Format, Metrics};
+use crate::telemetry::{CloseReason, Format, Metrics, ShedReason};
+use connections::Connections;
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -209,6 +211,34 @@ async fn webhook(
     pipeline::handle(shared.current(), shared.supervisor.deliveries(), peer, req).await
 }
 
+/// One request's answer: 503 `overloaded` above `max_in_flight` (health checks are
+/// never shed: an overloaded gateway is still alive), 400 for what breaks RFC 9112,
+/// otherwise the router's.
+async fn answer(
+    req: Request<Body>,
+    app: &Router,
+    in_flight: &Arc<tokio::sync::Semaphore>,
+    metrics: &Metrics,
+) -> Result<Response, std::convert::Infallible> {
+    let health = matches!(req.uri().path(), "/healthz" | "/readyz");
+    let _request_slot = match Arc::clone(in_flight).try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) if health => None,
+        Err(_) => {
+            metrics.request(None, crate::verdict::Verdict::Overloaded, 0.0);
+            return Ok(GatewayError::Overloaded
+                .into_answer(None, None)
+                .into_response());
+        }
+    };
+    if let Err(e) = protocol::check_host(req.version(), req.headers())
+        .and_then(|()| protocol::check_transfer_coding(req.headers()))
+    {
+        return Ok(refuse_malformed(req, e).await);
+    }
+    app.clone().oneshot(req).await
+}
+
 /// Serves `shared` on `listener` (over TLS when `tls` is given) until `shutdown`
 /// completes, then drains.
 pub async fn serve(
@@ -219,12 +249,16 @@ pub async fn serve(
 ) {
     let read_timeout = shared.current().settings.server.read_timeout;
     let proxy_protocol = shared.current().settings.server.proxy_protocol;
-    // Load shedding: a connection slot is taken before accepting, so above the limit
-    // connections wait in the kernel's backlog; a request slot is tried before the
-    // router, so above the limit the answer is 503 `overloaded` with the body unread.
-    let connections = Arc::new(tokio::sync::Semaphore::new(
+    // Load shedding: above `max_connections` a new connection is held until the
+    // connection idle the longest closes (or any closes), the next ones wait in the
+    // kernel's backlog; a request slot is tried before the router, so above
+    // `max_in_flight` the answer is 503 `overloaded` with the body unread.
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let connections = Connections::new(
         shared.current().settings.server.max_connections,
-    ));
+        stopping.clone(),
+    );
+    let tracker = tokio_util::task::TaskTracker::new();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(
         shared.current().settings.server.max_in_flight,
     ));
@@ -246,7 +280,6 @@ pub async fn serve(
     };
     let admin = start_admin(&shared, stop_workers.clone()).await;
     let app = router(shared.clone());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // half_close: a sender that shuts down its write side after the request (some
     // scripts and proxies do) is still waiting for the answer; without it hyper reads
@@ -262,15 +295,9 @@ pub async fn serve(
     auto.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
-        let slot = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            slot = Arc::clone(&connections).acquire_owned() => match slot {
-                Ok(s) => s,
-                Err(_) => break,
-            },
-        };
-        let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -280,18 +307,28 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        let slot = tokio::select! {
+            biased;
             () = &mut shutdown => break,
+            slot = connections.slot(&shared.metrics) => match slot {
+                Some(s) => s,
+                None => break,
+            },
         };
         let app = app.clone();
         let tls = tls.clone();
         let http = http.clone();
         let auto = auto.clone();
-        let watcher = graceful.watcher();
         let gateway = shared.current();
+        let idle_timeout = gateway.settings.server.idle_timeout;
+        let max_requests = gateway.settings.server.max_requests_per_connection;
         let in_flight = Arc::clone(&in_flight);
         let metrics = Arc::clone(shared.metrics());
-        tokio::spawn(async move {
+        let registered = Arc::new(connections.open());
+        tracker.spawn(async move {
             let _slot = slot;
+            let _open = metrics.connection_opened();
             let mut client = peer;
             let mut proxy_source = None;
             if proxy_protocol {
@@ -364,46 +401,60 @@ pub async fn serve(
                 }
             };
             let on_tls = info.tls.is_some();
+            let conn = Arc::clone(registered.conn());
+            let service_metrics = Arc::clone(&metrics);
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let mut req = req.map(Body::new);
                 req.extensions_mut().insert(ConnectInfo(client));
                 req.extensions_mut().insert(info.clone());
                 let app = app.clone();
                 let in_flight = Arc::clone(&in_flight);
-                let metrics = Arc::clone(&metrics);
+                let metrics = Arc::clone(&service_metrics);
+                let (request_guard, rank) = registered.request();
+                let conn = Arc::clone(registered.conn());
                 async move {
-                    // Health checks are never shed: an overloaded gateway is still alive.
-                    let health = matches!(req.uri().path(), "/healthz" | "/readyz");
-                    let _request_slot = match in_flight.try_acquire_owned() {
-                        Ok(permit) => Some(permit),
-                        Err(_) if health => None,
-                        Err(_) => {
-                            metrics.request(None, crate::verdict::Verdict::Overloaded, 0.0);
-                            return Ok(GatewayError::Overloaded
-                                .into_answer(None, None)
-                                .into_response());
-                        }
-                    };
-                    if let Err(e) = protocol::check_host(req.version(), req.headers())
-                        .and_then(|()| protocol::check_transfer_coding(req.headers()))
+                    let _request_guard = request_guard;
+                    let h1 = req.version() <= http::Version::HTTP_11;
+                    let mut answer = answer(req, &app, &in_flight, &metrics).await?;
+                    // The connection's last request: h1 says so in the answer and
+                    // closes after it; h2 sends GOAWAY and finishes the streams open.
+                    if let Some(limit) = max_requests
+                        && rank >= limit
                     {
-                        return Ok(refuse_malformed(req, e).await);
+                        if rank == limit {
+                            metrics.connection_shed(ShedReason::max_requests);
+                        }
+                        if h1 {
+                            answer.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                        } else {
+                            conn.close();
+                        }
                     }
-                    app.oneshot(req).await
+                    Ok::<_, std::convert::Infallible>(answer)
                 }
             });
             let io = TokioIo::new(Rescue::new(io));
             let ended = if on_tls {
-                watcher
-                    .watch(auto.serve_connection(io, service).into_owned())
-                    .await
+                conn.drive(
+                    auto.serve_connection(io, service).into_owned(),
+                    idle_timeout,
+                    &metrics,
+                )
+                .await
             } else {
-                watcher
-                    .watch(http.serve_connection(io, service))
+                conn.drive(http.serve_connection(io, service), idle_timeout, &metrics)
                     .await
-                    .map_err(Into::into)
             };
             if let Err(e) = ended {
+                if e
+                    .downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_timeout)
+                {
+                    metrics.connection_closed(CloseReason::header_timeout);
+                }
                 tracing::debug!(error = %e, %peer, "Connection ended with an error.");
             }
         });
@@ -418,8 +469,10 @@ pub async fn serve(
     tracing::info!("Shutting down: draining in-flight requests.");
     // Deliveries whose sender hung up have no connection left to wait for: drain them
     // too, under the same deadline.
+    stopping.cancel();
+    tracker.close();
     let drained = async {
-        graceful.shutdown().await;
+        tracker.wait().await;
         supervisor.drain_deliveries().await;
     };
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
