@@ -249,3 +249,61 @@ async fn at_max_connections_the_longest_idle_connection_makes_room() {
         "hookgate_connections_shed_total{reason=\"max_connections\"} 1"
     );
 }
+
+/// A sender trickling its header lines slower than `read_timeout` allows is cut off
+/// within it: the connection is closed without an answer (hyper writes none for a header
+/// timeout), counted as closed `header_timeout`, and the gateway keeps serving.
+#[tokio::test]
+async fn slow_headers_are_cut_off_at_the_read_timeout_and_counted() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let up = Upstream::start().await;
+    let gw = gateway("read_timeout = \"1s\"", &up).await;
+    let s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let (mut rd, mut wr) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        let _ = wr
+            .write_all(b"POST /hooks/r HTTP/1.1\r\nHost: gw\r\n")
+            .await;
+        for i in 0..40 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr
+                .write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    assert!(closed.is_ok(), "a slow-header sender was never cut off");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.is_empty() || text.to_ascii_lowercase().contains("x-hookgate-verdict"),
+        "an answer without a verdict: {text}"
+    );
+    assert_eq!(up.count_now().await, 0);
+    assert_eq!(
+        metric(
+            &gw,
+            "hookgate_connections_closed_total{reason=\"header_timeout\"}"
+        )
+        .await,
+        "hookgate_connections_closed_total{reason=\"header_timeout\"} 1"
+    );
+}

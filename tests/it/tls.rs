@@ -343,13 +343,74 @@ async fn client_certificates_required_refuse_a_handshake_without_or_with_a_forei
             .is_err(),
         "served a client certificate of another CA"
     );
-    // Still serving.
+    let expired = {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec!["sender.example".to_owned()]).expect("params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+        params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        let cert = params.signed_by(&key, &e.ca.issuer).expect("cert");
+        (cert.pem(), key.serialize_pem())
+    };
+    assert!(
+        tls_client(&e.ca, false, Some(&expired))
+            .get(url(&e.gw, "localhost", "/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "served an expired client certificate"
+    );
+    // Still serving, and the three refusals are counted.
     let r = tls_client(&e.ca, true, Some(&good))
-        .get(url(&e.gw, "localhost", "/healthz"))
+        .get(url(&e.gw, "localhost", "/metrics"))
         .send()
         .await
         .expect("still serving");
     assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l == "hookgate_connections_closed_total{reason=\"tls_handshake\"} 3"),
+        "{text}"
+    );
+}
+
+/// `max_requests_per_connection` on h2: the connection's last answer is followed by
+/// GOAWAY, the client carries on over a new connection, no request fails.
+#[tokio::test]
+async fn h2_connection_request_limit_sends_goaway_and_no_request_fails() {
+    let e = edge_with("max_requests_per_connection = 2", "", "").await;
+    let c = tls_client(&e.ca, true, None);
+    for i in 0..5 {
+        let r = c
+            .get(url(&e.gw, "localhost", "/healthz"))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("request {i}: {err}"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        // Time for the GOAWAY to reach the client's pool.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = c
+        .get(url(&e.gw, "localhost", "/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    // Requests 1-2, 3-4, then 5 and this one: three connections, two recycled.
+    assert!(
+        text.lines()
+            .any(|l| l == "hookgate_connections_accepted_total 3"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "hookgate_connections_shed_total{reason=\"max_requests\"} 2"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
