@@ -68,6 +68,7 @@ impl Connections {
         if let Ok(p) = Arc::clone(&self.slots).try_acquire_owned() {
             return Some(p);
         }
+        let mut counted = false;
         loop {
             // Registered before looking, so that a connection going idle meanwhile
             // is not missed.
@@ -80,6 +81,10 @@ impl Connections {
                 tracing::debug!("At max_connections: closing the connection idle the longest.");
                 // Idle, it closes at once and its slot is ours.
                 return Arc::clone(&self.slots).acquire_owned().await.ok();
+            }
+            if !counted {
+                counted = true;
+                metrics.connection_waited();
             }
             tokio::select! {
                 p = Arc::clone(&self.slots).acquire_owned() => return p.ok(),

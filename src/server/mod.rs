@@ -9,6 +9,10 @@
 //! header read timeout, so a client that never finishes it holds one task and no accept
 //! slot; the connection is then served by hyper-util's `auto` builder (HTTP/1.1 or h2, as
 //! ALPN chose). Plain connections speak HTTP/1.1 only: h2c prior knowledge is off.
+//!
+//! Every connection is registered in [`connections`], which closes it gracefully when it
+//! has been idle for `idle_timeout`, has served `max_requests_per_connection`, is the one
+//! idle the longest when a new connection arrives at `max_connections`, or at shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -133,6 +133,7 @@ pub struct Metrics {
     connections_closed: Family<CloseLabels, Counter>,
     connections_shed: Family<ShedLabels, Counter>,
     connections_accepted: Counter,
+    connections_waited: Counter,
     connections_open: Gauge,
     /// The `route` label of requests that matched no route, built once.
     no_route: Arc<str>,
@@ -180,6 +181,12 @@ impl Metrics {
             "hookgate_connections_accepted",
             "Connections accepted",
             connections_accepted.clone(),
+        );
+        let connections_waited = Counter::default();
+        registry.register(
+            "hookgate_connections_waited",
+            "Connections accepted at max_connections with none idle to close: they waited for a slot",
+            connections_waited.clone(),
         );
         let connections_open = Gauge::default();
         registry.register(
@@ -240,6 +247,7 @@ impl Metrics {
             connections_closed,
             connections_shed,
             connections_accepted,
+            connections_waited,
             connections_open,
             no_route: Arc::from(NO_ROUTE_LABEL),
         }
@@ -331,6 +339,11 @@ impl Metrics {
         self.connections_shed
             .get_or_create(&ShedLabels { reason })
             .inc();
+    }
+
+    /// Counts one connection that waited for a slot at `max_connections`.
+    pub fn connection_waited(&self) {
+        self.connections_waited.inc();
     }
 
     /// Counts one accepted connection, open until the guard is dropped.

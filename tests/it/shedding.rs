@@ -65,6 +65,10 @@ async fn at_max_connections_new_connections_wait_until_one_closes() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let served = raw_exchange(gw.addr, req, Duration::from_secs(3)).await;
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    assert_eq!(
+        metric(&gw, "hookgate_connections_waited_total").await,
+        "hookgate_connections_waited_total 1"
+    );
 }
 
 /// An idle keep-alive connection is closed after `read_timeout` (hyper's header read
