@@ -720,3 +720,29 @@ fn real_binary_speaks_tls_and_h2_to_openssl_and_curl() {
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
     assert_eq!(String::from_utf8_lossy(&curl.stdout), "2 200");
 }
+
+/// `idle_timeout` closes an idle h2 connection too (hyper has no header timer on h2):
+/// the next request goes over a new connection.
+#[tokio::test]
+async fn h2_idle_connection_closes_after_idle_timeout() {
+    let e = edge_with("idle_timeout = \"500ms\"", "", "").await;
+    let c = tls_client(&e.ca, true, None);
+    let get = |path: &'static str| {
+        let c = c.clone();
+        let u = url(&e.gw, "localhost", path);
+        async move { c.get(u).send().await.expect("request") }
+    };
+    assert_eq!(get("/healthz").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let text = get("/metrics").await.text().await.expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l == "hookgate_connections_shed_total{reason=\"idle_timeout\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "hookgate_connections_accepted_total 2"),
+        "{text}"
+    );
+}
