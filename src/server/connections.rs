@@ -266,3 +266,74 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn longest_idle_id(all: &Connections) -> Option<u64> {
+        all.longest_idle().map(|c| c.id)
+    }
+
+    /// The connection idle the longest is chosen; never one that is busy, has not
+    /// served a request yet, or is already closing.
+    #[tokio::test]
+    async fn the_connection_idle_the_longest_is_chosen() {
+        let all = Connections::new(4, CancellationToken::new());
+        let _fresh = all.open();
+        let a = all.open();
+        let b = all.open();
+        assert_eq!(
+            longest_idle_id(&all),
+            None,
+            "an unused connection was chosen"
+        );
+        drop(b.request().0);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        drop(a.request().0);
+        assert_eq!(longest_idle_id(&all), Some(b.conn().id));
+        let (busy, rank) = b.request();
+        assert_eq!(rank, 2);
+        assert_eq!(longest_idle_id(&all), Some(a.conn().id));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        drop(busy);
+        a.conn().close();
+        assert_eq!(longest_idle_id(&all), Some(b.conn().id));
+        drop(b);
+        assert_eq!(
+            longest_idle_id(&all),
+            None,
+            "a closed connection stayed listed"
+        );
+    }
+
+    /// `closing` completes after `idle_timeout` of idleness, counted, and not while a
+    /// request is in flight.
+    #[tokio::test]
+    async fn closing_waits_for_idleness() {
+        let metrics = Metrics::new();
+        let all = Connections::new(1, CancellationToken::new());
+        let c = all.open();
+        let (busy, _) = c.request();
+        let closing = c.conn().closing(Duration::from_millis(50), &metrics);
+        tokio::pin!(closing);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), closing.as_mut())
+                .await
+                .is_err(),
+            "closed with a request in flight"
+        );
+        drop(busy);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(2), closing)
+                .await
+                .is_ok(),
+            "an idle connection never closed"
+        );
+        assert!(
+            metrics
+                .render()
+                .contains("hookgate_connections_shed_total{reason=\"idle_timeout\"} 1")
+        );
+    }
+}
