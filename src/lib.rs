@@ -84,7 +84,8 @@ pub enum StartError {
 
 /// Like [`run`] on a gateway already [`build`]t and certificates already loaded with
 /// [`tls_edge`] (so that start-up failures come before the listener is announced), and
-/// reloads the configuration from `source` on SIGHUP.
+/// reloads the configuration from `source` on SIGHUP and when an `allow_ips` file
+/// changes.
 pub async fn run_reloadable(
     listener: TcpListener,
     source: config::ConfigSource,
@@ -93,10 +94,12 @@ pub async fn run_reloadable(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     #[cfg(unix)]
-    let reloader = server::reload_on_sighup(shared.clone(), source).map_err(StartError::Signal)?;
-    #[cfg(not(unix))]
-    let _ = source;
+    let reloader =
+        server::reload_on_sighup(shared.clone(), source.clone()).map_err(StartError::Signal)?;
+    let allow_watch = server::reload_on_allowlist_change(shared.clone(), source);
     server::serve(listener, shared, tls, shutdown).await;
+    allow_watch.abort();
+    let _ = allow_watch.await;
     #[cfg(unix)]
     {
         reloader.abort();

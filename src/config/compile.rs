@@ -44,6 +44,18 @@ pub struct AdminSettings {
 }
 
 impl Settings {
+    /// Every `allow_ips` file of every route, sorted, without repeats.
+    pub fn allow_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self
+            .routes
+            .iter()
+            .flat_map(|r| r.allow_files.iter().cloned())
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
     /// Settings that work but are probably a mistake, one sentence each, for `check` and
     /// the start-up log.
     pub fn warnings(&self) -> Vec<String> {
@@ -106,6 +118,12 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Most requests in flight.
     pub max_in_flight: usize,
+    /// How long a connection may wait for its next request before it is closed (on
+    /// HTTP/1.1 `read_timeout` bounds that wait too).
+    pub idle_timeout: Duration,
+    /// Requests served on one connection before it is closed gracefully; `None` is no
+    /// limit.
+    pub max_requests_per_connection: Option<u64>,
 }
 
 /// `[server] tls`, checked: file paths resolved against the config file's directory.
@@ -164,6 +182,9 @@ pub struct Route {
     pub methods: Vec<Method>,
     /// Allowed source addresses; `None` means any.
     pub allow_ips: Option<Allowlist>,
+    /// The `file:` allowlists `allow_ips` was read from, resolved: a change to one of
+    /// them reloads the configuration.
+    pub allow_files: Vec<PathBuf>,
     /// Credentials the sender must present.
     pub auth: Auth,
     /// The credential headers `auth` consumes, removed before forwarding (computed
@@ -306,14 +327,16 @@ pub(super) fn resolve_path(base_dir: Option<&std::path::Path>, path: &str) -> Pa
 const MAX_ALLOW_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Replaces each `file:PATH` entry with the file's lines: one IP or CIDR per line, blank
-/// lines and `#` comments ignored. Read at every load, so SIGHUP rereads the file; a
-/// bad file refuses the reload and the running list stays.
+/// lines and `#` comments ignored. Read at every load, so SIGHUP (and a change to the
+/// file, see `server::reload_on_allowlist_change`) rereads it; a bad file refuses the
+/// reload and the running list stays. Also returns the files read.
 fn expand_allow_files(
     list: Vec<String>,
     base_dir: Option<&std::path::Path>,
-) -> Result<Vec<String>, String> {
+) -> Result<(Vec<String>, Vec<PathBuf>), String> {
     use std::io::Read as _;
     let mut out = Vec::with_capacity(list.len());
+    let mut files = Vec::new();
     for entry in list {
         let Some(path) = entry.strip_prefix("file:") else {
             out.push(entry);
@@ -339,8 +362,9 @@ fn expand_allow_files(
                 .map_err(|e| format!("{} line {}: {e}", path.display(), n + 1))?;
             out.push(line.to_owned());
         }
+        files.push(path);
     }
-    Ok(out)
+    Ok((out, files))
 }
 
 fn at_least_one(key: &str, value: Option<usize>, default: usize) -> Result<usize, KeyError> {
@@ -454,8 +478,22 @@ fn compile_server(
         proxy_protocol: s.proxy_protocol.unwrap_or(false),
         max_connections: at_least_one("server.max_connections", s.max_connections, 10_000)?,
         max_in_flight: at_least_one("server.max_in_flight", s.max_in_flight, 4096)?,
+        idle_timeout: match s.idle_timeout.as_deref() {
+            None => read_timeout,
+            Some(t) => duration("server.idle_timeout", Some(t), "")?,
+        },
+        max_requests_per_connection: match s.max_requests_per_connection {
+            None => Some(DEFAULT_MAX_REQUESTS_PER_CONNECTION),
+            Some(0) => None,
+            Some(n) => Some(n),
+        },
     })
 }
+
+/// Default `max_requests_per_connection`, as nginx's `keepalive_requests`: a long-lived
+/// connection is recycled now and then, so that memory it holds is given back and load
+/// balancers in front rebalance.
+const DEFAULT_MAX_REQUESTS_PER_CONNECTION: u64 = 1000;
 
 fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
     let backend = s.backend.unwrap_or(StoreBackendName::Embedded);
@@ -551,11 +589,14 @@ fn compile_route(
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
-    let allow_ips = match r.allow_ips {
-        None => None,
+    let (allow_ips, allow_files) = match r.allow_ips {
+        None => (None, Vec::new()),
         Some(list) => {
-            let list = expand_allow_files(list, base_dir).map_err(|e| (key("allow_ips"), e))?;
-            Some(Allowlist::parse(&list).map_err(|(j, e)| (key(&format!("allow_ips[{j}]")), e))?)
+            let (list, files) =
+                expand_allow_files(list, base_dir).map_err(|e| (key("allow_ips"), e))?;
+            let list =
+                Allowlist::parse(&list).map_err(|(j, e)| (key(&format!("allow_ips[{j}]")), e))?;
+            (Some(list), files)
         }
     };
     let upstream = r
@@ -693,6 +734,7 @@ fn compile_route(
         path,
         methods,
         allow_ips,
+        allow_files,
         auth,
         upstream,
         upstream_ca,

@@ -59,6 +59,10 @@ pub(super) struct RawServer {
     pub(super) max_connections: Option<usize>,
     /// Most requests in flight; above it 503 `overloaded` (default 4096).
     pub(super) max_in_flight: Option<usize>,
+    /// How long a connection may wait for its next request (default: `read_timeout`).
+    pub(super) idle_timeout: Option<String>,
+    /// Requests served on one connection before it is closed (default 1000, 0 = no limit).
+    pub(super) max_requests_per_connection: Option<u64>,
 }
 
 /// `[server] tls`.

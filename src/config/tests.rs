@@ -214,3 +214,23 @@ fn allow_ips_from_a_file_beside_the_config() {
         "{text}"
     );
 }
+
+/// `idle_timeout` defaults to `read_timeout`; `max_requests_per_connection` defaults to
+/// 1000 and 0 means no limit; a bad value names its key.
+#[test]
+fn connection_limits_default_and_zero_means_unlimited() {
+    let s = from_str("[server]\nread_timeout = \"7s\"\n", "t").expect("config");
+    assert_eq!(s.server.idle_timeout, std::time::Duration::from_secs(7));
+    assert_eq!(s.server.max_requests_per_connection, Some(1000));
+    let s = from_str(
+        "[server]\nidle_timeout = \"500ms\"\nmax_requests_per_connection = 0\n",
+        "t",
+    )
+    .expect("config");
+    assert_eq!(s.server.idle_timeout, std::time::Duration::from_millis(500));
+    assert_eq!(s.server.max_requests_per_connection, None);
+    let e = err("[server]\nidle_timeout = \"0s\"\n");
+    assert!(e.contains("server.idle_timeout"), "{e}");
+    let e = err("[server]\nmax_requests_per_connection = -1\n");
+    assert!(e.contains("max_requests_per_connection"), "{e}");
+}

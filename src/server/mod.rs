@@ -9,6 +9,10 @@
 //! header read timeout, so a client that never finishes it holds one task and no accept
 //! slot; the connection is then served by hyper-util's `auto` builder (HTTP/1.1 or h2, as
 //! ALPN chose). Plain connections speak HTTP/1.1 only: h2c prior knowledge is off.
+//!
+//! Every connection is registered in [`connections`], which closes it gracefully when it
+//! has been idle for `idle_timeout`, has served `max_requests_per_connection`, is the one
+//! idle the longest when a new connection arrives at `max_connections`, or at shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,8 +31,10 @@ use tokio_util::either::Either;
 use tower::ServiceExt as _;
 
 pub mod conn_info;
+pub mod connections;
 pub mod proxy_protocol;
 pub mod tls;
+pub mod watch;
 
 pub use conn_info::{ConnectionInfo, TlsInfo};
 
@@ -37,7 +43,8 @@ use crate::error::GatewayError;
 use crate::pipeline::{self, Gateway};
 use crate::protocol::{self, Rescue};
 use crate::supervisor::Supervisor;
-use crate::telemetry::{CloseReason, Format, Metrics};
+use crate::telemetry::{CloseReason, Format, Metrics, ShedReason};
+use connections::Connections;
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,6 +58,8 @@ pub struct Shared {
     gateway: Arc<RwLock<Arc<Gateway>>>,
     metrics: Arc<Metrics>,
     supervisor: Supervisor,
+    /// Bumped by every [`Shared::replace`], for watchers of what the configuration names.
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Shared {
@@ -60,6 +69,7 @@ impl Shared {
             gateway: Arc::new(RwLock::new(Arc::new(gw))),
             metrics,
             supervisor: Supervisor::new(),
+            generation: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
@@ -88,6 +98,12 @@ impl Shared {
             Ok(mut g) => *g = new,
             Err(poisoned) => *poisoned.into_inner() = new,
         }
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Changes whenever the gateway is replaced.
+    pub fn replaced(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 }
 
@@ -199,6 +215,34 @@ async fn webhook(
     pipeline::handle(shared.current(), shared.supervisor.deliveries(), peer, req).await
 }
 
+/// One request's answer: 503 `overloaded` above `max_in_flight` (health checks are
+/// never shed: an overloaded gateway is still alive), 400 for what breaks RFC 9112,
+/// otherwise the router's.
+async fn answer(
+    req: Request<Body>,
+    app: &Router,
+    in_flight: &Arc<tokio::sync::Semaphore>,
+    metrics: &Metrics,
+) -> Result<Response, std::convert::Infallible> {
+    let health = matches!(req.uri().path(), "/healthz" | "/readyz");
+    let _request_slot = match Arc::clone(in_flight).try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) if health => None,
+        Err(_) => {
+            metrics.request(None, crate::verdict::Verdict::Overloaded, 0.0);
+            return Ok(GatewayError::Overloaded
+                .into_answer(None, None)
+                .into_response());
+        }
+    };
+    if let Err(e) = protocol::check_host(req.version(), req.headers())
+        .and_then(|()| protocol::check_transfer_coding(req.headers()))
+    {
+        return Ok(refuse_malformed(req, e).await);
+    }
+    app.clone().oneshot(req).await
+}
+
 /// Serves `shared` on `listener` (over TLS when `tls` is given) until `shutdown`
 /// completes, then drains.
 pub async fn serve(
@@ -209,12 +253,16 @@ pub async fn serve(
 ) {
     let read_timeout = shared.current().settings.server.read_timeout;
     let proxy_protocol = shared.current().settings.server.proxy_protocol;
-    // Load shedding: a connection slot is taken before accepting, so above the limit
-    // connections wait in the kernel's backlog; a request slot is tried before the
-    // router, so above the limit the answer is 503 `overloaded` with the body unread.
-    let connections = Arc::new(tokio::sync::Semaphore::new(
+    // Load shedding: above `max_connections` a new connection is held until the
+    // connection idle the longest closes (or any closes), the next ones wait in the
+    // kernel's backlog; a request slot is tried before the router, so above
+    // `max_in_flight` the answer is 503 `overloaded` with the body unread.
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let connections = Connections::new(
         shared.current().settings.server.max_connections,
-    ));
+        stopping.clone(),
+    );
+    let tracker = tokio_util::task::TaskTracker::new();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(
         shared.current().settings.server.max_in_flight,
     ));
@@ -236,7 +284,6 @@ pub async fn serve(
     };
     let admin = start_admin(&shared, stop_workers.clone()).await;
     let app = router(shared.clone());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // half_close: a sender that shuts down its write side after the request (some
     // scripts and proxies do) is still waiting for the answer; without it hyper reads
@@ -252,15 +299,9 @@ pub async fn serve(
     auto.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
-        let slot = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            slot = Arc::clone(&connections).acquire_owned() => match slot {
-                Ok(s) => s,
-                Err(_) => break,
-            },
-        };
-        let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -270,18 +311,28 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        let slot = tokio::select! {
+            biased;
             () = &mut shutdown => break,
+            slot = connections.slot(&shared.metrics) => match slot {
+                Some(s) => s,
+                None => break,
+            },
         };
         let app = app.clone();
         let tls = tls.clone();
         let http = http.clone();
         let auto = auto.clone();
-        let watcher = graceful.watcher();
         let gateway = shared.current();
+        let idle_timeout = gateway.settings.server.idle_timeout;
+        let max_requests = gateway.settings.server.max_requests_per_connection;
         let in_flight = Arc::clone(&in_flight);
         let metrics = Arc::clone(shared.metrics());
-        tokio::spawn(async move {
+        let registered = Arc::new(connections.open());
+        tracker.spawn(async move {
             let _slot = slot;
+            let _open = metrics.connection_opened();
             let mut client = peer;
             let mut proxy_source = None;
             if proxy_protocol {
@@ -354,46 +405,60 @@ pub async fn serve(
                 }
             };
             let on_tls = info.tls.is_some();
+            let conn = Arc::clone(registered.conn());
+            let service_metrics = Arc::clone(&metrics);
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let mut req = req.map(Body::new);
                 req.extensions_mut().insert(ConnectInfo(client));
                 req.extensions_mut().insert(info.clone());
                 let app = app.clone();
                 let in_flight = Arc::clone(&in_flight);
-                let metrics = Arc::clone(&metrics);
+                let metrics = Arc::clone(&service_metrics);
+                let (request_guard, rank) = registered.request();
+                let conn = Arc::clone(registered.conn());
                 async move {
-                    // Health checks are never shed: an overloaded gateway is still alive.
-                    let health = matches!(req.uri().path(), "/healthz" | "/readyz");
-                    let _request_slot = match in_flight.try_acquire_owned() {
-                        Ok(permit) => Some(permit),
-                        Err(_) if health => None,
-                        Err(_) => {
-                            metrics.request(None, crate::verdict::Verdict::Overloaded, 0.0);
-                            return Ok(GatewayError::Overloaded
-                                .into_answer(None, None)
-                                .into_response());
-                        }
-                    };
-                    if let Err(e) = protocol::check_host(req.version(), req.headers())
-                        .and_then(|()| protocol::check_transfer_coding(req.headers()))
+                    let _request_guard = request_guard;
+                    let h1 = req.version() <= http::Version::HTTP_11;
+                    let mut answer = answer(req, &app, &in_flight, &metrics).await?;
+                    // The connection's last request: h1 says so in the answer and
+                    // closes after it; h2 sends GOAWAY and finishes the streams open.
+                    if let Some(limit) = max_requests
+                        && rank >= limit
                     {
-                        return Ok(refuse_malformed(req, e).await);
+                        if rank == limit {
+                            metrics.connection_shed(ShedReason::max_requests);
+                        }
+                        if h1 {
+                            answer.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                        } else {
+                            conn.close();
+                        }
                     }
-                    app.oneshot(req).await
+                    Ok::<_, std::convert::Infallible>(answer)
                 }
             });
             let io = TokioIo::new(Rescue::new(io));
             let ended = if on_tls {
-                watcher
-                    .watch(auto.serve_connection(io, service).into_owned())
-                    .await
+                conn.drive(
+                    auto.serve_connection(io, service).into_owned(),
+                    idle_timeout,
+                    &metrics,
+                )
+                .await
             } else {
-                watcher
-                    .watch(http.serve_connection(io, service))
+                conn.drive(http.serve_connection(io, service), idle_timeout, &metrics)
                     .await
-                    .map_err(Into::into)
             };
             if let Err(e) = ended {
+                if e
+                    .downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_timeout)
+                {
+                    metrics.connection_closed(CloseReason::header_timeout);
+                }
                 tracing::debug!(error = %e, %peer, "Connection ended with an error.");
             }
         });
@@ -408,8 +473,10 @@ pub async fn serve(
     tracing::info!("Shutting down: draining in-flight requests.");
     // Deliveries whose sender hung up have no connection left to wait for: drain them
     // too, under the same deadline.
+    stopping.cancel();
+    tracker.close();
     let drained = async {
-        graceful.shutdown().await;
+        tracker.wait().await;
         supervisor.drain_deliveries().await;
     };
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
@@ -527,6 +594,47 @@ pub fn reload_on_sighup(
             reload(&shared, &source);
         }
     }))
+}
+
+/// Reloads the configuration from `source` whenever an `allow_ips = "file:PATH"` file
+/// changes (its bytes, not a mere touch), as SIGHUP would: a bad file refuses the
+/// reload with an ERROR line and the running lists stay. The watched files follow the
+/// configuration serving (a reload that names other files moves the watch). Runs until
+/// the task is aborted.
+pub fn reload_on_allowlist_change(
+    shared: Shared,
+    source: ConfigSource,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let mut replaced = shared.replaced();
+        let mut files = shared.current().settings.allow_files();
+        let mut watcher = watch::dirs(&files, tx.clone(), "allow_ips");
+        let mut seen = watch::fingerprint(&files);
+        loop {
+            tokio::select! {
+                Some(()) = rx.recv() => {
+                    tokio::time::sleep(watch::SETTLE).await;
+                    while rx.try_recv().is_ok() {}
+                    let now = watch::fingerprint(&files);
+                    if now != seen {
+                        seen = now;
+                        tracing::info!("An allow_ips file changed; reloading the configuration.");
+                        reload(&shared, &source);
+                    }
+                }
+                Ok(()) = replaced.changed() => {}
+                else => break,
+            }
+            let current = shared.current().settings.allow_files();
+            if current != files {
+                drop(watcher);
+                files = current;
+                watcher = watch::dirs(&files, tx.clone(), "allow_ips");
+                seen = watch::fingerprint(&files);
+            }
+        }
+    })
 }
 
 /// Loads `source` and swaps it in, or logs why not.

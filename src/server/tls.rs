@@ -7,10 +7,8 @@
 //! its certificate, a file caught half-written by a rotation) is refused with an ERROR
 //! line and the old certificates keep serving; the next change event tries again.
 //!
-//! Reloads come from SIGHUP and from file changes. The watcher observes the files'
-//! directories rather than the files: certbot replaces symlinks in `live/` and
-//! cert-manager swaps a `..data` symlink, neither of which changes the old file's inode.
-//! Events are coalesced and a reload only happens when some file's bytes changed.
+//! Reloads come from SIGHUP and from file changes ([`super::watch`]): events are
+//! coalesced and a reload only happens when some file's bytes changed.
 //!
 //! The client CA (mTLS) is read at start-up only: it is part of the verifier, which rustls
 //! fixes in the `ServerConfig`.
@@ -19,7 +17,6 @@ use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject as _;
@@ -28,15 +25,12 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
+use super::watch::SETTLE;
 use crate::config::spec::ClientAuth;
 use crate::config::{CertPaths, TlsSettings};
 
 /// Most bytes read from one PEM file; a chain or CA bundle is a few hundred KiB at most.
 const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
-
-/// How long file events are gathered before one reload: a rotation writes the chain and
-/// the key as separate steps.
-const SETTLE: Duration = Duration::from_millis(250);
 
 /// Why certificates could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -312,7 +306,7 @@ impl TlsEdge {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
         // The watcher lives as long as the task; a watcher that cannot start (inotify
         // limits) leaves SIGHUP working, with a warning.
-        let watcher = watch(&files(&self.settings), tx);
+        let watcher = super::watch::dirs(&files(&self.settings), tx, "TLS certificates");
         tokio::spawn(async move {
             let _watcher = watcher;
             #[cfg(unix)]
@@ -340,42 +334,6 @@ impl TlsEdge {
             }
         })
     }
-}
-
-fn watch(
-    files: &[PathBuf],
-    tx: tokio::sync::mpsc::Sender<()>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher as _;
-    let mut watcher = match notify::recommended_watcher(
-        move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
-                // Full means a reload is already due.
-                let _ = tx.try_send(());
-            }
-        },
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "Cannot watch the TLS files; they reload on SIGHUP only.");
-            return None;
-        }
-    };
-    let mut dirs: Vec<PathBuf> = files
-        .iter()
-        .map(|f| match f.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        })
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    for dir in dirs {
-        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), error = %e, "Cannot watch a TLS directory; its files reload on SIGHUP only.");
-        }
-    }
-    Some(watcher)
 }
 
 /// The names a verified client certificate proves: its DNS and URI SANs and its subject

@@ -87,6 +87,28 @@ pub enum CloseReason {
     proxy_header,
     /// A PROXY header from a peer outside `trusted_proxies`.
     proxy_untrusted,
+    /// A request's header section did not arrive within `read_timeout` (a slow-header
+    /// sender; the connection is closed without an answer, as hyper does).
+    header_timeout,
+}
+
+/// Why the gateway closed a working connection (`hookgate_connections_shed_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ShedReason {
+    /// At `max_connections`, the connection idle the longest made room for a new one.
+    max_connections,
+    /// Idle longer than `idle_timeout`.
+    idle_timeout,
+    /// It reached `max_requests_per_connection`.
+    max_requests,
+}
+
+/// Labels of `hookgate_connections_shed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabels {
+    /// Why.
+    pub reason: ShedReason,
 }
 
 /// Labels of `hookgate_connections_closed_total`.
@@ -109,6 +131,10 @@ pub struct Metrics {
     schema_violations: Family<RouteLabels, Counter>,
     unrecorded_deliveries: Family<RouteLabels, Counter>,
     connections_closed: Family<CloseLabels, Counter>,
+    connections_shed: Family<ShedLabels, Counter>,
+    connections_accepted: Counter,
+    connections_waited: Counter,
+    connections_open: Gauge,
     /// The `route` label of requests that matched no route, built once.
     no_route: Arc<str>,
 }
@@ -143,6 +169,30 @@ impl Metrics {
             "hookgate_connections_closed",
             "Connections closed before any HTTP request, by reason",
             connections_closed.clone(),
+        );
+        let connections_shed = Family::<ShedLabels, Counter>::default();
+        registry.register(
+            "hookgate_connections_shed",
+            "Working connections the gateway closed gracefully, by reason",
+            connections_shed.clone(),
+        );
+        let connections_accepted = Counter::default();
+        registry.register(
+            "hookgate_connections_accepted",
+            "Connections accepted",
+            connections_accepted.clone(),
+        );
+        let connections_waited = Counter::default();
+        registry.register(
+            "hookgate_connections_waited",
+            "Connections accepted at max_connections with none idle to close: they waited for a slot",
+            connections_waited.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "hookgate_connections_open",
+            "Connections open now",
+            connections_open.clone(),
         );
         registry.register(
             "hookgate_requests",
@@ -195,6 +245,10 @@ impl Metrics {
             schema_violations,
             unrecorded_deliveries,
             connections_closed,
+            connections_shed,
+            connections_accepted,
+            connections_waited,
+            connections_open,
             no_route: Arc::from(NO_ROUTE_LABEL),
         }
     }
@@ -280,6 +334,25 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one working connection closed by the gateway.
+    pub fn connection_shed(&self, reason: ShedReason) {
+        self.connections_shed
+            .get_or_create(&ShedLabels { reason })
+            .inc();
+    }
+
+    /// Counts one connection that waited for a slot at `max_connections`.
+    pub fn connection_waited(&self) {
+        self.connections_waited.inc();
+    }
+
+    /// Counts one accepted connection, open until the guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
+        self.connections_accepted.inc();
+        self.connections_open.inc();
+        OpenConnection(Arc::clone(self))
+    }
+
     /// The Prometheus/OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -287,6 +360,16 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// Keeps a connection counted in `hookgate_connections_open` while it lives.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<Metrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open.dec();
     }
 }
 

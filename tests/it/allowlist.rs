@@ -167,3 +167,67 @@ async fn allow_ips_file_is_reread_on_reload_and_a_bad_file_keeps_the_old_list() 
         "a bad file replaced the running list"
     );
 }
+
+/// `allow_ips = "file:PATH"` is reread when the file changes, without SIGHUP: the new
+/// list applies to the next requests; a bad file keeps the running list.
+#[tokio::test]
+async fn allow_ips_file_is_reread_on_change_and_a_bad_file_keeps_the_old_list() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let list = dir.path().join("senders.txt");
+    std::fs::write(&list, "203.0.113.1\n").expect("write");
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nbackend = \"memory\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"{}\"\nallow_ips = \"file:senders.txt\"\n",
+            up.url("/in")
+        ),
+    )
+    .expect("write");
+    let source = hookgate::config::ConfigSource::File(config);
+    let shared = hookgate::build(hookgate::config::load(&source).expect("config")).expect("build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(hookgate::run_reloadable(
+        listener,
+        source,
+        shared,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let c = client();
+    let url = format!("http://{addr}/r");
+    let post = || async {
+        let r = c.post(&url).body("{}").send().await.expect("send");
+        (r.status().as_u16(), verdict(&r))
+    };
+    assert_eq!(post().await, (403, "forbidden_ip".to_owned()));
+    // Let the watcher start before the rewrite.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&list, "# rotated\n127.0.0.1\n").expect("write");
+    let mut answer = post().await;
+    for _ in 0..50 {
+        if answer.0 != 403 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = post().await;
+    }
+    assert_eq!(
+        answer,
+        (200, "forwarded".to_owned()),
+        "the new list never applied"
+    );
+    std::fs::write(&list, "not-an-address\n").expect("write");
+    // The bad file is refused after the settle delay; the running list keeps serving.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(post().await, (200, "forwarded".to_owned()));
+    let _ = stop.send(());
+    server.await.expect("join").expect("run");
+}

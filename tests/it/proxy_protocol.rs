@@ -97,6 +97,17 @@ async fn missing_truncated_or_untrusted_headers_close_the_connection() {
         .await,
         ""
     );
+    // Each is counted, and the gateway keeps serving.
+    let metrics = raw_exchange(
+        gw.addr,
+        b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\nGET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        metrics.contains("hookgate_connections_closed_total{reason=\"proxy_header\"} 4"),
+        "{metrics}"
+    );
     // From an untrusted peer a header is refused, a plain request served.
     let up2 = Upstream::start().await;
     let untrusted = gateway("10.0.0.0/8", &up2).await;

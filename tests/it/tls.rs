@@ -343,13 +343,74 @@ async fn client_certificates_required_refuse_a_handshake_without_or_with_a_forei
             .is_err(),
         "served a client certificate of another CA"
     );
-    // Still serving.
+    let expired = {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec!["sender.example".to_owned()]).expect("params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+        params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        let cert = params.signed_by(&key, &e.ca.issuer).expect("cert");
+        (cert.pem(), key.serialize_pem())
+    };
+    assert!(
+        tls_client(&e.ca, false, Some(&expired))
+            .get(url(&e.gw, "localhost", "/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "served an expired client certificate"
+    );
+    // Still serving, and the three refusals are counted.
     let r = tls_client(&e.ca, true, Some(&good))
-        .get(url(&e.gw, "localhost", "/healthz"))
+        .get(url(&e.gw, "localhost", "/metrics"))
         .send()
         .await
         .expect("still serving");
     assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l == "hookgate_connections_closed_total{reason=\"tls_handshake\"} 3"),
+        "{text}"
+    );
+}
+
+/// `max_requests_per_connection` on h2: the connection's last answer is followed by
+/// GOAWAY, the client carries on over a new connection, no request fails.
+#[tokio::test]
+async fn h2_connection_request_limit_sends_goaway_and_no_request_fails() {
+    let e = edge_with("max_requests_per_connection = 2", "", "").await;
+    let c = tls_client(&e.ca, true, None);
+    for i in 0..5 {
+        let r = c
+            .get(url(&e.gw, "localhost", "/healthz"))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("request {i}: {err}"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        // Time for the GOAWAY to reach the client's pool.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = c
+        .get(url(&e.gw, "localhost", "/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    // Requests 1-2, 3-4, then 5 and this one: three connections, two recycled.
+    assert!(
+        text.lines()
+            .any(|l| l == "hookgate_connections_accepted_total 3"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "hookgate_connections_shed_total{reason=\"max_requests\"} 2"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -658,4 +719,30 @@ fn real_binary_speaks_tls_and_h2_to_openssl_and_curl() {
     assert!(text.contains("ALPN protocol: h2"), "{text}");
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
     assert_eq!(String::from_utf8_lossy(&curl.stdout), "2 200");
+}
+
+/// `idle_timeout` closes an idle h2 connection too (hyper has no header timer on h2):
+/// the next request goes over a new connection.
+#[tokio::test]
+async fn h2_idle_connection_closes_after_idle_timeout() {
+    let e = edge_with("idle_timeout = \"500ms\"", "", "").await;
+    let c = tls_client(&e.ca, true, None);
+    let get = |path: &'static str| {
+        let c = c.clone();
+        let u = url(&e.gw, "localhost", path);
+        async move { c.get(u).send().await.expect("request") }
+    };
+    assert_eq!(get("/healthz").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let text = get("/metrics").await.text().await.expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l == "hookgate_connections_shed_total{reason=\"idle_timeout\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "hookgate_connections_accepted_total 2"),
+        "{text}"
+    );
 }
