@@ -179,7 +179,9 @@ pub struct Delivered {
     pub body: Bytes,
 }
 
-/// Why an event could not be delivered, typed so that a retry policy can read it.
+/// Why an event could not be delivered (no answer came back). An upstream that answered
+/// is a [`Delivered`] whatever its status: sync delivery passes it back to the sender,
+/// and async delivery retries every non-2xx (see `retry`).
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     /// Connection refused, reset, DNS failure, TLS failure...
@@ -188,15 +190,6 @@ pub enum DeliveryError {
     /// No answer within `upstream_timeout`.
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
-    /// The upstream answered, but not 2xx. Sync delivery passes such an answer back to the
-    /// sender as it came; a retrying delivery (the outbox) reads it as this error.
-    #[error("upstream answered {status}")]
-    Status {
-        /// The upstream's status.
-        status: http::StatusCode,
-        /// Its `Retry-After`, in seconds, when it sent one.
-        retry_after: Option<Duration>,
-    },
     /// The sink file could not be written.
     #[error("cannot write to the file sink: {0}")]
     File(String),
@@ -207,28 +200,12 @@ pub enum DeliveryError {
 }
 
 impl DeliveryError {
-    /// Whether another attempt may succeed: connection failures, timeouts, 408, 429 and
-    /// 5xx answers. A 4xx says the event itself is refused; a sink or setup failure
-    /// needs an operator.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            DeliveryError::Connect(_) | DeliveryError::Timeout(_) => true,
-            DeliveryError::Status { status, .. } => {
-                status.is_server_error()
-                    || *status == http::StatusCode::REQUEST_TIMEOUT
-                    || *status == http::StatusCode::TOO_MANY_REQUESTS
-            }
-            DeliveryError::File(_) | DeliveryError::Setup(_) => false,
-        }
-    }
-
     /// The `hookgate_deliveries_total` outcome of this failure.
     pub fn outcome(&self) -> crate::telemetry::DeliveryOutcome {
         use crate::telemetry::DeliveryOutcome;
         match self {
             DeliveryError::Connect(_) | DeliveryError::Setup(_) => DeliveryOutcome::unreachable,
             DeliveryError::Timeout(_) => DeliveryOutcome::timeout,
-            DeliveryError::Status { .. } => DeliveryOutcome::rejected,
             DeliveryError::File(_) => DeliveryOutcome::file_error,
         }
     }
