@@ -49,7 +49,12 @@
 //!
 //! *Recovery*: at start-up each worker scans its route's outbox from the first seq and
 //! retries everything at once (the backoff pause is not persisted, only the attempt
-//! count). Records of a route no longer configured stay in the file untouched.
+//! count). Records of a route no longer configured at start-up stay in the file
+//! untouched. A reload that removes a route or makes it sync drains it instead: its
+//! worker delivers what is pending, then stops (`worker::Workers`). While the store is
+//! down (a failed write, reopening), accepts are refused with 503 `unavailable`, scans
+//! and settlements fail and are retried a second later; an attempt whose settlement
+//! failed is delivered again (at least once).
 //!
 //! *What a crash can cause*: before the accept transaction commits, nothing (the
 //! sender got no 202 and retries). After it, the event is delivered later. Between an

@@ -55,7 +55,11 @@
 //!   durable: after a crash, a reservation that never committed must not
 //!   block the sender's retry.
 //! * **Errors** ([`StoreError`]) mean the store could not decide or could not
-//!   persist; the gateway answers 503 and the sender retries.
+//!   persist; the gateway answers 503 and the sender retries (a sync route with
+//!   `[store] on_unavailable = "deliver"` forwards unchecked instead, counted).
+//! * **A failing disk** takes the embedded store down: after a failed write it answers
+//!   [`StoreError::Unavailable`] to everything (reads too) while it reopens its file
+//!   with backoff (1 s doubling to 30 s), and comes back by itself (`embedded.rs`).
 //!
 //! # Sharing
 //!
