@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Async accept vs sync delivery, same run, same machine (issue 12 figures).
 #
-#   benches/async-accept.sh [SECONDS_PER_RUN] [PENDING_FOR_DISK_COST]
+#   benches/async-accept.sh [SECONDS_PER_RUN] [PENDING_FOR_DISK_COST] [BODY_PAD_BYTES]
+#
+# BODY_PAD_BYTES (default 0) adds a "pad" string of that many bytes to every body;
+# ONLY_DISK=1 skips the throughput runs.
 #
 # Builds the release binary, starts nginx (`return 200`) as the upstream and the gateway
 # (embedded store in a temp dir, RUST_LOG=warn) on free ports, then drives
@@ -16,6 +19,7 @@ set -euo pipefail
 
 SECS=${1:-10}
 PENDING=${2:-100000}
+export PAD=${3:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TMP=$(mktemp -d)
 PIDS=()
@@ -81,7 +85,7 @@ dedup_key = "/id"
 max_pending = $2
 retry = { initial = "$3", max_delay = "1h" }
 EOF
-    RUST_LOG=warn "$BIN" serve --config "$TMP/hookgate.toml" 2> "$TMP/gateway.log" &
+    RUST_LOG=warn "$BIN" serve --config "$TMP/hookgate.toml" > /dev/null 2> "$TMP/gateway.log" &
     GW_PID=$!
     PIDS+=("$GW_PID")
     for _ in $(seq 100); do
@@ -105,10 +109,11 @@ cat > "$TMP/unique.lua" <<'EOF'
 local n = 0
 math.randomseed(os.time())
 local prefix = tostring(os.time()) .. "-" .. tostring(math.random(1, 1000000000))
+local pad = string.rep("x", tonumber(os.getenv("PAD") or "0"))
 request = function()
     n = n + 1
     return wrk.format("POST", nil, { ["Content-Type"] = "application/json" },
-        '{"id":"' .. prefix .. '-' .. n .. '","entity":"e' .. (n % 1000) .. '"}')
+        '{"id":"' .. prefix .. '-' .. n .. '","entity":"e' .. (n % 1000) .. '","pad":"' .. pad .. '"}')
 end
 done = function(summary, latency, requests)
     io.write(string.format("RESULT %d %.0f %.2f %.2f %d %d\n", summary.requests,
@@ -118,6 +123,7 @@ done = function(summary, latency, requests)
 end
 EOF
 
+if [ "${ONLY_DISK:-0}" != 1 ]; then
 start_gateway "http://127.0.0.1:$UP/in" 10000000 1s
 # Warm-up: connections, page cache, the upstream pool.
 wrk -t1 -c32 -d2s -s "$TMP/unique.lua" "http://127.0.0.1:$GW/sync" > /dev/null
@@ -147,6 +153,7 @@ done
 echo "(events_per_fsync = 202 answers / durable store transactions during the async run;"
 echo " each transaction also carries the worker's settlements of delivered events)"
 stop_gateway
+fi
 
 # --- disk cost of a pending event ---
 rm -rf "$TMP/data"
@@ -159,5 +166,5 @@ for _ in $(seq 60); do
 done
 stop_gateway
 size=$(stat -c %s "$TMP/data/hookgate.redb")
-body=$(printf '{"id":"%s-%s","entity":"e%s"}' 1733350000 123456789 12345 | wc -c)
+body=$(( $(printf '{"id":"%s-%s","entity":"e%s","pad":""}' 1733350000 123456789 12345 | wc -c) + PAD ))
 python3 -c "print(f'disk: {$pending} pending events (body ~$body bytes) -> store file {$size/1e6:.1f} MB = {$size/$pending:.0f} bytes per pending event')"
