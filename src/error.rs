@@ -210,7 +210,6 @@ impl GatewayError {
                 DeliveryError::Connect(_) | DeliveryError::Setup(_) => {
                     json!("upstream unreachable")
                 }
-                DeliveryError::Status { .. } => json!("upstream refused the event"),
             },
             GatewayError::Internal(_) => Value::Null,
             GatewayError::Protocol(p) => {

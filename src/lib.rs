@@ -138,6 +138,17 @@ pub fn build(settings: config::Settings) -> Result<server::Shared, StartError> {
     Ok(server::Shared::new(gateway, metrics))
 }
 
+/// Like [`build`] on a store the caller opened (tests open one whose file they can make
+/// fail: [`store::Store::open_embedded_with_fault`]). `settings.store` is not opened.
+pub fn build_with_store(
+    settings: config::Settings,
+    store: store::Store,
+) -> Result<server::Shared, StartError> {
+    let metrics = std::sync::Arc::new(telemetry::Metrics::new());
+    let gateway = pipeline::Gateway::new(settings, std::sync::Arc::clone(&metrics), store)?;
+    Ok(server::Shared::new(gateway, metrics))
+}
+
 /// Opens the configured store backend.
 pub fn open_store(settings: &config::StoreSettings) -> Result<store::Store, store::StoreError> {
     match settings.backend {

@@ -335,10 +335,25 @@ fn check(config: Option<PathBuf>) -> ExitCode {
         }
     }
     println!("config {source}: ok, listen {}", settings.server.listen);
+    println!("{}", store_summary(&settings.store));
     for r in &settings.routes {
         println!("{}", summary(r));
     }
     ExitCode::SUCCESS
+}
+
+fn store_summary(s: &config::StoreSettings) -> String {
+    use config::spec::StoreBackendName;
+    let (backend, durability) = match s.backend {
+        StoreBackendName::Embedded => ("embedded", format!("path={}", s.path.display())),
+        StoreBackendName::Memory => ("memory", "(lost on restart)".to_owned()),
+        StoreBackendName::Redis => ("redis", "(shared)".to_owned()),
+    };
+    format!(
+        "store backend={backend} {durability} dedup_ttl={} on_unavailable={}",
+        humantime::format_duration(s.dedup_ttl),
+        s.on_unavailable.as_str()
+    )
 }
 
 fn summary(r: &config::Route) -> String {

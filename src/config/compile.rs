@@ -11,7 +11,7 @@ use http::Method;
 use ipnet::IpNet;
 
 use super::raw::{self, RawConfig};
-use super::spec::{DeliveryMode, RateLimitSpec, SchemaMode, StoreBackendName};
+use super::spec::{DeliveryMode, OnUnavailable, RateLimitSpec, SchemaMode, StoreBackendName};
 use crate::delivery::Target;
 use crate::pipeline::allowlist::{self, Allowlist};
 use crate::pipeline::auth::Auth;
@@ -169,6 +169,8 @@ pub struct StoreSettings {
     pub url: Option<String>,
     /// How long a delivered event id is remembered.
     pub dedup_ttl: Duration,
+    /// What sync routes do while the store cannot decide.
+    pub on_unavailable: OnUnavailable,
 }
 
 /// One route, checked.
@@ -508,6 +510,7 @@ fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
         path: PathBuf::from(s.path.as_deref().unwrap_or("./hookgate-data")),
         url: s.url,
         dedup_ttl: duration("store.dedup_ttl", s.dedup_ttl.as_deref(), "72h")?,
+        on_unavailable: s.on_unavailable.unwrap_or_default(),
     })
 }
 

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::spec::{
-    ClientAuth, ClientIpHeader, DeliveryMode, HmacAlgorithm, MissingKey, OrderTimeUnit, SchemaMode,
-    SigEncoding, StoreBackendName,
+    ClientAuth, ClientIpHeader, DeliveryMode, HmacAlgorithm, MissingKey, OnUnavailable,
+    OrderTimeUnit, SchemaMode, SigEncoding, StoreBackendName,
 };
 
 /// The whole file.
@@ -115,6 +115,8 @@ pub(super) struct RawStore {
     pub(super) url: Option<String>,
     /// How long a delivered event id is remembered (default `72h`).
     pub(super) dedup_ttl: Option<String>,
+    /// What sync routes do while the store cannot decide (default `deliver`).
+    pub(super) on_unavailable: Option<OnUnavailable>,
 }
 
 /// `[schemas]`.

@@ -75,6 +75,29 @@ impl DeliveryMode {
     }
 }
 
+/// What a sync route does while the store cannot decide (`[store] on_unavailable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// Forward without the dedup/order check, counted in
+    /// `hookgate_unrecorded_deliveries_total` and logged: a lost event is worse than a
+    /// duplicate.
+    #[default]
+    Deliver,
+    /// Answer 503 `unavailable` with `Retry-After`.
+    Refuse,
+}
+
+impl OnUnavailable {
+    /// The name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnavailable::Deliver => "deliver",
+            OnUnavailable::Refuse => "refuse",
+        }
+    }
+}
+
 // The HMAC algorithm and MAC encoding are scheme data, shared with the presets.
 pub use crate::providers::scheme::{HmacAlgorithm, SigEncoding};
 

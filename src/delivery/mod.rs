@@ -49,7 +49,12 @@
 //!
 //! *Recovery*: at start-up each worker scans its route's outbox from the first seq and
 //! retries everything at once (the backoff pause is not persisted, only the attempt
-//! count). Records of a route no longer configured stay in the file untouched.
+//! count). Records of a route no longer configured at start-up stay in the file
+//! untouched. A reload that removes a route or makes it sync drains it instead: its
+//! worker delivers what is pending, then stops (`worker::Workers`). While the store is
+//! down (a failed write, reopening), accepts are refused with 503 `unavailable`, scans
+//! and settlements fail and are retried a second later; an attempt whose settlement
+//! failed is delivered again (at least once).
 //!
 //! *What a crash can cause*: before the accept transaction commits, nothing (the
 //! sender got no 202 and retries). After it, the event is delivered later. Between an
@@ -179,7 +184,9 @@ pub struct Delivered {
     pub body: Bytes,
 }
 
-/// Why an event could not be delivered, typed so that a retry policy can read it.
+/// Why an event could not be delivered (no answer came back). An upstream that answered
+/// is a [`Delivered`] whatever its status: sync delivery passes it back to the sender,
+/// and async delivery retries every non-2xx (see `retry`).
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     /// Connection refused, reset, DNS failure, TLS failure...
@@ -188,15 +195,6 @@ pub enum DeliveryError {
     /// No answer within `upstream_timeout`.
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
-    /// The upstream answered, but not 2xx. Sync delivery passes such an answer back to the
-    /// sender as it came; a retrying delivery (the outbox) reads it as this error.
-    #[error("upstream answered {status}")]
-    Status {
-        /// The upstream's status.
-        status: http::StatusCode,
-        /// Its `Retry-After`, in seconds, when it sent one.
-        retry_after: Option<Duration>,
-    },
     /// The sink file could not be written.
     #[error("cannot write to the file sink: {0}")]
     File(String),
@@ -207,28 +205,12 @@ pub enum DeliveryError {
 }
 
 impl DeliveryError {
-    /// Whether another attempt may succeed: connection failures, timeouts, 408, 429 and
-    /// 5xx answers. A 4xx says the event itself is refused; a sink or setup failure
-    /// needs an operator.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            DeliveryError::Connect(_) | DeliveryError::Timeout(_) => true,
-            DeliveryError::Status { status, .. } => {
-                status.is_server_error()
-                    || *status == http::StatusCode::REQUEST_TIMEOUT
-                    || *status == http::StatusCode::TOO_MANY_REQUESTS
-            }
-            DeliveryError::File(_) | DeliveryError::Setup(_) => false,
-        }
-    }
-
     /// The `hookgate_deliveries_total` outcome of this failure.
     pub fn outcome(&self) -> crate::telemetry::DeliveryOutcome {
         use crate::telemetry::DeliveryOutcome;
         match self {
             DeliveryError::Connect(_) | DeliveryError::Setup(_) => DeliveryOutcome::unreachable,
             DeliveryError::Timeout(_) => DeliveryOutcome::timeout,
-            DeliveryError::Status { .. } => DeliveryOutcome::rejected,
             DeliveryError::File(_) => DeliveryOutcome::file_error,
         }
     }

@@ -192,9 +192,10 @@ pub enum AcceptError {
 
 impl OutboxWriter {
     /// Accepts `record` on `route`: its reservation's dedup mark / watermark and the
-    /// record in one durable transaction. Refused when `max_pending` events wait.
-    /// (Concurrent accepts may pass the check together, so the bound can be exceeded
-    /// by the requests in flight; it bounds growth, not an exact count.)
+    /// record in one durable transaction. Refused when `max_pending` events wait: a
+    /// quick check here turns most refusals away before the store's queue, and the
+    /// store checks again in the accept's own transaction, so concurrent accepts never
+    /// take the outbox past `max_pending` (exact, not a bound).
     pub async fn accept(
         &self,
         route: &str,
@@ -205,10 +206,15 @@ impl OutboxWriter {
         if self.store.outbox_pending(route) >= max_pending {
             return Err(AcceptError::Full);
         }
-        Ok(self
+        match self
             .store
-            .accept(reservation, route, record.encode())
-            .await?)
+            .accept_within(reservation, route, record.encode(), max_pending)
+            .await
+        {
+            Ok(seq) => Ok(seq),
+            Err(StoreError::OutboxFull { .. }) => Err(AcceptError::Full),
+            Err(e) => Err(AcceptError::Store(e)),
+        }
     }
 }
 

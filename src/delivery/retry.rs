@@ -7,6 +7,14 @@
 //! pending event would otherwise come back at the same instant. The jitter is an input
 //! (`jitter` in `0.0..=1.0`), so the function stays pure. An upstream's `Retry-After`
 //! is a floor: the gateway never comes back sooner than it asked.
+//!
+//! **Every non-2xx answer is retried, 4xx included**, like network errors and
+//! timeouts. A 4xx from an internal service during a deploy (404 before the route
+//! exists, 401 while a secret rotates, 400 from a version that does not know a field
+//! yet) is as often transient as a 5xx, and the event already passed the gateway's own
+//! checks; giving up at once would lose it, while retrying a truly refused event only
+//! costs its attempts before it lands in the dead letters, where an operator can
+//! read its last status and replay or drop it.
 
 use std::time::Duration;
 

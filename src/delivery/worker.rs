@@ -56,30 +56,187 @@ enum Settled {
     Later(Instant, u32),
 }
 
-/// Starts a worker for every async route of `routes`; they stop when `stop` is
-/// cancelled, letting attempts in flight finish.
-pub fn spawn_all(
-    routes: impl Iterator<Item = Arc<Route>>,
-    store: &crate::store::Store,
-    deliverer: &Deliverer,
-    metrics: &Arc<Metrics>,
-    stop: &CancellationToken,
-) -> JoinSet<()> {
-    let mut set = JoinSet::new();
-    for route in routes {
-        if route.delivery != crate::config::spec::DeliveryMode::Async {
-            continue;
-        }
-        let (_, reader) = pair(store);
-        set.spawn(run(
-            route,
-            reader,
-            deliverer.clone(),
-            Arc::clone(metrics),
-            stop.clone(),
-        ));
+/// The running workers, one per async route: started with the server, reconciled with
+/// every configuration reload, stopped on shutdown. Cheap to clone (clones share them).
+///
+/// # Reload
+///
+/// A reload that adds an async route (or makes a route async) starts its worker. One
+/// whose delivery settings changed (upstream, timeout, retry, concurrency, CA) gets a
+/// new worker once the old one has finished its attempts in flight, so no record is
+/// attempted by both. A route removed or made sync is **drained**: its worker keeps
+/// delivering what the route has pending, with the settings it had, and stops when
+/// nothing is left (logged at the reload with the pending count); nothing pending is
+/// orphaned. A worker that is unchanged keeps running, with its backoff pauses.
+#[derive(Debug, Clone, Default)]
+pub struct Workers {
+    registry: Arc<std::sync::Mutex<Registry>>,
+    tasks: tokio_util::task::TaskTracker,
+    stop: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    /// False until [`Workers::start`]: a reload of a gateway that is not serving starts
+    /// nothing.
+    started: bool,
+    by_route: std::collections::HashMap<Arc<str>, Running>,
+    aborts: Vec<tokio::task::AbortHandle>,
+}
+
+#[derive(Debug)]
+struct Running {
+    spec: Arc<Route>,
+    /// Stop launching attempts; the worker ends once those in flight settle.
+    stop: CancellationToken,
+    /// Deliver what is pending, then end.
+    retire: CancellationToken,
+    /// Cancelled when the worker has ended.
+    done: CancellationToken,
+}
+
+/// Whether a worker built from `a` delivers exactly as one built from `b` would.
+fn same_delivery(a: &Route, b: &Route) -> bool {
+    a.delivery == b.delivery
+        && a.upstream == b.upstream
+        && a.upstream_timeout == b.upstream_timeout
+        && a.retry == b.retry
+        && a.concurrency == b.concurrency
+        // Certificates cannot be compared: a route with extra CAs is always restarted.
+        && a.upstream_ca.is_none()
+        && b.upstream_ca.is_none()
+}
+
+/// What a worker needs from the gateway it is started for.
+#[derive(Debug, Clone, Copy)]
+pub struct Resources<'a> {
+    /// The store holding the outbox.
+    pub store: &'a crate::store::Store,
+    /// The gateway's HTTP client and file sinks.
+    pub deliverer: &'a Deliverer,
+    /// Where attempts are counted.
+    pub metrics: &'a Arc<Metrics>,
+}
+
+impl Workers {
+    /// No workers yet.
+    pub fn new() -> Self {
+        Self::default()
     }
-    set
+
+    /// Starts a worker for every async route of `routes`.
+    pub fn start(&self, routes: impl Iterator<Item = Arc<Route>>, with: Resources<'_>) {
+        self.lock().started = true;
+        self.reconcile(routes, with);
+    }
+
+    /// Brings the workers in line with `routes` (the routes of a reloaded
+    /// configuration): see the type's docs. Does nothing before [`Workers::start`].
+    pub fn reconcile(&self, routes: impl Iterator<Item = Arc<Route>>, with: Resources<'_>) {
+        let mut registry = self.lock();
+        if !registry.started || self.stop.is_cancelled() {
+            return;
+        }
+        registry.aborts.retain(|a| !a.is_finished());
+        registry.by_route.retain(|_, r| !r.done.is_cancelled());
+        let wanted: std::collections::HashMap<Arc<str>, Arc<Route>> = routes
+            .filter(|r| r.delivery == crate::config::spec::DeliveryMode::Async)
+            .map(|r| (Arc::clone(&r.name), r))
+            .collect();
+        for (name, running) in &registry.by_route {
+            if !wanted.contains_key(name) && !running.retire.is_cancelled() {
+                let pending = with.store.outbox_pending(name);
+                tracing::warn!(route = %name, pending, "Route no longer async: its worker delivers what is pending with its previous settings, then stops.");
+                running.retire.cancel();
+            }
+        }
+        for (name, spec) in wanted {
+            let previous = match registry.by_route.get(&name) {
+                Some(r) if !r.retire.is_cancelled() && same_delivery(&r.spec, &spec) => continue,
+                Some(r) => {
+                    tracing::info!(route = %name, "Async delivery settings changed: the route's worker restarts once its attempts in flight settle.");
+                    r.stop.cancel();
+                    Some(r.done.clone())
+                }
+                None => {
+                    tracing::info!(route = %name, "Async delivery worker started.");
+                    None
+                }
+            };
+            let running = Running {
+                spec: Arc::clone(&spec),
+                stop: self.stop.child_token(),
+                retire: CancellationToken::new(),
+                done: CancellationToken::new(),
+            };
+            let (_, reader) = pair(with.store);
+            let task = run(
+                spec,
+                reader,
+                with.deliverer.clone(),
+                Arc::clone(with.metrics),
+                Control {
+                    stop: running.stop.clone(),
+                    retire: running.retire.clone(),
+                },
+            );
+            let done = running.done.clone();
+            let handle = self.tasks.spawn(async move {
+                if let Some(previous) = previous {
+                    previous.cancelled().await;
+                }
+                task.await;
+                done.cancel();
+            });
+            registry.aborts.push(handle.abort_handle());
+            registry.by_route.insert(name, running);
+        }
+    }
+
+    /// Stops every worker: attempts in flight finish and settle, within `deadline`;
+    /// after it they are aborted (an aborted attempt is retried after a restart).
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.stop.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(deadline, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Drain timeout passed with async deliveries still in flight.");
+            for a in &self.lock().aborts {
+                a.abort();
+            }
+            self.tasks.wait().await;
+        }
+    }
+
+    /// The routes with a worker running (draining ones included), for tests and logs.
+    pub fn routes(&self) -> Vec<Arc<str>> {
+        let registry = self.lock();
+        let mut names: Vec<_> = registry
+            .by_route
+            .iter()
+            .filter(|(_, r)| !r.done.is_cancelled())
+            .map(|(n, _)| Arc::clone(n))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How a worker is told to end.
+#[derive(Debug, Clone)]
+pub struct Control {
+    /// Launch no more attempts; end once those in flight settle.
+    pub stop: CancellationToken,
+    /// Deliver everything pending, then end (a route no longer async).
+    pub retire: CancellationToken,
 }
 
 /// One route's worker loop.
@@ -88,8 +245,9 @@ pub async fn run(
     reader: OutboxReader,
     deliverer: Deliverer,
     metrics: Arc<Metrics>,
-    stop: CancellationToken,
+    control: Control,
 ) {
+    let Control { stop, retire } = control;
     let mut pending: BTreeMap<u64, Entry> = BTreeMap::new();
     let mut after = 0u64;
     let mut running: JoinSet<(u64, Settled)> = JoinSet::new();
@@ -132,7 +290,17 @@ pub async fn run(
                         }
                     }
                 }
-                Err(e) => tracing::warn!(route = %route.name, error = %e, "Outbox scan failed."),
+                Err(e) => {
+                    // The store is down (reopening) or failing: look again in a second,
+                    // not every poll, so the log is not flooded.
+                    tracing::warn!(route = %route.name, error = %e, "Outbox scan failed.");
+                    next_poll = now + STORE_RETRY;
+                }
+            }
+            // A retired route's worker ends once everything it had is settled.
+            if retire.is_cancelled() && pending.is_empty() && running.is_empty() {
+                tracing::info!(route = %route.name, "Worker of a route no longer async has delivered everything pending; it stops.");
+                break;
             }
         }
         let (launch, due) = eligible(

@@ -6,7 +6,7 @@
 //! configured secret is compared even after a match, so timing does not reveal which
 //! rotation slot matched. Signature schemes, which need the body, live in `signature`:
 //! for them this stage only checks that a signature header is present, and
-//! [`Auth::verify_body`] does the verification once the body is read.
+//! [`Auth::verify_request`] does the verification once the body is read.
 
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, header::AUTHORIZATION};
@@ -71,21 +71,6 @@ impl Auth {
             Auth::Signature(v) => v.type_name(),
             Auth::Token { scheme, .. } => scheme,
         }
-    }
-
-    /// Verifies a body signature, for the signature schemes; other types pass.
-    pub fn verify_body(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: std::time::SystemTime,
-    ) -> Result<(), SignatureError> {
-        self.verify_request(&SignedRequest {
-            headers,
-            query: None,
-            body,
-            now,
-        })
     }
 
     /// Verifies a body signature with everything a scheme may sign (the query string

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::events::Event;
 use super::{Gateway, Route, extract};
-use crate::config::spec::SchemaMode;
+use crate::config::spec::{DeliveryMode, OnUnavailable, SchemaMode};
 use crate::error::{Answer, GatewayError};
 use crate::store::{EventTime, OrderPoint, Reservation, ReserveOutcome, ReserveRequest};
 use crate::verdict::Verdict;
@@ -35,6 +35,10 @@ pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 pub enum Decision {
     /// Deliver it; the reservation (if the route keys events) is settled by dispatch.
     Deliver(Option<Reservation>),
+    /// The store cannot decide and the sync route's `[store] on_unavailable` is
+    /// `deliver`: forward without the dedup/order check (counted and logged by
+    /// dispatch once the upstream has it).
+    DeliverUnchecked,
     /// Answer 200 without delivering.
     Acknowledge(Acknowledgement),
 }
@@ -109,6 +113,14 @@ fn check_schema(
     }
 }
 
+/// Whether an event the store cannot decide on is forwarded anyway: on a sync route
+/// with `[store] on_unavailable = "deliver"`. An async route never is: nothing is
+/// accepted without durability.
+fn unchecked_delivery(gw: &Gateway, route: &Route) -> bool {
+    route.delivery == DeliveryMode::Sync
+        && gw.settings.store.on_unavailable == OnUnavailable::Deliver
+}
+
 /// The dedup + order verdict, one atomic step in the store. Delivers without a
 /// reservation when the route extracts neither an id nor an order point from this event.
 pub async fn decide(
@@ -131,11 +143,14 @@ pub async fn decide(
     let deadline = Instant::now() + IN_FLIGHT_WAIT;
     let mut pause = Duration::from_millis(2);
     loop {
-        let outcome = gw
-            .store
-            .reserve(request())
-            .await
-            .map_err(GatewayError::Store)?;
+        let outcome = match gw.store.reserve(request()).await {
+            Ok(outcome) => outcome,
+            Err(e) if unchecked_delivery(gw, route) => {
+                tracing::warn!(route = %route.name, event_id = keys.event_id.as_deref().unwrap_or("-"), error = %e, "Store unavailable: delivering without the dedup/order check (store.on_unavailable = \"deliver\").");
+                return Ok(Decision::DeliverUnchecked);
+            }
+            Err(e) => return Err(GatewayError::Store(e)),
+        };
         match outcome {
             ReserveOutcome::Reserved(r) => return Ok(Decision::Deliver(Some(r))),
             ReserveOutcome::Duplicate => {

@@ -25,6 +25,19 @@ use crate::store::Reservation;
 use crate::telemetry::DeliveryOutcome;
 use crate::verdict::{VERDICT_HEADER, Verdict};
 
+/// What a sync delivery settles once the upstream answered.
+#[derive(Debug)]
+pub enum Settle {
+    /// The route keys no event: nothing.
+    Nothing,
+    /// Commit on a 2xx, release otherwise.
+    Reservation(Reservation),
+    /// The store could not decide (`on_unavailable = "deliver"`): a 2xx is counted in
+    /// `hookgate_unrecorded_deliveries_total`, since neither its id nor its time could
+    /// be recorded.
+    Unrecorded,
+}
+
 /// Delivers `event` now and answers with the upstream's answer (a file sink's: 200).
 ///
 /// Once the upstream has the event the delivery must run to its end whatever the sender
@@ -38,7 +51,7 @@ pub async fn sync(
     admitted: &Admitted<'_>,
     event: Event,
     event_id: Option<String>,
-    reservation: Option<Reservation>,
+    settle: Settle,
 ) -> Result<Response, GatewayError> {
     let parts = admitted.parts;
     let route = &admitted.route;
@@ -60,7 +73,7 @@ pub async fn sync(
                 client: &client,
                 timeout: route.upstream_timeout,
             };
-            deliver_and_settle(&gw, &route, outbound, reservation).await
+            deliver_and_settle(&gw, &route, outbound, settle).await
         })
     };
     let delivered = delivery
@@ -139,7 +152,7 @@ async fn deliver_and_settle(
     gw: &Gateway,
     route: &Route,
     outbound: Outbound<'_>,
-    reservation: Option<Reservation>,
+    settle: Settle,
 ) -> Result<Delivered, DeliveryError> {
     let delivered = gw.deliverer.deliver(&route.upstream, outbound).await;
     gw.metrics.delivery(
@@ -150,8 +163,15 @@ async fn deliver_and_settle(
             Err(e) => e.outcome(),
         },
     );
-    let Some(reservation) = reservation else {
-        return delivered;
+    let reservation = match settle {
+        Settle::Nothing => return delivered,
+        Settle::Unrecorded => {
+            if matches!(&delivered, Ok(d) if d.status.is_success()) {
+                gw.metrics.unrecorded_delivery(&route.name);
+            }
+            return delivered;
+        }
+        Settle::Reservation(r) => r,
     };
     match &delivered {
         Ok(d) if d.status.is_success() => {

@@ -211,8 +211,19 @@ async fn phases(
         }
         Decision::Deliver(reservation) => {
             let event_id = trace.event_id.clone();
+            let settle = match reservation {
+                Some(r) => dispatch::Settle::Reservation(r),
+                None => dispatch::Settle::Nothing,
+            };
             let response =
-                dispatch::sync(gw, deliveries, &admitted, event, event_id, reservation).await?;
+                dispatch::sync(gw, deliveries, &admitted, event, event_id, settle).await?;
+            Ok((Verdict::Forwarded, response))
+        }
+        Decision::DeliverUnchecked => {
+            let event_id = trace.event_id.clone();
+            let settle = dispatch::Settle::Unrecorded;
+            let response =
+                dispatch::sync(gw, deliveries, &admitted, event, event_id, settle).await?;
             Ok((Verdict::Forwarded, response))
         }
     }

@@ -60,6 +60,7 @@ pub struct Shared {
     supervisor: Supervisor,
     /// Bumped by every [`Shared::replace`], for watchers of what the configuration names.
     generation: Arc<tokio::sync::watch::Sender<u64>>,
+    workers: crate::delivery::worker::Workers,
 }
 
 impl Shared {
@@ -70,12 +71,18 @@ impl Shared {
             metrics,
             supervisor: Supervisor::new(),
             generation: Arc::new(tokio::sync::watch::Sender::new(0)),
+            workers: crate::delivery::worker::Workers::new(),
         }
     }
 
     /// The owner of the background tasks.
     pub fn supervisor(&self) -> &Supervisor {
         &self.supervisor
+    }
+
+    /// The async delivery workers.
+    pub fn workers(&self) -> &crate::delivery::worker::Workers {
+        &self.workers
     }
 
     /// The metrics registry.
@@ -196,6 +203,8 @@ async fn metrics(
         return health_method_not_allowed(req.method().clone()).await;
     }
     let format = Format::negotiate(req.headers().get(http::header::ACCEPT));
+    let writes = shared.current().store().write_stats();
+    shared.metrics.store_writes(writes.commits, writes.changes);
     (
         StatusCode::OK,
         [
@@ -269,20 +278,20 @@ pub async fn serve(
     let tls_reloader = tls.as_ref().map(tls::TlsEdge::spawn_reloader);
     let supervisor = shared.supervisor.clone();
     start_maintenance(&shared);
-    // Async delivery workers: started for the routes of the configuration serving
-    // now (a reload that adds or changes an async route takes effect on restart).
-    let stop_workers = tokio_util::sync::CancellationToken::new();
-    let mut workers = {
+    // Async delivery workers: one per async route, reconciled on every reload.
+    {
         let gw = shared.current();
-        crate::delivery::worker::spawn_all(
+        shared.workers.start(
             gw.routes().map(|r| Arc::clone(r.spec())),
-            gw.store(),
-            gw.deliverer(),
-            &shared.metrics,
-            &stop_workers,
-        )
-    };
-    let admin = start_admin(&shared, stop_workers.clone()).await;
+            crate::delivery::worker::Resources {
+                store: gw.store(),
+                deliverer: gw.deliverer(),
+                metrics: &shared.metrics,
+            },
+        );
+    }
+    let stop_admin = tokio_util::sync::CancellationToken::new();
+    let admin = start_admin(&shared, stop_admin.clone()).await;
     let app = router(shared.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     // half_close: a sender that shuts down its write side after the request (some
@@ -483,20 +492,11 @@ pub async fn serve(
         tracing::warn!("Drain timeout passed with requests still in flight.");
     }
     // Workers finish their attempts in flight and settle them, then let the store go.
-    stop_workers.cancel();
+    stop_admin.cancel();
     if let Some(admin) = admin {
         let _ = admin.await;
     }
-    if tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("Drain timeout passed with async deliveries still in flight.");
-        workers.abort_all();
-        while workers.join_next().await.is_some() {}
-    }
+    shared.workers.shutdown(DRAIN_TIMEOUT).await;
 }
 
 /// Binds and starts the admin listener, if configured; it stops with `stop`. A bind
@@ -679,6 +679,14 @@ pub fn reload(shared: &Shared, source: &ConfigSource) {
         &old,
     ) {
         Ok(gw) => {
+            shared.workers.reconcile(
+                gw.routes().map(|r| Arc::clone(r.spec())),
+                crate::delivery::worker::Resources {
+                    store: gw.store(),
+                    deliverer: gw.deliverer(),
+                    metrics: &shared.metrics,
+                },
+            );
             shared.replace(gw);
             tracing::info!(routes, "Configuration reloaded.");
         }

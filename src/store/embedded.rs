@@ -43,16 +43,26 @@
 //! can be reopened at once.
 
 use std::fmt;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use arc_swap::ArcSwapOption;
+use redb::backends::FileBackend;
+use redb::{
+    BackendError, Database, Durability, ReadableDatabase, ReadableTable, StorageBackend,
+    TableDefinition,
+};
 use tokio::sync::oneshot;
 
 use super::ledger::{Committed, Ledger};
 use super::outbox::{Counts, CountsInner, OutboxOp, Stored, Table};
-use super::{Clock, EventTime, Reservation, ReserveOutcome, ReserveRequest, StoreError};
+use super::{
+    Clock, EventTime, Reservation, ReserveOutcome, ReserveRequest, StoreError, WriteStats,
+};
 
 /// The database file's name inside `store.path`.
 pub(super) const FILE_NAME: &str = "hookgate.redb";
@@ -64,6 +74,12 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Most commits written in one transaction. Bounds the latency one batch adds
 /// to the commits queued behind it.
 const MAX_BATCH: usize = 4096;
+
+/// The first pause before reopening the file after a failed write; it doubles after
+/// each failed reopen up to [`REOPEN_MAX`].
+const REOPEN_FIRST: Duration = Duration::from_secs(1);
+/// The longest pause between two reopen attempts.
+const REOPEN_MAX: Duration = Duration::from_secs(30);
 
 /// `route NUL id` → expiry (unix nanos).
 const DEDUP: TableDefinition<&str, u64> = TableDefinition::new("dedup_v1");
@@ -102,10 +118,148 @@ struct Inner {
     /// Never read: it exists for its `Drop`, which joins the writer thread.
     _writer: Writer,
     ledger: Arc<Ledger>,
-    db: Arc<Database>,
+    /// The open database; `None` while the writer is reopening it after a failed
+    /// write (every read then answers [`StoreError::Unavailable`]).
+    db: Arc<ArcSwapOption<Database>>,
     clock: Clock,
     path: PathBuf,
     counts: Arc<Counts>,
+    stats: Arc<Stats>,
+}
+
+/// Write counters, kept by the writer thread.
+#[derive(Debug, Default)]
+struct Stats {
+    commits: AtomicU64,
+    changes: AtomicU64,
+}
+
+impl Stats {
+    fn committed(&self, changes: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.changes.fetch_add(
+            u64::try_from(changes).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// A switch that makes the store file's writes and syncs fail while it is set, to
+/// test a failing disk at the storage layer (a wrapper around redb's
+/// [`FileBackend`]). Clones share the switch. Not part of the supported API.
+#[doc(hidden)]
+#[derive(Clone, Debug, Default)]
+pub struct WriteFault(Arc<AtomicBool>);
+
+impl WriteFault {
+    /// A switch, off.
+    pub fn new() -> WriteFault {
+        WriteFault::default()
+    }
+
+    /// Makes every later write and sync fail (`true`) or work again (`false`).
+    pub fn set(&self, failing: bool) {
+        self.0.store(failing, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(std::io::Error::other("injected write fault"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// redb's file backend, with an optional [`WriteFault`] in front of its writes.
+#[derive(Debug)]
+struct Backend {
+    file: FileBackend,
+    fault: Option<WriteFault>,
+}
+
+impl Backend {
+    fn check(&self) -> std::io::Result<()> {
+        self.fault.as_ref().map_or(Ok(()), WriteFault::check)
+    }
+}
+
+impl StorageBackend for Backend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.file.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.file.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.file.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.file.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.file.write(offset, data)
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.file.close()
+    }
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.file.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.file.try_lock_shared_range(start, end)
+    }
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.file.lock_range(start, end)
+    }
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.file.lock_shared_range(start, end)
+    }
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.file.unlock_range(start, end)
+    }
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.file.query_lock_range(start, end)
+    }
+}
+
+/// Opens (or creates) the database file and its tables.
+fn open_db(path: &Path, fault: Option<&WriteFault>) -> Result<Database, StoreError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|source| StoreError::Io {
+            action: "open",
+            path: path.to_owned(),
+            source,
+        })?;
+    let backend = Backend {
+        file: FileBackend::new(file)?,
+        fault: fault.cloned(),
+    };
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create_with_backend(backend)?;
+    // Create the tables up front so read transactions never meet a missing table.
+    // A durable write: a reopened store is only called back when writes work.
+    let txn = db.begin_write()?;
+    txn.open_table(DEDUP)?;
+    txn.open_table(DEDUP_EXPIRY)?;
+    txn.open_table(WATERMARKS)?;
+    txn.open_table(OUTBOX)?;
+    txn.open_table(DEAD)?;
+    txn.commit()?;
+    Ok(db)
 }
 
 /// Work for the writer thread.
@@ -122,6 +276,9 @@ enum Job {
 struct OutboxJob {
     commit: Option<(Reservation, u64)>,
     op: OutboxOp,
+    /// For an accept: refused (and its reservation not committed) when the route
+    /// already has this many pending records, counted in the writer's transaction.
+    limit: Option<u64>,
     done: oneshot::Sender<Result<Option<u64>, StoreError>>,
 }
 
@@ -147,34 +304,36 @@ enum Maintenance {
 
 impl EmbeddedStore {
     pub(super) fn open(dir: &Path, clock: Clock) -> Result<EmbeddedStore, StoreError> {
+        Self::open_with_fault(dir, clock, None)
+    }
+
+    pub(super) fn open_with_fault(
+        dir: &Path,
+        clock: Clock,
+        fault: Option<WriteFault>,
+    ) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             action: "create store directory",
             path: dir.to_owned(),
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)?;
-
-        // Create the tables up front so read transactions never meet a
-        // missing table.
-        let txn = db.begin_write()?;
-        txn.open_table(DEDUP)?;
-        txn.open_table(DEDUP_EXPIRY)?;
-        txn.open_table(WATERMARKS)?;
-        txn.open_table(OUTBOX)?;
-        txn.open_table(DEAD)?;
-        txn.commit()?;
+        let db = open_db(&path, fault.as_ref())?;
         let counts = Arc::new(count_outbox(&db)?);
 
-        let db = Arc::new(db);
+        let db = Arc::new(ArcSwapOption::from_pointee(db));
+        let stats = Arc::new(Stats::default());
         let (jobs, queue) = mpsc::channel();
-        let writer_db = Arc::clone(&db);
-        let writer_counts = Arc::clone(&counts);
+        let writer = WriterState {
+            slot: Arc::clone(&db),
+            path: path.clone(),
+            fault,
+            counts: Arc::clone(&counts),
+            stats: Arc::clone(&stats),
+        };
         let thread = std::thread::Builder::new()
             .name("hookgate-store-writer".to_owned())
-            .spawn(move || run_writer(&writer_db, &queue, &writer_counts))
+            .spawn(move || run_writer(&writer, &queue))
             .map_err(|source| StoreError::Io {
                 action: "start the writer thread for",
                 path: path.clone(),
@@ -190,8 +349,21 @@ impl EmbeddedStore {
                 clock,
                 path,
                 counts,
+                stats,
             }),
         })
+    }
+
+    /// The open database, or [`StoreError::Unavailable`] while it is being reopened.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.inner.db.load_full().ok_or(StoreError::Unavailable)
+    }
+
+    pub(super) fn write_stats(&self) -> WriteStats {
+        WriteStats {
+            commits: self.inner.stats.commits.load(Ordering::Relaxed),
+            changes: self.inner.stats.changes.load(Ordering::Relaxed),
+        }
     }
 
     pub(super) fn counts(&self) -> &Counts {
@@ -204,6 +376,7 @@ impl EmbeddedStore {
         &self,
         reservation: Option<Reservation>,
         op: OutboxOp,
+        limit: Option<u64>,
     ) -> Result<u64, StoreError> {
         if let Some(r) = &reservation
             && !r.belongs_to(&self.inner.ledger)
@@ -214,10 +387,25 @@ impl EmbeddedStore {
             let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
             (r, expires_at)
         });
+        let full = match (&op, limit) {
+            (OutboxOp::Accept { route, .. }, Some(_)) => Some(route.clone()),
+            _ => None,
+        };
         let seq = self
-            .call(|done| Job::Outbox(OutboxJob { commit, op, done }))
+            .call(|done| {
+                Job::Outbox(OutboxJob {
+                    commit,
+                    op,
+                    limit,
+                    done,
+                })
+            })
             .await?;
-        seq.ok_or(StoreError::WriterStopped)
+        match (seq, full) {
+            (Some(seq), _) => Ok(seq),
+            (None, Some(route)) => Err(StoreError::OutboxFull { route }),
+            (None, None) => Err(StoreError::WriterStopped),
+        }
     }
 
     pub(super) async fn outbox_write_checked(
@@ -228,6 +416,7 @@ impl EmbeddedStore {
             Job::Outbox(OutboxJob {
                 commit: None,
                 op,
+                limit: None,
                 done,
             })
         })
@@ -241,7 +430,8 @@ impl EmbeddedStore {
         after: u64,
         max: usize,
     ) -> Result<Vec<Stored>, StoreError> {
-        let txn = self.inner.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let t = txn.open_table(match table {
             Table::Outbox => OUTBOX,
             Table::Dead => DEAD,
@@ -287,7 +477,8 @@ impl EmbeddedStore {
         route: &str,
         seq: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.inner.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let t = txn.open_table(match table {
             Table::Outbox => OUTBOX,
             Table::Dead => DEAD,
@@ -297,9 +488,9 @@ impl EmbeddedStore {
 
     pub(super) fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
         let now = self.inner.clock.now_nanos();
-        let db = &*self.inner.db;
+        let db = self.db()?;
         self.inner.ledger.reserve(&req, now, |id_key, entity_key| {
-            lookup(db, id_key, entity_key)
+            lookup(&db, id_key, entity_key)
         })
     }
 
@@ -400,60 +591,204 @@ impl Drop for Writer {
     }
 }
 
-/// The writer loop: group commits, then purges and pings, until every sender
-/// is gone.
-fn run_writer(db: &Database, queue: &mpsc::Receiver<Job>, counts: &Counts) {
-    let mut commits = Vec::new();
-    let mut outbox = Vec::new();
-    let mut others = Vec::new();
-    while let Ok(first) = queue.recv() {
-        let mut next = Some(first);
-        while let Some(job) = next {
-            match job {
-                Job::Commit(pending) => commits.push(pending),
-                Job::Maintenance(job) => others.push(job),
-                Job::Outbox(job) => outbox.push(job),
-            }
-            next = if commits.len() + outbox.len() < MAX_BATCH {
-                queue.try_recv().ok()
-            } else {
-                None
-            };
-        }
+/// What the writer thread owns besides its queue.
+struct WriterState {
+    /// Where readers find the database; emptied while it is being reopened.
+    slot: Arc<ArcSwapOption<Database>>,
+    path: PathBuf,
+    fault: Option<WriteFault>,
+    counts: Arc<Counts>,
+    stats: Arc<Stats>,
+}
 
-        if !commits.is_empty() || !outbox.is_empty() {
-            let mut next = counts.lock().clone();
-            let result = write_batch(db, &commits, &outbox, &mut next);
-            let seqs = match &result {
-                Ok(seqs) => {
-                    *counts.lock() = next;
-                    seqs.clone()
-                }
-                Err(_) => Vec::new(),
-            };
-            let result = result.map(|_| ()).map_err(|err| {
-                tracing::error!(batch = commits.len() + outbox.len(), error = %err, "Embedded store group commit failed.");
-                Arc::new(err)
-            });
-            finish_outbox(&result, &mut outbox, seqs);
-            finish_batch(result, &mut commits);
+/// The writer loop: group commits, then purges and pings, until every sender is gone.
+///
+/// # A failing disk
+///
+/// A write that fails (full disk, I/O error, read-only remount, a file-size limit)
+/// leaves redb's handle unusable, so the writer takes the database out of the slot
+/// (readers answer [`StoreError::Unavailable`] from then on), drops it, and reopens the
+/// file after 1 s, then 2 s, 4 s ... at most 30 s apart, until the reopen and its
+/// durable table write succeed. Meanwhile every job is answered `Unavailable` at once
+/// (a ping too, so `/readyz` is 503) and reservations in them are released. The counts
+/// are read again from the reopened file; the next seq never goes back, so a worker's
+/// "above the last seq I saw" scan still finds every new record.
+fn run_writer(state: &WriterState, queue: &mpsc::Receiver<Job>) {
+    let mut db = state.slot.load_full();
+    let mut old: Option<Arc<Database>> = None;
+    let mut pause = REOPEN_FIRST;
+    let mut next_attempt = Instant::now();
+    loop {
+        if let Some(open) = &db {
+            let Ok(first) = queue.recv() else { break };
+            if let Err(err) = write_pass(open, first, queue, state) {
+                tracing::error!(error = %err, path = %state.path.display(), "Embedded store write failed; the store is unavailable until its file reopens (first attempt in 1 s).");
+                state.slot.store(None);
+                old = db.take();
+                pause = REOPEN_FIRST;
+                next_attempt = Instant::now() + pause;
+            }
+            continue;
         }
-        // Pings that arrived together share one probe write: a flood of `/readyz`
-        // calls costs one fsync per writer pass, not one each.
-        let mut probe = None;
-        for job in others.drain(..) {
-            // A waiter that went away needs no answer.
-            match job {
-                Maintenance::Purge { now, max, done } => {
-                    let _ = done.send(purge(db, now, max).map_err(StoreError::from));
+        let wait = next_attempt.saturating_duration_since(Instant::now());
+        match queue.recv_timeout(wait) {
+            Ok(job) => refuse(job),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => match reopen(state, &mut old) {
+                Ok(reopened) => {
+                    tracing::info!(path = %state.path.display(), "Embedded store reopened; writes work again.");
+                    state.slot.store(Some(Arc::clone(&reopened)));
+                    db = Some(reopened);
                 }
-                Maintenance::Ping { now, done } => {
-                    let result = probe.get_or_insert_with(|| ping(db, now).map_err(Arc::new));
-                    let _ = done.send(result.clone().map_err(StoreError::WriteFailed));
+                Err(err) => {
+                    pause = (pause * 2).min(REOPEN_MAX);
+                    next_attempt = Instant::now() + pause;
+                    tracing::warn!(error = %err, retry_in_s = pause.as_secs(), "Embedded store cannot reopen yet.");
                 }
+            },
+        }
+    }
+}
+
+/// Answers a job that arrived while the store is down.
+fn refuse(job: Job) {
+    // A waiter that went away needs no answer; reservations are released on drop.
+    match job {
+        Job::Commit(p) => {
+            drop(p.reservation);
+            let _ = p.done.send(Err(StoreError::Unavailable));
+        }
+        Job::Outbox(j) => {
+            drop(j.commit);
+            let _ = j.done.send(Err(StoreError::Unavailable));
+        }
+        Job::Maintenance(Maintenance::Purge { done, .. }) => {
+            let _ = done.send(Err(StoreError::Unavailable));
+        }
+        Job::Maintenance(Maintenance::Ping { done, .. }) => {
+            let _ = done.send(Err(StoreError::Unavailable));
+        }
+    }
+}
+
+/// Drops the failed handle (once no reader holds it any more: the file lock goes with
+/// it) and opens the file again, with a durable write to prove writes work.
+fn reopen(
+    state: &WriterState,
+    old: &mut Option<Arc<Database>>,
+) -> Result<Arc<Database>, StoreError> {
+    if let Some(db) = old.take() {
+        match Arc::try_unwrap(db) {
+            Ok(db) => drop(db),
+            Err(still_read) => {
+                *old = Some(still_read);
+                return Err(StoreError::Unavailable);
             }
         }
     }
+    let db = open_db(&state.path, state.fault.as_ref())?;
+    let fresh = count_outbox(&db)?;
+    {
+        let fresh = fresh.lock().clone();
+        let mut counts = state.counts.lock();
+        let next_seq = counts.next_seq.max(fresh.next_seq);
+        *counts = fresh;
+        counts.next_seq = next_seq;
+    }
+    state.stats.committed(0);
+    Ok(Arc::new(db))
+}
+
+/// One writer pass: the first job and everything queued behind it (up to
+/// [`MAX_BATCH`] commits) in one group commit, then the purges and pings. Every waiter
+/// is answered; `Err` when a write failed (the database must be reopened).
+fn write_pass(
+    db: &Database,
+    first: Job,
+    queue: &mpsc::Receiver<Job>,
+    state: &WriterState,
+) -> Result<(), Arc<redb::Error>> {
+    let mut commits = Vec::new();
+    let mut outbox = Vec::new();
+    let mut others = Vec::new();
+    let mut next = Some(first);
+    while let Some(job) = next {
+        match job {
+            Job::Commit(pending) => commits.push(pending),
+            Job::Maintenance(job) => others.push(job),
+            Job::Outbox(job) => outbox.push(job),
+        }
+        next = if commits.len() + outbox.len() < MAX_BATCH {
+            queue.try_recv().ok()
+        } else {
+            None
+        };
+    }
+
+    let mut failed = None;
+    if !commits.is_empty() || !outbox.is_empty() {
+        let mut next = state.counts.lock().clone();
+        let result = write_batch(db, &commits, &outbox, &mut next);
+        let seqs = match &result {
+            Ok(seqs) => {
+                *state.counts.lock() = next;
+                state.stats.committed(commits.len() + outbox.len());
+                seqs.clone()
+            }
+            Err(_) => Vec::new(),
+        };
+        let result = result.map(|_| ()).map_err(|err| {
+            tracing::error!(batch = commits.len() + outbox.len(), error = %err, "Embedded store group commit failed.");
+            // Out of the readers' reach before any waiter hears of the failure, so
+            // that no request sees the failed handle after its own write failed.
+            state.slot.store(None);
+            Arc::new(err)
+        });
+        finish_outbox(&result, &mut outbox, seqs);
+        failed = result.clone().err();
+        finish_batch(result, &mut commits);
+    }
+    // Pings that arrived together share one probe write: a flood of `/readyz`
+    // calls costs one fsync per writer pass, not one each.
+    let mut probe = None;
+    for job in others {
+        // A waiter that went away needs no answer. After a failed write nothing more
+        // is tried on this handle.
+        match job {
+            Maintenance::Purge { done, .. } if failed.is_some() => {
+                let _ = done.send(Err(StoreError::Unavailable));
+            }
+            Maintenance::Ping { done, .. } if failed.is_some() => {
+                let _ = done.send(Err(StoreError::Unavailable));
+            }
+            Maintenance::Purge { now, max, done } => {
+                let result = purge(db, now, max).map_err(Arc::new);
+                match &result {
+                    Ok(_) => state.stats.committed(0),
+                    Err(e) => {
+                        state.slot.store(None);
+                        failed = Some(Arc::clone(e));
+                    }
+                }
+                let _ = done.send(result.map_err(StoreError::WriteFailed));
+            }
+            Maintenance::Ping { now, done } => {
+                let result = probe.get_or_insert_with(|| {
+                    let r = ping(db, now).map_err(Arc::new);
+                    match &r {
+                        Ok(()) => state.stats.committed(0),
+                        Err(_) => state.slot.store(None),
+                    }
+                    r
+                });
+                if let Err(e) = result {
+                    failed = Some(Arc::clone(e));
+                }
+                let _ = done.send(result.clone().map_err(StoreError::WriteFailed));
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// Releases the batch's keys from the ledger (the write is visible now, or it
@@ -471,7 +806,8 @@ fn finish_batch(result: Result<(), Arc<redb::Error>>, commits: &mut Vec<PendingC
 }
 
 /// Answers the outbox jobs of a batch (with their seq, or `None` when the record
-/// they named was gone) and releases their reservations.
+/// they named was gone or the accept was over its limit) and releases their
+/// reservations.
 fn finish_outbox(
     result: &Result<(), Arc<redb::Error>>,
     jobs: &mut Vec<OutboxJob>,
@@ -488,6 +824,29 @@ fn finish_outbox(
     }
 }
 
+/// Which outbox jobs of a batch go in: an accept over its route's limit (pending now
+/// plus the accepts of this batch before it) does not, and neither does its
+/// reservation's dedup mark.
+fn admitted(outbox: &[OutboxJob], counts: &CountsInner) -> Vec<bool> {
+    let mut added: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    outbox
+        .iter()
+        .map(|job| match (&job.op, job.limit) {
+            (OutboxOp::Accept { route, .. }, Some(limit)) => {
+                let n = added.entry(route.as_str()).or_insert(0);
+                let pending = counts.pending.get(route).copied().unwrap_or(0);
+                if pending.saturating_add(*n) >= limit {
+                    false
+                } else {
+                    *n += 1;
+                    true
+                }
+            }
+            _ => true,
+        })
+        .collect()
+}
+
 /// Writes one group commit in a single durable transaction: dedup commits, then
 /// outbox changes (each accept's reservation in the same transaction as its record).
 /// `counts` is updated as the changes are written; the caller keeps it only if the
@@ -498,6 +857,7 @@ fn write_batch(
     outbox: &[OutboxJob],
     counts: &mut CountsInner,
 ) -> Result<Vec<Option<u64>>, redb::Error> {
+    let admitted = admitted(outbox, counts);
     let mut txn = db.begin_write()?;
     // redb's default, stated because the contract depends on it: `commit`
     // returns only after fsync.
@@ -509,7 +869,9 @@ fn write_batch(
         let commits = commits.iter().map(|p| (&p.reservation, p.expires_at));
         let accepts = outbox
             .iter()
-            .filter_map(|j| j.commit.as_ref().map(|(r, e)| (r, *e)));
+            .zip(&admitted)
+            .filter(|(_, admitted)| **admitted)
+            .filter_map(|(j, _)| j.commit.as_ref().map(|(r, e)| (r, *e)));
         for (r, expires_at) in commits.chain(accepts) {
             if let Some(key) = r.lease.local().id_key.as_deref() {
                 let old = dedup.insert(key, expires_at)?.map(|v| v.value());
@@ -532,7 +894,11 @@ fn write_batch(
     {
         let mut pending = txn.open_table(OUTBOX)?;
         let mut dead = txn.open_table(DEAD)?;
-        for job in outbox {
+        for (job, admitted) in outbox.iter().zip(&admitted) {
+            if !admitted {
+                seqs.push(None);
+                continue;
+            }
             let new_seq = counts.next_seq;
             let applied = match &job.op {
                 OutboxOp::Accept { route, record } => {
@@ -668,7 +1034,8 @@ mod tests {
         for p in pings {
             p.await.unwrap().unwrap();
         }
-        let txn = store.inner.db.begin_read().unwrap();
+        let db = store.db().unwrap();
+        let txn = db.begin_read().unwrap();
         let meta = txn.open_table(META).unwrap();
         let written = meta
             .get("ready_probe")
@@ -678,5 +1045,119 @@ mod tests {
             written.is_some_and(|t| t >= before && t <= before + 5),
             "{written:?}"
         );
+    }
+
+    fn req(id: &str) -> ReserveRequest<'_> {
+        ReserveRequest {
+            route: "r",
+            event_id: Some(id),
+            order: None,
+            dedup_ttl: std::time::Duration::from_secs(3600),
+        }
+    }
+
+    async fn reserved(store: &super::super::Store, id: &str) -> Reservation {
+        match store.reserve(req(id)).await.unwrap() {
+            ReserveOutcome::Reserved(r) => r,
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+
+    /// A write that fails takes the store down (reads and writes answer `Unavailable`,
+    /// the reservation is released), and it reopens by itself once writes work again,
+    /// with everything committed before the fault still there.
+    #[tokio::test]
+    async fn a_failed_write_takes_the_store_down_until_it_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let fault = WriteFault::new();
+        let store =
+            super::super::Store::open_embedded_with_fault(dir.path(), fault.clone()).unwrap();
+        let r = reserved(&store, "before").await;
+        store.commit(r).await.unwrap();
+        let before = store.write_stats();
+        assert!(before.commits >= 1 && before.changes >= 1, "{before:?}");
+
+        fault.set(true);
+        let r = reserved(&store, "during").await;
+        assert!(matches!(
+            store.commit(r).await,
+            Err(StoreError::WriteFailed(_))
+        ));
+        assert!(matches!(
+            store.reserve(req("other")).await,
+            Err(StoreError::Unavailable)
+        ));
+        assert!(matches!(store.ping().await, Err(StoreError::Unavailable)));
+        assert!(matches!(
+            store.accept(None, "r", b"x".to_vec()).await,
+            Err(StoreError::Unavailable)
+        ));
+        // The first reopen comes after 1 s and fails: the fault is still on.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert!(matches!(store.ping().await, Err(StoreError::Unavailable)));
+
+        fault.set(false);
+        // The next attempt is 2 s after the first.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.ping().await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "never reopened");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(matches!(
+            store.reserve(req("before")).await.unwrap(),
+            ReserveOutcome::Duplicate
+        ));
+        // The failed commit left no trace: its id is delivered again.
+        let r = reserved(&store, "during").await;
+        store.commit(r).await.unwrap();
+        assert!(matches!(
+            store.reserve(req("during")).await.unwrap(),
+            ReserveOutcome::Duplicate
+        ));
+        assert!(store.write_stats().commits > before.commits);
+    }
+
+    /// `max_pending` is checked in the accept's own transaction: 64 concurrent accepts
+    /// against a limit of 10 leave exactly 10 pending, and the refused ones leave no
+    /// dedup mark behind (their ids are reserved again).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_accepts_never_pass_max_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::Store::open_embedded(dir.path()).unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let id = format!("e{i}");
+                    let r = reserved(&store, &id).await;
+                    let result = store.accept_within(Some(r), "r", b"x".to_vec(), 10).await;
+                    (id, result)
+                })
+            })
+            .collect();
+        let mut refused = Vec::new();
+        let mut accepted = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                (_, Ok(_)) => accepted += 1,
+                (id, Err(StoreError::OutboxFull { route })) => {
+                    assert_eq!(route, "r");
+                    refused.push(id);
+                }
+                (id, Err(e)) => panic!("{id}: {e}"),
+            }
+        }
+        assert_eq!(accepted, 10);
+        assert_eq!(store.outbox_pending("r"), 10);
+        for id in refused {
+            let r = reserved(&store, &id).await;
+            drop(r);
+        }
+        // The memory store keeps the same bound.
+        let memory = super::super::Store::memory();
+        for i in 0..12 {
+            let result = memory.accept_within(None, "r", b"x".to_vec(), 10).await;
+            assert_eq!(result.is_ok(), i < 10, "{i}: {result:?}");
+        }
     }
 }

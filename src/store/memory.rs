@@ -138,6 +138,7 @@ impl MemoryStore {
         &self,
         reservation: Option<Reservation>,
         op: super::outbox::OutboxOp,
+        limit: Option<u64>,
     ) -> Result<u64, StoreError> {
         if let Some(r) = &reservation
             && !r.belongs_to(&self.inner.ledger)
@@ -147,6 +148,13 @@ impl MemoryStore {
         let seq = {
             let mut tables = self.tables();
             let mut counts = self.inner.counts.lock();
+            if let (super::outbox::OutboxOp::Accept { route, .. }, Some(limit)) = (&op, limit)
+                && counts.pending.get(route).copied().unwrap_or(0) >= limit
+            {
+                return Err(StoreError::OutboxFull {
+                    route: route.clone(),
+                });
+            }
             let seq = counts.next_seq;
             if tables.apply(&op, seq) {
                 counts.apply(&op)

@@ -55,7 +55,11 @@
 //!   durable: after a crash, a reservation that never committed must not
 //!   block the sender's retry.
 //! * **Errors** ([`StoreError`]) mean the store could not decide or could not
-//!   persist; the gateway answers 503 and the sender retries.
+//!   persist; the gateway answers 503 and the sender retries (a sync route with
+//!   `[store] on_unavailable = "deliver"` forwards unchecked instead, counted).
+//! * **A failing disk** takes the embedded store down: after a failed write it answers
+//!   [`StoreError::Unavailable`] to everything (reads too) while it reopens its file
+//!   with backoff (1 s doubling to 30 s), and comes back by itself (`embedded.rs`).
 //!
 //! # Sharing
 //!
@@ -86,6 +90,8 @@ pub mod outbox;
 mod conformance;
 
 pub use embedded::EmbeddedStore;
+#[doc(hidden)]
+pub use embedded::WriteFault;
 pub use memory::MemoryStore;
 
 // === Public request / outcome types ===
@@ -238,6 +244,17 @@ pub enum StoreError {
     /// The embedded store's writer thread has stopped (it panicked).
     #[error("embedded store writer thread is not running")]
     WriterStopped,
+    /// A write failed and the store is reopening its file (with backoff); nothing is
+    /// read or written until a reopen succeeds.
+    #[error("the store is unavailable: reopening after a failed write")]
+    Unavailable,
+    /// The route's outbox holds `max_pending` events: the accept was refused and
+    /// nothing was written.
+    #[error("the outbox of route {route:?} is full")]
+    OutboxFull {
+        /// The route.
+        route: String,
+    },
     /// The route name contains NUL, which the key encoding reserves.
     #[error("route name {route:?} contains NUL")]
     InvalidRoute {
@@ -355,6 +372,24 @@ impl Store {
         }
     }
 
+    /// Opens the embedded store like [`Store::open_embedded`], on a file whose writes
+    /// and syncs fail while `fault` is set: for tests of a failing disk. Not part of the
+    /// supported API.
+    #[doc(hidden)]
+    pub fn open_embedded_with_fault(dir: &Path, fault: WriteFault) -> Result<Store, StoreError> {
+        EmbeddedStore::open_with_fault(dir, Clock::System, Some(fault)).map(Store::Embedded)
+    }
+
+    /// Durable write transactions (each one fsync) and the changes they carried (a
+    /// dedup mark, an accept, a settlement: one each), since open. Zero for the memory
+    /// store.
+    pub fn write_stats(&self) -> WriteStats {
+        match self {
+            Store::Memory(_) => WriteStats::default(),
+            Store::Embedded(s) => s.write_stats(),
+        }
+    }
+
     /// An in-memory store whose expiry clock the test controls.
     #[cfg(test)]
     pub(crate) fn memory_with_clock(clock: Clock) -> Store {
@@ -366,6 +401,15 @@ impl Store {
     pub(crate) fn open_embedded_with_clock(dir: &Path, clock: Clock) -> Result<Store, StoreError> {
         EmbeddedStore::open(dir, clock).map(Store::Embedded)
     }
+}
+
+/// What [`Store::write_stats`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Durable (fsynced) write transactions committed.
+    pub commits: u64,
+    /// Changes those transactions carried (group commit: many per transaction).
+    pub changes: u64,
 }
 
 // === Clock ===

@@ -223,8 +223,30 @@ impl Store {
             record,
         };
         match self {
-            Store::Memory(s) => s.outbox_write(reservation, op),
-            Store::Embedded(s) => s.outbox_write(reservation, op).await,
+            Store::Memory(s) => s.outbox_write(reservation, op, None),
+            Store::Embedded(s) => s.outbox_write(reservation, op, None).await,
+        }
+    }
+
+    /// Like [`Store::accept`], refused with [`StoreError::OutboxFull`] (nothing
+    /// written, the reservation released) when the route already has `max_pending`
+    /// pending events. The count is checked where the record is written (in the
+    /// embedded store's writer transaction, under the memory store's lock), so
+    /// concurrent accepts never take the outbox past `max_pending`.
+    pub async fn accept_within(
+        &self,
+        reservation: Option<Reservation>,
+        route: &str,
+        record: Vec<u8>,
+        max_pending: u64,
+    ) -> Result<u64, StoreError> {
+        let op = OutboxOp::Accept {
+            route: route.to_owned(),
+            record,
+        };
+        match self {
+            Store::Memory(s) => s.outbox_write(reservation, op, Some(max_pending)),
+            Store::Embedded(s) => s.outbox_write(reservation, op, Some(max_pending)).await,
         }
     }
 

@@ -135,6 +135,10 @@ pub struct Metrics {
     connections_accepted: Counter,
     connections_waited: Counter,
     connections_open: Gauge,
+    store_commits: Counter,
+    store_changes: Counter,
+    /// The store's write counts at the last scrape, to add only what is new.
+    store_seen: std::sync::Mutex<(u64, u64)>,
     /// The `route` label of requests that matched no route, built once.
     no_route: Arc<str>,
 }
@@ -165,6 +169,18 @@ impl Metrics {
         let schema_violations = Family::<RouteLabels, Counter>::default();
         let unrecorded_deliveries = Family::<RouteLabels, Counter>::default();
         let connections_closed = Family::<CloseLabels, Counter>::default();
+        let store_commits = Counter::default();
+        let store_changes = Counter::default();
+        registry.register(
+            "hookgate_store_commits",
+            "Durable write transactions of the store (one fsync each; embedded store)",
+            store_commits.clone(),
+        );
+        registry.register(
+            "hookgate_store_committed_events",
+            "Changes those transactions carried: dedup marks, outbox accepts and settlements (group commit: many per fsync)",
+            store_changes.clone(),
+        );
         registry.register(
             "hookgate_connections_closed",
             "Connections closed before any HTTP request, by reason",
@@ -249,6 +265,9 @@ impl Metrics {
             connections_accepted,
             connections_waited,
             connections_open,
+            store_commits,
+            store_changes,
+            store_seen: std::sync::Mutex::new((0, 0)),
             no_route: Arc::from(NO_ROUTE_LABEL),
         }
     }
@@ -351,6 +370,18 @@ impl Metrics {
         self.connections_accepted.inc();
         self.connections_open.inc();
         OpenConnection(Arc::clone(self))
+    }
+
+    /// Brings the store write counters up to the store's own counts (read at scrape
+    /// time; the counts only grow for one store, which outlives reloads).
+    pub fn store_writes(&self, commits: u64, changes: u64) {
+        let mut seen = self
+            .store_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.store_commits.inc_by(commits.saturating_sub(seen.0));
+        self.store_changes.inc_by(changes.saturating_sub(seen.1));
+        *seen = (seen.0.max(commits), seen.1.max(changes));
     }
 
     /// The Prometheus/OpenMetrics text exposition.

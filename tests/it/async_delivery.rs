@@ -190,6 +190,49 @@ async fn full_outbox_is_503_unavailable_with_retry_after() {
     assert_eq!(r.status(), 503);
 }
 
+/// `max_pending` holds under concurrency: the pending count is checked in the accept's
+/// own store transaction, so 40 concurrent senders against `max_pending = 5` get
+/// exactly five 202s (the upstream refuses everything, so nothing drains meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_accepts_stop_exactly_at_max_pending() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::start().await;
+    up.set_status(500);
+    let extra = "max_pending = 5\nretry = { initial = \"1h\", max_delay = \"1h\" }";
+    let gw = std::sync::Arc::new(
+        Gateway::start(&config(&embedded(dir.path()), &up.url("/in"), extra)).await,
+    );
+    let sends: Vec<_> = (0..40)
+        .map(|i| {
+            let gw = std::sync::Arc::clone(&gw);
+            tokio::spawn(async move {
+                let r = post(&gw, &format!("c{i}"), &format!("ent{i}"), 1).await;
+                (r.status().as_u16(), verdict(&r))
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for s in sends {
+        match s.await.expect("task") {
+            (202, _) => accepted += 1,
+            (503, v) => assert_eq!(v, "unavailable"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(accepted, 5);
+    // The gauge follows within a worker pass.
+    let want = "hookgate_outbox_pending{route=\"async\"} 5";
+    let mut m = metrics(&gw).await;
+    for _ in 0..100 {
+        if m.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        m = metrics(&gw).await;
+    }
+    assert!(m.contains(want), "{m}");
+}
+
 #[tokio::test]
 async fn restart_resumes_pending_events() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -45,6 +45,13 @@ auth = { type = "header", headers = { "X-Token" = ["env:HOOKGATE_CLI_TEST_TOKEN"
     );
     assert!(stdout.contains("auth=header"), "{stdout}");
     assert!(!stdout.contains("abc"), "secret printed: {stdout}");
+    // The store line: a memory store says it forgets, and on_unavailable's default.
+    assert!(
+        stdout.contains(
+            "store backend=memory (lost on restart) dedup_ttl=3days on_unavailable=deliver"
+        ),
+        "{stdout}"
+    );
 
     // Same file without the variable: exit 1, naming the key and the variable.
     let out = Command::new(BIN)
@@ -60,6 +67,20 @@ auth = { type = "header", headers = { "X-Token" = ["env:HOOKGATE_CLI_TEST_TOKEN"
         "{stderr}"
     );
     assert!(stderr.contains("HOOKGATE_CLI_TEST_TOKEN"), "{stderr}");
+
+    // An unknown on_unavailable is refused, naming the key and the value.
+    let bad = write_config(dir.path(), "[store]\non_unavailable = \"sometimes\"\n");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("on_unavailable") && stderr.contains("sometimes"),
+        "{stderr}"
+    );
 
     let bad = write_config(dir.path(), "[server]\nlisten = \"nowhere\"\n");
     let out = Command::new(BIN)

@@ -21,5 +21,6 @@ mod routing;
 mod schema;
 mod shedding;
 mod signature;
+mod store_fault;
 mod support;
 mod tls;

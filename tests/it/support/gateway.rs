@@ -38,6 +38,34 @@ impl Gateway {
         }
     }
 
+    /// Starts the gateway with `config` on `store` (opened by the test) instead of the
+    /// store the config names.
+    pub async fn start_with_store(config: &str, store: hookgate::store::Store) -> Gateway {
+        let settings = hookgate::config::from_str(config, "test config").expect("config");
+        let shared = hookgate::build_with_store(settings, store).expect("build");
+        Gateway::serve(shared).await
+    }
+
+    /// Serves an already built gateway on 127.0.0.1:0.
+    pub async fn serve(shared: hookgate::server::Shared) -> Gateway {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            hookgate::server::serve(listener, shared, None, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Gateway {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
     /// `http://addr{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
