@@ -111,6 +111,8 @@ pub(super) struct RawStore {
     pub(super) url: Option<String>,
     /// How long a delivered event id is remembered (default `72h`).
     pub(super) dedup_ttl: Option<String>,
+    /// How long an entity's newest delivered time is kept (default: `dedup_ttl`).
+    pub(super) order_ttl: Option<String>,
 }
 
 /// `[schemas]`.
