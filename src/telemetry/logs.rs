@@ -1,7 +1,7 @@
 //! The log writer: per-request lines leave the request path through a bounded queue.
 //!
 //! A request task never writes to stderr itself: it formats its line and hands it to a
-//! [`tracing_appender::non_blocking`] queue of [`QUEUE_LINES`] lines, which one thread
+//! [`tracing_appender::non_blocking`](mod@tracing_appender::non_blocking) queue of [`QUEUE_LINES`] lines, which one thread
 //! drains into a buffered stderr (one `write` per batch, not per line). When stderr cannot
 //! keep up (a slow terminal, a blocked pipe) the queue is full and new lines are dropped
 //! rather than stalling requests: each drop is counted in
