@@ -55,6 +55,7 @@ async fn reserve_commit(store: &Store, n: u64) {
             time: EventTime(1),
         }),
         dedup_ttl: TTL,
+        order_ttl: TTL,
     };
     match store.reserve(req).await.unwrap() {
         ReserveOutcome::Reserved(r) => store.commit(r).await.unwrap(),
@@ -114,6 +115,7 @@ fn bench(c: &mut Criterion) {
             event_id: Some(&seen),
             order: None,
             dedup_ttl: TTL,
+            order_ttl: TTL,
         };
         group.bench_function(BenchmarkId::new("reserve_duplicate", name), |b| {
             b.iter_custom(|iters| {
@@ -139,6 +141,7 @@ fn bench(c: &mut Criterion) {
                             event_id: Some(&id),
                             order: None,
                             dedup_ttl: TTL,
+                            order_ttl: TTL,
                         };
                         match store.reserve(req).await.unwrap() {
                             ReserveOutcome::Reserved(r) => store.release(r).await.unwrap(),

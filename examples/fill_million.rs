@@ -162,6 +162,7 @@ fn request(id: &str) -> ReserveRequest<'_> {
         event_id: Some(id),
         order: None,
         dedup_ttl: TTL,
+        order_ttl: TTL,
     }
 }
 

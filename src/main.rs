@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use hookgate::config::{self, Settings};
 
+/// mimalloc instead of the system allocator: a request allocates many small, short-lived
+/// buffers (headers, the parsed JSON, the forwarded request) across two runtime threads,
+/// where glibc's malloc spent ~20% of the gateway's CPU (perf, benches/load/run.sh).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "hookgate", version, about = "Inbound webhook gateway")]
 struct Cli {
@@ -440,20 +446,25 @@ fn route_table(routes: &[std::sync::Arc<config::Route>]) -> Vec<String> {
         .collect()
 }
 
-fn init_logs(format: LogFormat) {
+/// Installs the log subscriber; the returned guard flushes the log queue when dropped, so
+/// it is kept until the process ends.
+fn init_logs(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = hookgate::telemetry::logs::stderr_writer();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(hookgate::telemetry::logs::ansi())
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    guard
 }
 
 fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
-    init_logs(log_format);
+    let _log_guard = init_logs(log_format);
     let (source, settings) = match load(config) {
         Ok(x) => x,
         Err(code) => return code,

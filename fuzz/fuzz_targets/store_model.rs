@@ -154,6 +154,7 @@ fuzz_target!(|ops: Vec<Op>| {
                             time: EventTime(t),
                         }),
                         dedup_ttl: if live { LIVE } else { EXPIRED },
+                        order_ttl: std::time::Duration::MAX,
                     };
                     let mut held = Vec::new();
                     for (b, store) in stores.iter().enumerate() {
@@ -254,6 +255,7 @@ fuzz_target!(|ops: Vec<Op>| {
                         event_id: Some("e1"),
                         order: None,
                         dedup_ttl: LIVE,
+                        order_ttl: std::time::Duration::MAX,
                     };
                     for store in &stores {
                         assert!(matches!(

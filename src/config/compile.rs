@@ -171,6 +171,9 @@ pub struct StoreSettings {
     pub dedup_ttl: Duration,
     /// What sync routes do while the store cannot decide.
     pub on_unavailable: OnUnavailable,
+    /// How long an entity's newest delivered time (its watermark) is kept after the
+    /// entity's last delivery (default: `dedup_ttl`).
+    pub order_ttl: Duration,
 }
 
 /// One route, checked.
@@ -505,11 +508,17 @@ fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
             "required when store.backend = \"redis\"".into(),
         ));
     }
+    let dedup_ttl = duration("store.dedup_ttl", s.dedup_ttl.as_deref(), "72h")?;
+    let order_ttl = match s.order_ttl.as_deref() {
+        Some(text) => duration("store.order_ttl", Some(text), "72h")?,
+        None => dedup_ttl,
+    };
     Ok(StoreSettings {
         backend,
         path: PathBuf::from(s.path.as_deref().unwrap_or("./hookgate-data")),
         url: s.url,
-        dedup_ttl: duration("store.dedup_ttl", s.dedup_ttl.as_deref(), "72h")?,
+        dedup_ttl,
+        order_ttl,
         on_unavailable: s.on_unavailable.unwrap_or_default(),
     })
 }

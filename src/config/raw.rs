@@ -117,6 +117,8 @@ pub(super) struct RawStore {
     pub(super) dedup_ttl: Option<String>,
     /// What sync routes do while the store cannot decide (default `deliver`).
     pub(super) on_unavailable: Option<OnUnavailable>,
+    /// How long an entity's newest delivered time is kept (default: `dedup_ttl`).
+    pub(super) order_ttl: Option<String>,
 }
 
 /// `[schemas]`.

@@ -234,3 +234,21 @@ fn connection_limits_default_and_zero_means_unlimited() {
     let e = err("[server]\nmax_requests_per_connection = -1\n");
     assert!(e.contains("max_requests_per_connection"), "{e}");
 }
+
+#[test]
+fn order_ttl_defaults_to_dedup_ttl() {
+    let ok = |text: &str| from_str(text, "test.toml").expect("config");
+    let s = ok(&format!("[store]\ndedup_ttl = \"5h\"\n{ROUTE}"));
+    assert_eq!(s.store.order_ttl, std::time::Duration::from_secs(5 * 3600));
+    let s = ok(&format!(
+        "[store]\ndedup_ttl = \"5h\"\norder_ttl = \"30d\"\n{ROUTE}"
+    ));
+    assert_eq!(
+        s.store.order_ttl,
+        std::time::Duration::from_secs(30 * 86400)
+    );
+    let s = ok(ROUTE);
+    assert_eq!(s.store.order_ttl, s.store.dedup_ttl);
+    let e = err(&format!("[store]\norder_ttl = \"soon\"\n{ROUTE}"));
+    assert!(e.contains("store.order_ttl"), "{e}");
+}

@@ -83,43 +83,34 @@ pub fn forward_headers(
     route: &str,
     event_id: Option<&str>,
 ) -> HeaderMap {
-    let mut drop: Vec<HeaderName> = HOP_BY_HOP
-        .iter()
-        .chain(CLIENT_IDENTITY)
-        .map(|h| HeaderName::from_static(h))
-        .chain([
-            http::header::HOST,
-            http::header::CONTENT_LENGTH,
-            http::header::VIA,
-        ])
-        .chain(consumed.iter().cloned())
-        .collect();
-    if !peer.trusted {
-        drop.extend(PROXY_VIEW.iter().map(|h| HeaderName::from_static(h)));
-    }
-    for v in inbound.get_all(http::header::CONNECTION) {
-        if let Ok(s) = v.to_str() {
-            drop.extend(
-                s.split(',')
-                    .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
-            );
-        }
-    }
+    // The fixed names are built once per process (see `dropped_names`); only the names a
+    // `Connection` header lists are per request, and most requests send none.
+    let fixed = dropped_names();
+    let connection_named = connection_named(inbound);
+    let dropped = |name: &HeaderName| {
+        fixed.always.contains(name)
+            || consumed.contains(name)
+            || (!peer.trusted && fixed.untrusted.contains(name))
+            || connection_named.contains(name)
+            || name.as_str().starts_with("x-hookgate-")
+    };
     let mut out = HeaderMap::with_capacity(inbound.len() + 4);
     for (name, value) in inbound {
-        if drop.contains(name) || name.as_str().starts_with("x-hookgate-") {
-            continue;
+        if !dropped(name) {
+            out.append(name.clone(), value.clone());
         }
-        out.append(name.clone(), value.clone());
     }
     let configured = peer.client_ip_header.header_name();
     let prior = |name: &HeaderName| -> Option<String> {
+        if !peer.trusted || *name != configured {
+            return None;
+        }
         let chain: Vec<&str> = inbound
             .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        (peer.trusted && *name == configured && !chain.is_empty()).then(|| chain.join(", "))
+        (!chain.is_empty()).then(|| chain.join(", "))
     };
     let ip = peer.ip;
     let xff = HeaderName::from_static("x-forwarded-for");
@@ -167,6 +158,49 @@ pub fn forward_headers(
         out.insert(HeaderName::from_static("x-hookgate-event-id"), v);
     }
     out
+}
+
+/// The header names [`forward_headers`] drops whatever the request, parsed once.
+struct DroppedNames {
+    /// Hop-by-hop, client identity, `Host`, `Content-Length`, `Via`.
+    always: Vec<HeaderName>,
+    /// [`PROXY_VIEW`]: dropped unless the peer is a trusted proxy.
+    untrusted: Vec<HeaderName>,
+}
+
+fn dropped_names() -> &'static DroppedNames {
+    static NAMES: std::sync::OnceLock<DroppedNames> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| DroppedNames {
+        always: HOP_BY_HOP
+            .iter()
+            .chain(CLIENT_IDENTITY)
+            .map(|h| HeaderName::from_static(h))
+            .chain([
+                http::header::HOST,
+                http::header::CONTENT_LENGTH,
+                http::header::VIA,
+            ])
+            .collect(),
+        untrusted: PROXY_VIEW
+            .iter()
+            .map(|h| HeaderName::from_static(h))
+            .collect(),
+    })
+}
+
+/// The header names `headers`' `Connection` values list (hop-by-hop for this
+/// connection only); empty, without allocating, when there is no `Connection` header.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut named = Vec::new();
+    for v in headers.get_all(http::header::CONNECTION) {
+        if let Ok(s) = v.to_str() {
+            named.extend(
+                s.split(',')
+                    .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
+            );
+        }
+    }
+    named
 }
 
 /// This process's `Via` pseudonym (RFC 9110 §7.6.3), `hookgate-<16 hex digits>`.
@@ -323,22 +357,15 @@ pub(super) async fn send(
 /// removed, `Content-Length` too (the gateway's server frames the body itself), and so
 /// is any `X-Hookgate-*` (the verdict is ours to give).
 fn answer_headers(upstream: &HeaderMap) -> HeaderMap {
-    let mut drop: Vec<HeaderName> = HOP_BY_HOP
-        .iter()
-        .map(|h| HeaderName::from_static(h))
-        .chain([http::header::CONTENT_LENGTH])
-        .collect();
-    for v in upstream.get_all(http::header::CONNECTION) {
-        if let Ok(s) = v.to_str() {
-            drop.extend(
-                s.split(',')
-                    .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
-            );
-        }
-    }
+    let hop_by_hop = &dropped_names().always[..HOP_BY_HOP.len()];
+    let connection_named = connection_named(upstream);
     let mut out = HeaderMap::with_capacity(upstream.len());
     for (name, value) in upstream {
-        if !drop.contains(name) && !name.as_str().starts_with("x-hookgate-") {
+        let dropped = hop_by_hop.contains(name)
+            || *name == http::header::CONTENT_LENGTH
+            || connection_named.contains(name)
+            || name.as_str().starts_with("x-hookgate-");
+        if !dropped {
             out.append(name.clone(), value.clone());
         }
     }

@@ -624,6 +624,7 @@ mod tests {
                                 event_id: Some(&id),
                                 order: entity.as_deref().map(|e| OrderPoint { entity: e, time: EventTime(clock) }),
                                 dedup_ttl: Duration::from_secs(3600),
+                                order_ttl: Duration::from_secs(3600),
                             };
                             let ReserveOutcome::Reserved(res) = store.reserve(req).await.unwrap() else {
                                 panic!("a fresh id with a newer time is reserved");

@@ -139,6 +139,7 @@ pub async fn decide(
             time: EventTime(*nanos),
         }),
         dedup_ttl: gw.settings.store.dedup_ttl,
+        order_ttl: gw.settings.store.order_ttl,
     };
     let deadline = Instant::now() + IN_FLIGHT_WAIT;
     let mut pause = Duration::from_millis(2);

@@ -108,6 +108,16 @@ fn req<'a>(
             time: EventTime(time),
         }),
         dedup_ttl: ttl,
+        // Watermarks outlive every check that does not test `order_ttl` itself.
+        order_ttl: Duration::MAX,
+    }
+}
+
+/// An order-only request whose watermark is kept for `order_ttl`.
+fn at_for(entity: &str, time: i64, order_ttl: Duration) -> ReserveRequest<'_> {
+    ReserveRequest {
+        order_ttl,
+        ..at(entity, time)
     }
 }
 
@@ -338,6 +348,78 @@ async fn ttl_expires_on_read(f: Fixture) {
     );
 }
 
+/// `order_ttl`: an expired watermark is not stale any more (checked on read, before any
+/// purge), and the next commit of the entity starts from its own time.
+async fn watermark_expires_on_read(f: Fixture) {
+    let s = &f.store;
+    let ttl = Duration::from_secs(10);
+    deliver(s, at_for("inc-1", 100, ttl)).await;
+    f.advance(Duration::from_secs(9));
+    assert_eq!(
+        try_reserve(s, at_for("inc-1", 50, ttl)).await,
+        Verdict::Stale
+    );
+    f.advance(Duration::from_secs(1));
+    // Expired exactly at commit + order_ttl, and nobody purged: not stale.
+    deliver(s, at_for("inc-1", 50, ttl)).await;
+    // The new watermark is the new event's time, with a fresh expiry.
+    assert_eq!(
+        try_reserve(s, at_for("inc-1", 40, ttl)).await,
+        Verdict::Stale
+    );
+    assert_eq!(
+        try_reserve(s, at_for("inc-1", 60, ttl)).await,
+        Verdict::Reserved
+    );
+    f.advance(Duration::from_secs(9));
+    assert_eq!(
+        try_reserve(s, at_for("inc-1", 40, ttl)).await,
+        Verdict::Stale
+    );
+}
+
+/// Every commit of an entity sets its watermark's expiry afresh, even one that does
+/// not raise the time (an equal time).
+async fn watermark_expiry_refreshed_by_commit(f: Fixture) {
+    let s = &f.store;
+    let ttl = Duration::from_secs(10);
+    deliver(s, at_for("inc-1", 100, ttl)).await;
+    f.advance(Duration::from_secs(8));
+    deliver(s, at_for("inc-1", 100, ttl)).await;
+    f.advance(Duration::from_secs(8));
+    assert_eq!(
+        try_reserve(s, at_for("inc-1", 99, ttl)).await,
+        Verdict::Stale
+    );
+    assert_eq!(s.purge_expired(100).await.unwrap(), 0, "not expired");
+    f.advance(Duration::from_secs(2));
+    assert_eq!(s.purge_expired(100).await.unwrap(), 1);
+    assert_eq!(
+        try_reserve(s, at_for("inc-1", 1, ttl)).await,
+        Verdict::Reserved
+    );
+}
+
+/// Purging takes expired watermarks too (after expired dedup keys, within the same
+/// bound), and never a live one.
+async fn purge_takes_expired_watermarks(f: Fixture) {
+    let s = &f.store;
+    let short = Duration::from_secs(1);
+    for i in 0..4 {
+        let entity = format!("old-{i}");
+        deliver(s, at_for(&entity, 100, short)).await;
+    }
+    deliver(s, req("route-a", Some("old-id"), None, short)).await;
+    deliver(s, at_for("live", 100, Duration::from_secs(3600))).await;
+    assert_eq!(s.purge_expired(10).await.unwrap(), 0, "nothing expired yet");
+    f.advance(Duration::from_secs(2));
+    assert_eq!(s.purge_expired(3).await.unwrap(), 3);
+    assert_eq!(s.purge_expired(3).await.unwrap(), 2);
+    assert_eq!(s.purge_expired(3).await.unwrap(), 0);
+    assert_eq!(try_reserve(s, at("live", 99)).await, Verdict::Stale);
+    assert_eq!(try_reserve(s, at("old-0", 1)).await, Verdict::Reserved);
+}
+
 async fn purge_is_bounded(f: Fixture) {
     let s = &f.store;
     let short = Duration::from_secs(1);
@@ -537,6 +619,9 @@ conformance!(
     entities_are_independent,
     routes_are_independent,
     ttl_expires_on_read,
+    watermark_expires_on_read,
+    watermark_expiry_refreshed_by_commit,
+    purge_takes_expired_watermarks,
     purge_is_bounded,
     order_only,
     id_only,
@@ -783,6 +868,7 @@ mod model {
                                     time: EventTime(t),
                                 }),
                             dedup_ttl: TTL,
+                            order_ttl: Duration::MAX,
                         };
                         let expected = model.expect(&held);
                         let outcome = f.store.reserve(request).await.unwrap();

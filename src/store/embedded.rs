@@ -10,11 +10,19 @@
 //! |---|---|---|
 //! | `dedup_v1` | `route NUL id` | expiry, unix nanos (`u64`) |
 //! | `dedup_expiry_v1` | `(expiry, route NUL id)` | `()` |
-//! | `watermarks_v1` | `route NUL entity` | newest committed event time, unix nanos (`i64`) |
+//! | `watermarks_v2` | `route NUL entity` | (newest committed event time, unix nanos (`i64`), expiry, unix nanos (`u64`)) |
+//! | `watermark_expiry_v2` | `(expiry, route NUL entity)` | `()` |
 //!
 //! `dedup_expiry_v1` is an index of `dedup_v1` ordered by expiry, kept in the
 //! same transactions, so that a purge is a bounded range scan from the
-//! oldest expiry instead of a scan of every key.
+//! oldest expiry instead of a scan of every key; `watermark_expiry_v2` is the
+//! same for `watermarks_v2` (`order_ttl`).
+//!
+//! **Migration.** A file written before `order_ttl` has `watermarks_v1`
+//! (`route NUL entity` → time, no expiry). Opening it copies every row into
+//! `watermarks_v2` with an expiry of the open time plus [`MIGRATED_ORDER_TTL`]
+//! (the default `order_ttl`) and deletes `watermarks_v1`, in one transaction:
+//! one-way (an older hookgate opening the file again finds no watermarks).
 //!
 //! # Hot path
 //!
@@ -26,8 +34,10 @@
 //!   redb's page cache and ~3 µs for random keys over 1M stored ids, while a
 //!   `spawn_blocking` round trip alone costs 11-16 µs. The page cache is
 //!   capped at [`CACHE_BYTES`] and nothing else is cached beside redb, so
-//!   memory stays bounded however many ids are stored (~135 MB RSS with 1M
-//!   ids after random lookups, `examples/fill_million.rs`).
+//!   memory stays bounded however many ids are stored (39 MB RSS with 1M ids
+//!   after 200 000 random lookups with a 16 MiB cache, 137 MB with 64 MiB;
+//!   `examples/fill_million.rs`, where a random lookup cost 26 µs against 22 µs,
+//!   on a loaded machine: lookups past the cache are reads from the OS page cache).
 //! * **Writes** (`commit`, `purge_expired`): one dedicated writer thread owns
 //!   every write transaction. It blocks for the first job, drains everything
 //!   else already queued (up to [`MAX_BATCH`] commits) and writes the whole
@@ -68,8 +78,9 @@ use super::{
 pub(super) const FILE_NAME: &str = "hookgate.redb";
 
 /// redb's page cache. redb's default is 1 GiB; the working set of a gateway's
-/// hot keys is far smaller, and this bounds the process's memory.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// hot keys (recent ids: retries come within minutes) is far smaller, and this
+/// bounds the process's memory (issue 14's target: ≤ 100 MiB RSS with 1M ids).
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Most commits written in one transaction. Bounds the latency one batch adds
 /// to the commits queued behind it.
@@ -85,8 +96,16 @@ const REOPEN_MAX: Duration = Duration::from_secs(30);
 const DEDUP: TableDefinition<&str, u64> = TableDefinition::new("dedup_v1");
 /// `(expiry, route NUL id)` → `()`: `DEDUP` ordered by expiry, for purging.
 const DEDUP_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedup_expiry_v1");
-/// `route NUL entity` → newest committed event time (unix nanos).
-const WATERMARKS: TableDefinition<&str, i64> = TableDefinition::new("watermarks_v1");
+/// `route NUL entity` → (newest committed event time, its expiry), unix nanos.
+const WATERMARKS: TableDefinition<&str, (i64, u64)> = TableDefinition::new("watermarks_v2");
+/// `(expiry, route NUL entity)` → `()`: `WATERMARKS` ordered by expiry, for purging.
+const WATERMARK_EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("watermark_expiry_v2");
+/// The watermarks of a file written before `order_ttl`, without expiry: migrated at open.
+const WATERMARKS_V1: TableDefinition<&str, i64> = TableDefinition::new("watermarks_v1");
+/// How long a watermark migrated from `watermarks_v1` is kept: the default `order_ttl`.
+pub(super) const MIGRATED_ORDER_TTL: std::time::Duration =
+    std::time::Duration::from_secs(72 * 3600);
 /// Small bookkeeping rows: `ready_probe` → unix nanos of the last readiness write.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
 /// `(route, seq)` → outbox record (format: `delivery::outbox`). Written by the
@@ -231,7 +250,13 @@ impl StorageBackend for Backend {
 }
 
 /// Opens (or creates) the database file and its tables.
-fn open_db(path: &Path, fault: Option<&WriteFault>) -> Result<Database, StoreError> {
+/// Opens the file (creating it and every table), migrating v1 watermarks to expire at
+/// `migrated_until`.
+fn open_db(
+    path: &Path,
+    fault: Option<&WriteFault>,
+    migrated_until: u64,
+) -> Result<Database, StoreError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -256,6 +281,8 @@ fn open_db(path: &Path, fault: Option<&WriteFault>) -> Result<Database, StoreErr
     txn.open_table(DEDUP)?;
     txn.open_table(DEDUP_EXPIRY)?;
     txn.open_table(WATERMARKS)?;
+    txn.open_table(WATERMARK_EXPIRY)?;
+    migrate_watermarks_v1(&txn, migrated_until)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(DEAD)?;
     txn.commit()?;
@@ -274,7 +301,7 @@ enum Job {
 }
 
 struct OutboxJob {
-    commit: Option<(Reservation, u64)>,
+    commit: Option<(Reservation, Stamp)>,
     op: OutboxOp,
     /// For an accept: refused (and its reservation not committed) when the route
     /// already has this many pending records, counted in the writer's transaction.
@@ -285,8 +312,29 @@ struct OutboxJob {
 struct PendingCommit {
     /// Holds the keys in flight until the batch is durable.
     reservation: Reservation,
-    expires_at: u64,
+    stamp: Stamp,
     done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The times a commit writes, read from the store clock when it was asked for.
+#[derive(Clone, Copy, Debug)]
+struct Stamp {
+    /// Now: a stored watermark that expired by then counts as absent.
+    now: u64,
+    /// The dedup key's expiry (`now + dedup_ttl`).
+    seen_until: u64,
+    /// The watermark's expiry (`now + order_ttl`).
+    order_until: u64,
+}
+
+impl Stamp {
+    fn of(clock: &Clock, r: &Reservation) -> Stamp {
+        Stamp {
+            now: clock.now_nanos(),
+            seen_until: clock.expiry_after(r.dedup_ttl),
+            order_until: clock.expiry_after(r.order_ttl),
+        }
+    }
 }
 
 enum Maintenance {
@@ -318,7 +366,11 @@ impl EmbeddedStore {
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let db = open_db(&path, fault.as_ref())?;
+        let db = open_db(
+            &path,
+            fault.as_ref(),
+            clock.expiry_after(MIGRATED_ORDER_TTL),
+        )?;
         let counts = Arc::new(count_outbox(&db)?);
 
         let db = Arc::new(ArcSwapOption::from_pointee(db));
@@ -384,8 +436,8 @@ impl EmbeddedStore {
             return Err(StoreError::ForeignReservation);
         }
         let commit = reservation.filter(|r| !r.is_empty()).map(|r| {
-            let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
-            (r, expires_at)
+            let stamp = Stamp::of(&self.inner.clock, &r);
+            (r, stamp)
         });
         let full = match (&op, limit) {
             (OutboxOp::Accept { route, .. }, Some(_)) => Some(route.clone()),
@@ -490,7 +542,7 @@ impl EmbeddedStore {
         let now = self.inner.clock.now_nanos();
         let db = self.db()?;
         self.inner.ledger.reserve(&req, now, |id_key, entity_key| {
-            lookup(&db, id_key, entity_key)
+            lookup(&db, now, id_key, entity_key)
         })
     }
 
@@ -502,11 +554,11 @@ impl EmbeddedStore {
             // Neither id nor entity: nothing to persist.
             return Ok(());
         }
-        let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
+        let stamp = Stamp::of(&self.inner.clock, &r);
         self.call(|done| {
             Job::Commit(PendingCommit {
                 reservation: r,
-                expires_at,
+                stamp,
                 done,
             })
         })
@@ -552,9 +604,11 @@ impl fmt::Debug for EmbeddedStore {
     }
 }
 
-/// Reads the committed state of one request's keys from a fresh snapshot.
+/// Reads the committed state of one request's keys from a fresh snapshot; a watermark
+/// expired at `now` reads as absent.
 fn lookup(
     db: &Database,
+    now: u64,
     id_key: Option<&str>,
     entity_key: Option<&str>,
 ) -> Result<Committed, StoreError> {
@@ -567,7 +621,9 @@ fn lookup(
         Some(key) => txn
             .open_table(WATERMARKS)?
             .get(key)?
-            .map(|v| EventTime(v.value())),
+            .map(|v| v.value())
+            .filter(|(_, until)| *until > now)
+            .map(|(time, _)| EventTime(time)),
         None => None,
     };
     Ok(Committed {
@@ -686,7 +742,10 @@ fn reopen(
             }
         }
     }
-    let db = open_db(&state.path, state.fault.as_ref())?;
+    // The first open migrated any v1 watermarks; a file swapped in since gets the
+    // same grace from the wall clock.
+    let migrated_until = Clock::System.expiry_after(MIGRATED_ORDER_TTL);
+    let db = open_db(&state.path, state.fault.as_ref(), migrated_until)?;
     let fresh = count_outbox(&db)?;
     {
         let fresh = fresh.lock().clone();
@@ -866,13 +925,15 @@ fn write_batch(
         let mut dedup = txn.open_table(DEDUP)?;
         let mut by_expiry = txn.open_table(DEDUP_EXPIRY)?;
         let mut watermarks = txn.open_table(WATERMARKS)?;
-        let commits = commits.iter().map(|p| (&p.reservation, p.expires_at));
+        let mut watermarks_by_expiry = txn.open_table(WATERMARK_EXPIRY)?;
+        let commits = commits.iter().map(|p| (&p.reservation, p.stamp));
         let accepts = outbox
             .iter()
             .zip(&admitted)
             .filter(|(_, admitted)| **admitted)
-            .filter_map(|(j, _)| j.commit.as_ref().map(|(r, e)| (r, *e)));
-        for (r, expires_at) in commits.chain(accepts) {
+            .filter_map(|(j, _)| j.commit.as_ref().map(|(r, s)| (r, *s)));
+        for (r, stamp) in commits.chain(accepts) {
+            let expires_at = stamp.seen_until;
             if let Some(key) = r.lease.local().id_key.as_deref() {
                 let old = dedup.insert(key, expires_at)?.map(|v| v.value());
                 // A re-commit after expiry replaces the key's index entry.
@@ -883,10 +944,17 @@ fn write_batch(
             }
             if let (Some(key), Some((_, time))) = (r.lease.local().entity_key.as_deref(), &r.order)
             {
+                // Every commit of the entity writes its watermark, to set the expiry afresh.
                 let old = watermarks.get(key)?.map(|v| v.value());
-                if old.is_none_or(|old| time.0 > old) {
-                    watermarks.insert(key, time.0)?;
+                let newest = match old {
+                    Some((old_time, until)) if until > stamp.now => old_time.max(time.0),
+                    _ => time.0,
+                };
+                if let Some((_, old_until)) = old {
+                    watermarks_by_expiry.remove((old_until, key))?;
                 }
+                watermarks.insert(key, (newest, stamp.order_until))?;
+                watermarks_by_expiry.insert((stamp.order_until, key), ())?;
             }
         }
     }
@@ -958,8 +1026,8 @@ fn count_outbox(db: &Database) -> Result<Counts, StoreError> {
     Ok(counts)
 }
 
-/// Deletes up to `max` dedup keys whose expiry is at or before `now`, oldest
-/// first, in one short transaction.
+/// Deletes up to `max` dedup keys, then watermarks, whose expiry is at or before
+/// `now`, oldest first, in one short transaction.
 ///
 /// Durable like every write: a purge runs every few seconds at most, so its
 /// fsync is cheap, and a non-durable commit would hold freed pages until the
@@ -990,10 +1058,62 @@ fn purge(db: &Database, now: u64, max: usize) -> Result<usize, redb::Error> {
                 dedup.remove(key.as_str())?;
             }
         }
-        purged = victims.len();
+        let mut purged_so_far = victims.len();
+        let mut wm_by_expiry = txn.open_table(WATERMARK_EXPIRY)?;
+        let mut watermarks = txn.open_table(WATERMARKS)?;
+        let victims = wm_by_expiry
+            .range::<(u64, &str)>(..(now.saturating_add(1), ""))?
+            .take(max.saturating_sub(purged_so_far))
+            .map(|entry| {
+                entry.map(|(key, _)| {
+                    let (expiry, key) = key.value();
+                    (expiry, key.to_owned())
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (expiry, key) in &victims {
+            wm_by_expiry.remove((*expiry, key.as_str()))?;
+            let current = watermarks.get(key.as_str())?.map(|v| v.value().1);
+            if current == Some(*expiry) {
+                watermarks.remove(key.as_str())?;
+            }
+        }
+        purged_so_far += victims.len();
+        purged = purged_so_far;
     }
     txn.commit()?;
     Ok(purged)
+}
+
+/// Moves the watermarks of a file written before `order_ttl` (`watermarks_v1`, no
+/// expiry) into `watermarks_v2`, expiring at `expires_at`, and deletes the old table.
+fn migrate_watermarks_v1(txn: &redb::WriteTransaction, expires_at: u64) -> Result<(), StoreError> {
+    use redb::TableHandle as _;
+    let present = txn.list_tables()?.any(|t| t.name() == WATERMARKS_V1.name());
+    if !present {
+        return Ok(());
+    }
+    let mut moved = 0u64;
+    {
+        let old = txn.open_table(WATERMARKS_V1)?;
+        let mut watermarks = txn.open_table(WATERMARKS)?;
+        let mut by_expiry = txn.open_table(WATERMARK_EXPIRY)?;
+        for entry in old.iter()? {
+            let (key, time) = entry?;
+            let key = key.value();
+            if watermarks.get(key)?.is_none() {
+                watermarks.insert(key, (time.value(), expires_at))?;
+                by_expiry.insert((expires_at, key), ())?;
+                moved += 1;
+            }
+        }
+    }
+    txn.delete_table(WATERMARKS_V1)?;
+    tracing::info!(
+        watermarks = moved,
+        "Embedded store: watermarks migrated to watermarks_v2 (order_ttl)."
+    );
+    Ok(())
 }
 
 /// A durable write of the probe row: reading alone would call a store ready
@@ -1014,6 +1134,61 @@ fn ping(db: &Database, now: u64) -> Result<(), redb::Error> {
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
+
+    /// A file written before `order_ttl` (`watermarks_v1`, no expiry) keeps its
+    /// watermarks: they are moved to `watermarks_v2` at open, with the default
+    /// `order_ttl`, and the old table is gone.
+    #[tokio::test]
+    async fn watermarks_v1_are_migrated_at_open() {
+        use crate::store::{EventTime, OrderPoint, ReserveOutcome, ReserveRequest};
+        use redb::TableHandle as _;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(WATERMARKS_V1)
+                .unwrap()
+                .insert("r\0inc-1", 100)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path(), Clock::System).unwrap();
+        let at = |time| ReserveRequest {
+            route: "r",
+            event_id: None,
+            order: Some(OrderPoint {
+                entity: "inc-1",
+                time: EventTime(time),
+            }),
+            dedup_ttl: MIGRATED_ORDER_TTL,
+            order_ttl: MIGRATED_ORDER_TTL,
+        };
+        assert!(matches!(
+            store.reserve(at(99)).unwrap(),
+            ReserveOutcome::Stale
+        ));
+        assert!(matches!(
+            store.reserve(at(100)).unwrap(),
+            ReserveOutcome::Reserved(_)
+        ));
+        let txn = store.db().unwrap().begin_read().unwrap();
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n == "watermarks_v1"), "{names:?}");
+        let (time, until) = txn
+            .open_table(WATERMARKS)
+            .unwrap()
+            .get("r\0inc-1")
+            .unwrap()
+            .unwrap()
+            .value();
+        assert_eq!(time, 100);
+        let now = Clock::System.now_nanos();
+        assert!(until > now && until <= now + super::super::duration_nanos(MIGRATED_ORDER_TTL));
+    }
 
     /// Readiness is a durable write, not a read: after a ping the probe row holds the
     /// current time, and a burst of pings all succeed (sharing probe writes).
@@ -1053,6 +1228,7 @@ mod tests {
             event_id: Some(id),
             order: None,
             dedup_ttl: std::time::Duration::from_secs(3600),
+            order_ttl: std::time::Duration::from_secs(3600),
         }
     }
 

@@ -110,6 +110,7 @@ impl Ledger {
             event_id: req.event_id.map(str::to_owned),
             order: req.order.map(|o| (o.entity.to_owned(), o.time)),
             dedup_ttl: req.dedup_ttl,
+            order_ttl: req.order_ttl,
             lease: Lease::Local(InFlightGuard {
                 ledger: Arc::clone(self),
                 token,

@@ -39,8 +39,10 @@ struct Data {
     /// `(expiry, key)` for every entry of `seen`, so a purge finds the
     /// oldest expired keys without scanning everything.
     by_expiry: BTreeSet<(u64, String)>,
-    /// `route NUL entity` → newest committed event time. Never shrinks.
-    watermarks: HashMap<String, EventTime>,
+    /// `route NUL entity` → newest committed event time and its expiry (unix nanos).
+    watermarks: HashMap<String, (EventTime, u64)>,
+    /// `(expiry, key)` for every entry of `watermarks`, for purging.
+    watermarks_by_expiry: BTreeSet<(u64, String)>,
 }
 
 impl MemoryStore {
@@ -71,7 +73,7 @@ impl MemoryStore {
             let data = self.data();
             Ok(Committed {
                 seen_until: id_key.and_then(|k| data.seen.get(k).copied()),
-                watermark: entity_key.and_then(|k| data.watermarks.get(k).copied()),
+                watermark: entity_key.and_then(|k| data.watermark(k, now)),
             })
         })
     }
@@ -80,7 +82,9 @@ impl MemoryStore {
         if !r.belongs_to(&self.inner.ledger) {
             return Err(StoreError::ForeignReservation);
         }
+        let now = self.inner.clock.now_nanos();
         let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
+        let order_expires_at = self.inner.clock.expiry_after(r.order_ttl);
         let mut data = self.data();
         if let Some(key) = &r.lease.local().id_key {
             if let Some(old) = data.seen.insert(key.clone(), expires_at) {
@@ -89,8 +93,15 @@ impl MemoryStore {
             data.by_expiry.insert((expires_at, key.clone()));
         }
         if let (Some(key), Some((_, time))) = (&r.lease.local().entity_key, &r.order) {
-            let watermark = data.watermarks.entry(key.clone()).or_insert(*time);
-            *watermark = (*watermark).max(*time);
+            let newest = data.watermark(key, now).map_or(*time, |old| old.max(*time));
+            if let Some((_, old)) = data
+                .watermarks
+                .insert(key.clone(), (newest, order_expires_at))
+            {
+                data.watermarks_by_expiry.remove(&(old, key.clone()));
+            }
+            data.watermarks_by_expiry
+                .insert((order_expires_at, key.clone()));
         }
         drop(data);
         // The commit is visible now: leave the in-flight maps.
@@ -113,7 +124,28 @@ impl MemoryStore {
             data.seen.remove(&key);
             purged += 1;
         }
+        while purged < max {
+            match data.watermarks_by_expiry.first() {
+                Some((expiry, _)) if *expiry <= now => {}
+                _ => break,
+            }
+            let Some((_, key)) = data.watermarks_by_expiry.pop_first() else {
+                break;
+            };
+            data.watermarks.remove(&key);
+            purged += 1;
+        }
         purged
+    }
+}
+
+impl Data {
+    /// The entity's watermark, unless it has expired.
+    fn watermark(&self, key: &str, now: u64) -> Option<EventTime> {
+        self.watermarks
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(time, _)| *time)
     }
 }
 

@@ -47,9 +47,12 @@
 //!   is two independent keys. Keys are `route NUL id` and `route NUL entity`,
 //!   so a route name must not contain NUL (rejected with
 //!   [`StoreError::InvalidRoute`]); ids and entities may contain anything.
-//! * **Watermarks are kept forever**, one per (route, entity) ever committed.
-//!   TODO(store): bound them (an LRU or an age limit per route) once real
-//!   entity cardinalities are known.
+//! * **Watermarks expire** `order_ttl` after their entity's last commit (every
+//!   commit of the entity sets the expiry afresh). An expired watermark reads as
+//!   absent, like an expired dedup key: the entity's next event is not stale
+//!   whatever its time. [`Store::purge_expired`] deletes expired watermarks as it
+//!   deletes expired dedup keys, so the store holds the entities seen within
+//!   `order_ttl`, not every entity ever seen.
 //! * **In-flight state is process-local memory** for every backend, behind a
 //!   std `Mutex` that is never held across an `.await`. It is deliberately not
 //!   durable: after a crash, a reservation that never committed must not
@@ -108,6 +111,8 @@ pub struct ReserveRequest<'a> {
     pub order: Option<OrderPoint<'a>>,
     /// How long the id counts as seen after a successful commit.
     pub dedup_ttl: Duration,
+    /// How long the entity's watermark is kept after a successful commit (`store.order_ttl`).
+    pub order_ttl: Duration,
 }
 
 /// The entity an event belongs to and its event time, for ordering.
@@ -154,6 +159,7 @@ pub struct Reservation {
     event_id: Option<String>,
     order: Option<(String, EventTime)>,
     dedup_ttl: Duration,
+    order_ttl: Duration,
     /// Holds the keys in flight; dropping it releases them (best effort: `release` is
     /// the contract).
     lease: Lease,
@@ -324,7 +330,8 @@ impl Store {
     }
 
     /// Delivery succeeded: marks the id seen until `now + dedup_ttl` and raises
-    /// the entity's watermark to `max(old, time)`. For the embedded store the
+    /// the entity's watermark to `max(old, time)` (an expired old one counts as
+    /// absent), kept until `now + order_ttl`. For the embedded store the
     /// change is durable (fsynced) when this returns `Ok`. The id and entity
     /// stay in flight until the change is visible, so no concurrent
     /// `reserve` can slip between the two. On `Err` the reservation is
@@ -354,7 +361,8 @@ impl Store {
         }
     }
 
-    /// Deletes up to `max` expired dedup keys and returns how many it deleted.
+    /// Deletes up to `max` expired dedup keys and watermarks (dedup keys first) and
+    /// returns how many it deleted.
     /// The gateway calls it periodically; each call does bounded work (oldest
     /// expiry first) so it never holds the write lock for long.
     pub async fn purge_expired(&self, max: usize) -> Result<usize, StoreError> {

@@ -16,6 +16,8 @@ use prometheus_client::registry::Registry;
 
 use crate::verdict::Verdict;
 
+pub mod logs;
+
 /// Label value of requests that matched no route.
 pub const NO_ROUTE_LABEL: &str = "-";
 
@@ -244,6 +246,11 @@ impl Metrics {
             "hookgate_schema_violations",
             "Events that violated their route's schema (enforced or monitored)",
             schema_violations.clone(),
+        );
+        registry.register(
+            "hookgate_log_lines_dropped",
+            "Log lines dropped because the log queue was full (stderr too slow)",
+            logs::DroppedLines,
         );
         registry.register(
             "hookgate_unrecorded_deliveries",
