@@ -357,7 +357,8 @@ pub(super) async fn send(
 /// removed, `Content-Length` too (the gateway's server frames the body itself), and so
 /// is any `X-Hookgate-*` (the verdict is ours to give).
 fn answer_headers(upstream: &HeaderMap) -> HeaderMap {
-    let hop_by_hop = &dropped_names().always[..HOP_BY_HOP.len()];
+    let always = &dropped_names().always;
+    let hop_by_hop = always.get(..HOP_BY_HOP.len()).unwrap_or(always);
     let connection_named = connection_named(upstream);
     let mut out = HeaderMap::with_capacity(upstream.len());
     for (name, value) in upstream {
