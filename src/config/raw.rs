@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::spec::{
-    ClientAuth, ClientIpHeader, DeliveryMode, HmacAlgorithm, MissingKey, OrderTimeUnit, SchemaMode,
-    SigEncoding, StoreBackendName,
+    BodyFormat, ClientAuth, ClientIpHeader, DeliveryMode, HmacAlgorithm, MissingKey, OrderTimeUnit,
+    SchemaMode, SigEncoding, StoreBackendName,
 };
 
 /// The whole file.
@@ -181,6 +181,26 @@ pub(super) struct RawRoute {
     pub(super) public_url: Option<String>,
     /// Requests per second and burst, for the route or per client address.
     pub(super) rate_limit: Option<RawRateLimit>,
+    /// The answer for events the gateway acknowledges itself (async `accepted`,
+    /// `duplicate`, `stale`, a file sink's `forwarded`), for senders that check it.
+    pub(super) respond: Option<RawRespond>,
+    /// How the body is read: `json` (one document, the default), `ndjson` (one document
+    /// per line) or `auto` (one document, else NDJSON when every line parses).
+    pub(super) body: Option<BodyFormat>,
+    /// Each batch element (array item or NDJSON line) is its own event (default false).
+    pub(super) split: Option<bool>,
+}
+
+/// `respond = { status = 200, body = '{"ok":true}', content_type = "application/json" }`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRespond {
+    /// A 2xx status (default 200).
+    pub(super) status: Option<u16>,
+    /// The body, sent as written (default empty).
+    pub(super) body: Option<String>,
+    /// `Content-Type` of the body (default `application/json` when a body is given).
+    pub(super) content_type: Option<String>,
 }
 
 /// `retry = { max_attempts = 15, initial = "1s", max_delay = "10m", max_age = "72h" }`.

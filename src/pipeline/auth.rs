@@ -154,6 +154,14 @@ impl Auth {
         }
     }
 
+    /// The configured secret that verifies `req` (see [`Verifier::matching_secret`]).
+    pub fn matching_secret(&self, req: &SignedRequest<'_>) -> Option<&Secret> {
+        match self {
+            Auth::Signature(v) => v.matching_secret(req),
+            _ => None,
+        }
+    }
+
     /// Headers holding credentials this check consumed; they are not forwarded.
     pub fn consumed_headers(&self) -> Vec<HeaderName> {
         match self {

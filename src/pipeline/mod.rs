@@ -22,8 +22,10 @@ pub mod decide;
 pub mod dispatch;
 pub mod events;
 pub mod extract;
+pub mod handshake;
 pub mod json;
 pub mod ratelimit;
+pub mod respond;
 pub mod route;
 pub mod signature;
 pub mod verify;
@@ -193,19 +195,38 @@ async fn phases(
         }
     };
     let verified = verify::read_verified(gw, &admitted, body, started).await?;
+    // A provider handshake is verified like an event, then answered, never forwarded.
+    let signed = signature::SignedRequest {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        body: &verified.bytes,
+        now: std::time::SystemTime::now(),
+    };
+    if let Some(response) =
+        handshake::answer(&admitted.route, &signed, gw.settings.server.max_json_depth)?
+    {
+        return Ok((Verdict::Handshake, response));
+    }
     let event = events::one(verified, gw.settings.server.max_json_depth)?;
     let keys = decide::keys(gw, &admitted.route, &parts.headers, &event)?;
     trace.event_id.clone_from(&keys.event_id);
     match decide::decide(gw, &admitted.route, &keys).await? {
         Decision::Acknowledge(ack) => {
             let answer = ack.answer(trace.route.clone(), trace.event_id.clone());
-            Ok((answer.verdict, answer.into_response()))
+            let verdict = answer.verdict;
+            Ok((
+                verdict,
+                respond::answer(admitted.route.respond.as_ref(), answer),
+            ))
         }
         Decision::Deliver(reservation)
             if admitted.route.delivery == crate::config::spec::DeliveryMode::Async =>
         {
-            let (response, id) =
+            let (mut response, id) =
                 dispatch::accept(gw, &admitted, &event, &keys, reservation).await?;
+            if let Some(r) = &admitted.route.respond {
+                response = respond::custom(r, Verdict::Accepted);
+            }
             trace.event_id = Some(id);
             Ok((Verdict::Accepted, response))
         }
