@@ -17,6 +17,7 @@
 pub mod admit;
 pub mod allowlist;
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod decide;
 pub mod dispatch;
@@ -207,8 +208,43 @@ async fn phases(
     {
         return Ok((Verdict::Handshake, response));
     }
-    let event = events::one(verified, gw.settings.server.max_json_depth)?;
-    let keys = decide::keys(gw, &admitted.route, &parts.headers, &event)?;
+    let route = &admitted.route;
+    match events::read(
+        verified,
+        route.body,
+        route.takes_batches(),
+        gw.settings.server.max_json_depth,
+    )? {
+        events::Events::One(event) => {
+            let keys = decide::keys(gw, route, &parts.headers, &event)?;
+            deliver_one(gw, deliveries, &admitted, event, keys, trace).await
+        }
+        events::Events::Batch(batch) => {
+            let keys = decide::batch_keys(gw, route, &parts.headers, &batch.elements)?;
+            if route.split {
+                return batch::deliver_each(gw, deliveries, &admitted, batch.elements, keys).await;
+            }
+            // Forwarded whole: its keys are a header or the whole body's hash.
+            let event = events::Event {
+                bytes: batch.bytes,
+                document: serde_json::Value::Null,
+            };
+            let keys = decide::keys_unchecked(route, &parts.headers, &event)?;
+            deliver_one(gw, deliveries, &admitted, event, keys, trace).await
+        }
+    }
+}
+
+/// Phases 4 and 5 for one event whose schema was checked and keys extracted: the store's
+/// verdict, then an acknowledgement, an accept into the outbox, or a sync delivery.
+async fn deliver_one(
+    gw: &Arc<Gateway>,
+    deliveries: &TaskTracker,
+    admitted: &admit::Admitted<'_>,
+    event: events::Event,
+    keys: extract::Extracted,
+    trace: &mut Trace,
+) -> Result<(Verdict, Response), GatewayError> {
     trace.event_id.clone_from(&keys.event_id);
     match decide::decide(gw, &admitted.route, &keys).await? {
         Decision::Acknowledge(ack) => {
@@ -223,7 +259,7 @@ async fn phases(
             if admitted.route.delivery == crate::config::spec::DeliveryMode::Async =>
         {
             let (mut response, id) =
-                dispatch::accept(gw, &admitted, &event, &keys, reservation).await?;
+                dispatch::accept(gw, admitted, &event, &keys, reservation).await?;
             if let Some(r) = &admitted.route.respond {
                 response = respond::custom(r, Verdict::Accepted);
             }
@@ -233,7 +269,7 @@ async fn phases(
         Decision::Deliver(reservation) => {
             let event_id = trace.event_id.clone();
             let response =
-                dispatch::sync(gw, deliveries, &admitted, event, event_id, reservation).await?;
+                dispatch::sync(gw, deliveries, admitted, event, event_id, reservation).await?;
             Ok((Verdict::Forwarded, response))
         }
     }

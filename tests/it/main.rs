@@ -5,6 +5,7 @@
 mod allowlist;
 mod async_delivery;
 mod auth;
+mod batch;
 mod body;
 mod cli;
 mod conformance;
