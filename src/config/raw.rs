@@ -267,6 +267,19 @@ pub(super) enum RawAuth {
         /// Keys (secret values, used as bytes); any may match.
         secrets: Vec<String>,
     },
+    /// `Authorization: Bearer <JWT>` checked against a JWKS.
+    Jwt {
+        /// `file:PATH` or `https://...`.
+        jwks: String,
+        /// Accepted `iss` values.
+        issuer: Option<Vec<String>>,
+        /// Accepted `aud` values.
+        audience: Option<Vec<String>>,
+        /// Accepted `alg` values (default RS256, ES256, EdDSA).
+        algorithms: Option<Vec<String>>,
+        /// Clock skew allowed on `exp`/`nbf` (default `60s`).
+        leeway: Option<String>,
+    },
     /// A preset's signature scheme (`standard-webhooks`, `github`, `stripe`, `slack`,
     /// `shopify`, `twilio`, ...; `hookgate presets` lists them).
     Scheme {
@@ -317,9 +330,18 @@ enum BuiltInAuth {
         prefix: Option<String>,
         secrets: Vec<String>,
     },
+    Jwt {
+        jwks: String,
+        #[serde(default, deserialize_with = "string_or_list")]
+        issuer: Option<Vec<String>>,
+        #[serde(default, deserialize_with = "string_or_list")]
+        audience: Option<Vec<String>>,
+        algorithms: Option<Vec<String>>,
+        leeway: Option<String>,
+    },
 }
 
-const BUILT_IN_AUTH: [&str; 5] = ["none", "bearer", "basic", "header", "hmac"];
+const BUILT_IN_AUTH: [&str; 6] = ["none", "bearer", "basic", "header", "hmac", "jwt"];
 
 impl<'de> Deserialize<'de> for RawAuth {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -352,6 +374,19 @@ impl<'de> Deserialize<'de> for RawAuth {
                     encoding,
                     prefix,
                     secrets,
+                },
+                BuiltInAuth::Jwt {
+                    jwks,
+                    issuer,
+                    audience,
+                    algorithms,
+                    leeway,
+                } => RawAuth::Jwt {
+                    jwks,
+                    issuer,
+                    audience,
+                    algorithms,
+                    leeway,
                 },
             });
         }

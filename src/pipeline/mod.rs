@@ -25,6 +25,7 @@ pub mod events;
 pub mod extract;
 pub mod handshake;
 pub mod json;
+pub mod jwt;
 pub mod ratelimit;
 pub mod respond;
 pub mod route;

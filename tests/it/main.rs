@@ -12,6 +12,7 @@ mod conformance;
 mod dedup;
 mod delivery;
 mod handshake;
+mod jwt;
 mod operability;
 mod oracle;
 mod ordering;
