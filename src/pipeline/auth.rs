@@ -124,11 +124,13 @@ impl Auth {
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(encoded)
                     .map_err(|_| AuthError::Malformed("Authorization".into()))?;
+                let malformed = || AuthError::Malformed("Authorization".into());
                 let colon = decoded
                     .iter()
                     .position(|&b| b == b':')
-                    .ok_or_else(|| AuthError::Malformed("Authorization".into()))?;
-                let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
+                    .ok_or_else(malformed)?;
+                let (user, rest) = decoded.split_at_checked(colon).ok_or_else(malformed)?;
+                let password = rest.get(1..).ok_or_else(malformed)?;
                 let mut ok = false;
                 for (u, p) in users {
                     // `&` not `&&`: both comparisons run for every entry.

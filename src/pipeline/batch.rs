@@ -53,7 +53,7 @@ pub async fn deliver_each(
         parts: &parts,
     };
     let mut outcomes = Vec::with_capacity(total);
-    let mut failure: Option<(StatusCode, Verdict, Vec<(http::HeaderName, HeaderValue)>)> = None;
+    let mut failure: Option<Failure> = None;
     for (index, (event, keys)) in elements.into_iter().zip(keys).enumerate() {
         let mut trace = Trace::default();
         match super::deliver_one(gw, deliveries, &element, event, keys, &mut trace).await {
@@ -66,7 +66,11 @@ pub async fn deliver_each(
                     "event_id": trace.event_id,
                 }));
                 if verdict == Verdict::Forwarded && !status.is_success() {
-                    failure = Some((status, verdict, Vec::new()));
+                    failure = Some(Failure {
+                        status,
+                        verdict,
+                        headers: Vec::new(),
+                    });
                     break;
                 }
             }
@@ -80,14 +84,18 @@ pub async fn deliver_each(
                     "event_id": trace.event_id,
                     "detail": answer.detail,
                 }));
-                failure = Some((answer.status, answer.verdict, answer.headers));
+                failure = Some(Failure {
+                    status: answer.status,
+                    verdict: answer.verdict,
+                    headers: answer.headers,
+                });
                 break;
             }
         }
     }
     let attempted = outcomes.len();
     let verdict = match &failure {
-        Some((_, verdict, _)) => *verdict,
+        Some(f) => f.verdict,
         None => overall(&outcomes),
     };
     let mut answer = Answer::new(verdict, Some(Arc::clone(&route.name)), None);
@@ -96,13 +104,21 @@ pub async fn deliver_each(
         "not_attempted": total - attempted,
     });
     match failure {
-        Some((status, _, headers)) => {
-            answer.status = status;
-            answer.headers = headers;
+        Some(f) => {
+            answer.status = f.status;
+            answer.headers = f.headers;
             Ok((verdict, answer.into_response()))
         }
         None => Ok((verdict, respond::answer(route.respond.as_ref(), answer))),
     }
+}
+
+/// The element that stopped a batch: its answer's status, verdict and extra headers
+/// (`Retry-After`), which answer the batch.
+struct Failure {
+    status: StatusCode,
+    verdict: Verdict,
+    headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 /// The verdict of a batch all of whose elements are done.
