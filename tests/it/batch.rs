@@ -297,3 +297,67 @@ fn batch_keys_are_checked_at_start_up() {
         .to_string();
     assert!(e.contains("jsonl"), "{e}");
 }
+
+/// FACTS.md §2.1/§2.5: the `wallarm-ndjson` preset reads Wallarm's NDJSON format (and its
+/// JSON-array test messages), validating every notification on its own.
+#[tokio::test]
+async fn wallarm_ndjson_preset_validates_each_notification() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&format!(
+        r#"
+[store]
+backend = "memory"
+[[route]]
+name = "wallarm"
+path = "/hooks/wallarm"
+preset = "wallarm-ndjson"
+allow_ips = ["127.0.0.1"]
+upstream = "{}"
+"#,
+        up.url("/in")
+    ))
+    .await;
+    let notification = |cloud: &str| {
+        format!(
+            r#"{{"summary":"[Wallarm] Trigger: New IP address was denylisted","description":"Notification type: ip_blocked\n","details":{{"client_name":"TestCompany","cloud":"{cloud}","notification_type":"ip_blocked","trigger_name":"Notification about denylisted IP","application":"Application #8","reason":"Produces many attacks","expire_at":"2021-06-10 02:27:15 +0300","ip":"1.1.1.1"}}}}"#
+        )
+    };
+    let send = |body: String| {
+        client()
+            .post(gw.url("/hooks/wallarm"))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+    };
+    let ndjson = format!("{}\n{}\n", notification("EU"), notification("US"));
+    let r = send(ndjson.clone()).await.expect("send");
+    assert_eq!(
+        (r.status().as_u16(), verdict(&r)),
+        (200, "forwarded".into())
+    );
+    assert_eq!(up.next().await.body, ndjson.as_bytes());
+    // Test notifications come as a JSON array whatever the format.
+    let array = format!("[{}]", notification("EU"));
+    let r = send(array.clone()).await.expect("send");
+    assert_eq!(
+        (r.status().as_u16(), verdict(&r)),
+        (200, "forwarded".into())
+    );
+    assert_eq!(up.next().await.body, array.as_bytes());
+    // An unknown cloud on the second line: 422 naming element 1.
+    let bad = format!("{}\n{}\n", notification("EU"), notification("MARS"));
+    let r = send(bad).await.expect("send");
+    assert_eq!(
+        (r.status().as_u16(), verdict(&r)),
+        (422, "invalid_schema".into())
+    );
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert!(
+        v["detail"][0]["instance_path"]
+            .as_str()
+            .expect("path")
+            .starts_with("/1/details"),
+        "{v}"
+    );
+    up.assert_nothing().await;
+}
