@@ -29,6 +29,41 @@ fn ed25519(seed: u8, kid: &str) -> (EncodingKey, serde_json::Value) {
     (EncodingKey::from_ed_der(&der), jwk)
 }
 
+/// A 2048-bit RSA test key (PKCS#1 DER, base64), made once with `openssl genrsa`: RSA key
+/// generation in a debug build takes too long to run in every test. Used for nothing else.
+const RSA_TEST_KEY_DER: &str = concat!(
+    "MIIEowIBAAKCAQEAu4+695aS1ccKpnlYnZ4artTAekxsivInxXn84Zu0Nq6C3iBHUyBvIA8d429mGHSsWkxNqRBpwahsyDGd",
+    "2a/+maOGYFYVNC7g8R0BfjUb+ScCGsCSu3a3AncxXFHMZZSv/aXHtzQ9vbwMadgMuN24FDMh3IbOOvqfSLli9FxrULPYHGHc",
+    "W4/oGcjD77hc9MTGoJRRAQd3KI67fEyV+sgn32hVUzE7plsFq10t4ao6RNyV92C45nJyCMrWohTKfA5wMKjysgmLOzbYwKml",
+    "lHjiIji3hl//DRW5Fcy2T1aOVk9rRo4DDc94tiPCbFuXzqEDO031g8SMRmBpssqdrWvIjwIDAQABAoIBAAt4M9KG2VLVMH3l",
+    "fechk+Vs6nW5P67UWjhn44KS7OCmTJVqVubPXQMkpzi+4q/DKitHJfRUE7AYyMkKE7OMF9X+Ei42qfjZu5mObCsqF0Dl1WnB",
+    "PxfTe0fvrLlqc/vZZFTcjlS/xgHrC5i2zboS5Xowdf5HGqfUy3rqyrX4S/tr8TODywsydbkHj/gRgHUabcx4raViU5t69c81",
+    "m3EuAQcsYBdiCXLIfSeue5MqvTa4AeXDphMRpfDuY0Nh9PT/0npptogwTUhksBv8zmup2P1hzvkO3NOsy8O3zR3CSXbRR96G",
+    "Bodz/O51VeyAbMJyYpFi0IqjgyiR4luwyS/bK+0CgYEA4cTmLNnzvswbafTuZuQVwPW6hfkZ7b2nKrtZWjNyliO7BzFmM81M",
+    "LJ16/PnigDflaXpjs7okBqlp7DZ6YHr5UGjR81KgtejnaNDSljoyZxIl1Rmlx8I/qGhSqdi+HaIgn1uJMc5BUxKW5NXnxIjy",
+    "ysTiLQfEQJk2ARY/NNGfAG0CgYEA1K0d0C0JDjhIWyFWKG9zBjGjpiayLAIonaHt1KlL+8JZaXgNVBfYS6UbFdkb+JzXThDt",
+    "Plf3Y79uFJSr+PYYjoaA1+lZ0bkHJT9uzaf2DZtgiGbeyfVQZAYW6of2d9CjctWhiLPZOYR4YvPTBMf++saSkiCR80Xx/s1R",
+    "4t6+J2sCgYEAwhb43nQc5NkpdCS500CgJvvZd5WYIddaYBUiEraJ+uMKxXtFZqFGrFBSTCsy+pGTKuOp1PfgQs3gHs8S0+DE",
+    "dsk2PR26xchNMMHdWIL9k7h5R8M9zwaCnW/aKOQJRQZ9TyJtRqEPbbBcgqwWDNLDD2jFHHtBz1snnzWV7v2K2N0CgYA+/pga",
+    "FXzdLWahN5qhl4FmkEV87XFQ/8KwDkq39v1+sO5zAxBPnFCA94KyUgCq/yn3AaSEFuI8NXORvQfDUoGrlcOMMJ5eNIQdUFCt",
+    "sdZ76U4KmQ3cnEEXn4YiKeujSbVgSk7ygvMQymAuTzJt9B9egHrhtawFdu5bHs3meTuxyQKBgCq/jHjVWS+mINycFaVAPrYw",
+    "KVwuVtL0hLHrIbvM2gWTd2wSAPMJ8uhaworJ6a672JTq9jHrdhQV4EfXJvScOh104PKXlh9E3t8WusYZdx4deg2Qh1suS2rE",
+    "yAe4SkvTJmOLgde03/s6MLpc5JPKzIeWxaO5TRMBKmhix9y3IF87",
+);
+/// Its modulus, base64url (the JWK `n`; `e` is 65537).
+const RSA_TEST_KEY_N: &str = "u4-695aS1ccKpnlYnZ4artTAekxsivInxXn84Zu0Nq6C3iBHUyBvIA8d429mGHSsWkxNqRBpwahsyDGd2a_-maOGYFYVNC7g8R0BfjUb-ScCGsCSu3a3AncxXFHMZZSv_aXHtzQ9vbwMadgMuN24FDMh3IbOOvqfSLli9FxrULPYHGHcW4_oGcjD77hc9MTGoJRRAQd3KI67fEyV-sgn32hVUzE7plsFq10t4ao6RNyV92C45nJyCMrWohTKfA5wMKjysgmLOzbYwKmllHjiIji3hl__DRW5Fcy2T1aOVk9rRo4DDc94tiPCbFuXzqEDO031g8SMRmBpssqdrWvIjw";
+
+/// The RSA test key: its PKCS#1 DER (for signing) and its JWK.
+fn rsa(kid: &str) -> (EncodingKey, serde_json::Value) {
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(RSA_TEST_KEY_DER)
+        .expect("der");
+    let jwk = serde_json::json!({
+        "kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": RSA_TEST_KEY_N, "e": "AQAB"
+    });
+    (EncodingKey::from_rsa_der(&der), jwk)
+}
+
 /// A fresh P-256 key: its PKCS#8 DER (for signing) and its JWK.
 fn p256(kid: &str) -> (EncodingKey, serde_json::Value) {
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("keygen");
@@ -117,7 +152,8 @@ async fn status(s: &Setup, bearer: &str) -> (u16, String) {
 async fn valid_tokens_pass_and_bad_ones_are_401() {
     let (k1, jwk1) = ed25519(1, "k1");
     let (e1, jwke1) = p256("e1");
-    let s = setup(&[&jwk1, &jwke1]).await;
+    let (r1, jwkr1) = rsa("r1");
+    let s = setup(&[&jwk1, &jwke1, &jwkr1]).await;
     let ok = (200, "forwarded".to_owned());
     let refused = (401, "unauthorized".to_owned());
 
@@ -140,6 +176,15 @@ async fn valid_tokens_pass_and_bad_ones_are_401() {
     );
     assert_eq!(status(&s, &es).await, ok);
     s.up.next().await;
+    let rs = token(Algorithm::RS256, "r1", &r1, &claims("hookgate", 300));
+    assert_eq!(status(&s, &rs).await, ok);
+    s.up.next().await;
+    // RS512 is not among the route's (default) algorithms, even with a good key.
+    let rs512 = token(Algorithm::RS512, "r1", &r1, &claims("hookgate", 300));
+    assert_eq!(status(&s, &rs512).await, refused);
+    // An ES256 token naming the RSA key's kid: the key does not fit the algorithm.
+    let mixed = token(Algorithm::ES256, "r1", &e1, &claims("hookgate", 300));
+    assert_eq!(status(&s, &mixed).await, refused);
 
     // Expired (beyond the 5 s leeway), wrong audience, wrong issuer.
     let expired = token(Algorithm::EdDSA, "k1", &k1, &claims("hookgate", -60));
