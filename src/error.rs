@@ -70,6 +70,9 @@ pub enum GatewayError {
     /// The body is not acceptable JSON.
     #[error(transparent)]
     Json(#[from] JsonError),
+    /// A batch body is not acceptable (an element is not JSON, none, too many).
+    #[error(transparent)]
+    Batch(#[from] crate::pipeline::events::BatchError),
     /// The body violates the route's schema (at most 20 violations listed).
     #[error("body violates the schema ({} violations listed)", .0.len())]
     Schema(Vec<Violation>),
@@ -122,7 +125,7 @@ impl GatewayError {
             GatewayError::Body(BodyError::Read(_)) => Verdict::BadRequest,
             GatewayError::Protocol(_) => Verdict::BadRequest,
             GatewayError::UnsupportedEncoding(_) => Verdict::UnsupportedEncoding,
-            GatewayError::Json(_) => Verdict::InvalidJson,
+            GatewayError::Json(_) | GatewayError::Batch(_) => Verdict::InvalidJson,
             GatewayError::Delivery(_) => Verdict::UpstreamError,
             GatewayError::Internal(_) => Verdict::Internal,
             GatewayError::InFlight => Verdict::InFlight,
@@ -154,6 +157,7 @@ impl GatewayError {
             | GatewayError::RateLimited(_)
             | GatewayError::Body(_)
             | GatewayError::Json(_)
+            | GatewayError::Batch(_)
             | GatewayError::Schema(_)
             | GatewayError::Extract(_)
             | GatewayError::InFlight
@@ -200,6 +204,7 @@ impl GatewayError {
             // Size, deadline or a cut-short read: the sender's own doing, nothing secret.
             GatewayError::Body(e) => json!(e.to_string()),
             GatewayError::Json(e) => json!(e.to_string()),
+            GatewayError::Batch(e) => json!(e.to_string()),
             GatewayError::UnsupportedEncoding(_) => json!(self.to_string()),
             GatewayError::Delivery(e) => match e {
                 DeliveryError::Timeout(_) => {

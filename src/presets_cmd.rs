@@ -40,6 +40,7 @@ fn fills(p: &Preset) -> Vec<String> {
             .map(|a| format!("{} addresses", a.len())),
     );
     add("methods", p.methods.as_ref().map(|m| m.join(",")));
+    add("body", p.body.map(|b| b.as_str().to_owned()));
     keys
 }
 

@@ -43,6 +43,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ),
     ("nops", include_str!("../schemas/nops.json")),
     ("wallarm", include_str!("../schemas/wallarm.json")),
+    (
+        "wallarm-ndjson",
+        include_str!("../schemas/wallarm-ndjson.json"),
+    ),
 ];
 
 /// The `$id` prefix of the bundled schemas.

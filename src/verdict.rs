@@ -55,11 +55,13 @@ pub enum Verdict {
     UnsupportedEncoding,
     /// More than `max_in_flight` requests in flight (503).
     Overloaded,
+    /// A provider's endpoint handshake, verified and answered by the gateway (200).
+    Handshake,
 }
 
 impl Verdict {
     /// Every verdict, for metrics initialisation and exhaustive tests.
-    pub const ALL: [Verdict; 21] = [
+    pub const ALL: [Verdict; 22] = [
         Verdict::NoRoute,
         Verdict::MethodNotAllowed,
         Verdict::ForbiddenIp,
@@ -81,6 +83,7 @@ impl Verdict {
         Verdict::BadRequest,
         Verdict::UnsupportedEncoding,
         Verdict::Overloaded,
+        Verdict::Handshake,
     ];
 
     /// The stable name used in the header, the JSON body and metrics labels.
@@ -120,6 +123,7 @@ impl Verdict {
                 ("unsupported_encoding", StatusCode::UNSUPPORTED_MEDIA_TYPE)
             }
             Verdict::Overloaded => ("overloaded", StatusCode::SERVICE_UNAVAILABLE),
+            Verdict::Handshake => ("handshake", StatusCode::OK),
         }
     }
 }

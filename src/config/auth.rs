@@ -80,6 +80,13 @@ pub(super) fn compile(raw: RawAuth, public_url: Option<&str>) -> Result<Auth, Ke
             scheme: Some(scheme),
             keys,
         } => compile_scheme(&scheme, keys, public_url)?,
+        RawAuth::Jwt {
+            jwks,
+            issuer,
+            audience,
+            algorithms,
+            leeway,
+        } => compile_jwt(jwks, issuer, audience, algorithms, leeway)?,
         RawAuth::Scheme { scheme: None, .. } => {
             return Err((
                 ".type".into(),
@@ -107,6 +114,74 @@ pub(super) fn compile(raw: RawAuth, public_url: Option<&str>) -> Result<Auth, Ke
             Auth::Header(checks)
         }
     })
+}
+
+/// Longest `leeway` accepted: more is not clock skew.
+const MAX_JWT_LEEWAY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `auth = { type = "jwt", ... }`: the spec, and the verifier with a `file:` JWKS read.
+fn compile_jwt(
+    jwks: String,
+    issuer: Option<Vec<String>>,
+    audience: Option<Vec<String>>,
+    algorithms: Option<Vec<String>>,
+    leeway: Option<String>,
+) -> Result<Auth, KeyError> {
+    use crate::pipeline::jwt::{self, JwksSource, JwtSpec, JwtVerifier};
+    let source = if let Some(path) = jwks.strip_prefix("file:") {
+        JwksSource::File(secret_source::resolve_path(path))
+    } else if jwks.starts_with("https://") && jwks.len() > "https://".len() {
+        reqwest::Url::parse(&jwks).map_err(|e| (".jwks".to_owned(), format!("{jwks:?}: {e}")))?;
+        JwksSource::Https(jwks)
+    } else {
+        return Err((
+            ".jwks".into(),
+            format!("{jwks:?} must be \"file:PATH\" or an https:// URL"),
+        ));
+    };
+    let required = |key: &str, v: Option<Vec<String>>| match v {
+        Some(list) if !list.is_empty() && list.iter().all(|s| !s.is_empty()) => Ok(list),
+        _ => Err((
+            format!(".{key}"),
+            "required: list the accepted values (a token for another audience or issuer \
+             must not pass)"
+                .to_owned(),
+        )),
+    };
+    let issuers = required("issuer", issuer)?;
+    let audiences = required("audience", audience)?;
+    let algorithms = match algorithms {
+        None => jwt::DEFAULT_ALGORITHMS.to_vec(),
+        Some(list) if list.is_empty() => {
+            return Err((".algorithms".into(), "must list at least one".into()));
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, a)| jwt::parse_algorithm(a).map_err(|e| (format!(".algorithms[{i}]"), e)))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let leeway = match leeway.as_deref() {
+        None => std::time::Duration::from_secs(60),
+        Some(text) => humantime::parse_duration(text).map_err(|e| {
+            (
+                ".leeway".to_owned(),
+                format!("{text:?} is not a duration ({e})"),
+            )
+        })?,
+    };
+    if leeway > MAX_JWT_LEEWAY {
+        return Err((".leeway".into(), "at most 10m".into()));
+    }
+    let verifier = JwtVerifier::new(JwtSpec {
+        source,
+        issuers,
+        audiences,
+        algorithms,
+        leeway,
+    })
+    .map_err(|e| (".jwks".to_owned(), e))?;
+    Ok(Auth::Jwt(verifier))
 }
 
 /// `auth = { type = "<preset>", ... }`: the preset's scheme, compiled with the route's keys.

@@ -220,6 +220,64 @@ pub struct Route {
     /// Accepted TLS client identities (SAN DNS/URI or CN); `None` means no certificate
     /// is required.
     pub client_subjects: Option<Vec<String>>,
+    /// The custom answer for events the gateway acknowledges itself.
+    pub respond: Option<super::spec::Respond>,
+    /// How the body is read.
+    pub body: super::spec::BodyFormat,
+    /// Each batch element is its own event.
+    pub split: bool,
+}
+
+impl Route {
+    /// Whether bodies are read as batches whose elements are validated one by one
+    /// (`body = "ndjson" | "auto"`, or `split = true`); the schema is then the
+    /// element's schema.
+    pub fn takes_batches(&self) -> bool {
+        self.split || self.body != super::spec::BodyFormat::Json
+    }
+}
+
+/// Largest `respond.body`: an acknowledgement, not a document.
+const MAX_RESPOND_BODY_BYTES: usize = 64 * 1024;
+
+/// Checks `respond`: a 2xx status, a body within bounds, a usable `Content-Type`.
+fn compile_respond(r: raw::RawRespond) -> Result<super::spec::Respond, KeyError> {
+    let status = r.status.unwrap_or(200);
+    if !(200..=299).contains(&status) {
+        return Err((
+            ".status".into(),
+            format!("{status} is not a 2xx status (the answer acknowledges an event)"),
+        ));
+    }
+    let status = http::StatusCode::from_u16(status)
+        .map_err(|_| (".status".to_owned(), format!("{status} is not a status")))?;
+    let body = r.body.unwrap_or_default();
+    if body.len() > MAX_RESPOND_BODY_BYTES {
+        return Err((
+            ".body".into(),
+            format!("longer than {MAX_RESPOND_BODY_BYTES} bytes"),
+        ));
+    }
+    if !body.is_empty()
+        && (status == http::StatusCode::NO_CONTENT || status == http::StatusCode::RESET_CONTENT)
+    {
+        return Err((".body".into(), format!("status {status} carries no body")));
+    }
+    let content_type = match (r.content_type, body.is_empty()) {
+        (Some(ct), _) => Some(http::HeaderValue::from_str(&ct).map_err(|_| {
+            (
+                ".content_type".to_owned(),
+                format!("{ct:?} is not a header value"),
+            )
+        })?),
+        (None, false) => Some(http::HeaderValue::from_static("application/json")),
+        (None, true) => None,
+    };
+    Ok(super::spec::Respond {
+        status,
+        body: bytes::Bytes::from(body),
+        content_type,
+    })
 }
 
 /// Headers that carry credentials whatever the route's auth: never an event id.
@@ -732,7 +790,20 @@ fn compile_route(
             })
         }
     };
+    let respond = r
+        .respond
+        .map(compile_respond)
+        .transpose()
+        .map_err(|(k, e)| (format!("{}{k}", key("respond")), e))?;
+    let body = r.body.unwrap_or_default();
+    let split = r.split.unwrap_or(false);
+    if split || body != super::spec::BodyFormat::Json {
+        batch_keys(&dedup, order.as_ref(), split, &key)?;
+    }
     Ok(Route {
+        respond,
+        body,
+        split,
         consumed_headers: auth.consumed_headers(),
         schema,
         schema_mode: r.schema_mode.unwrap_or_default(),
@@ -757,6 +828,42 @@ fn compile_route(
         max_pending,
         client_subjects: r.client_subjects,
     })
+}
+
+/// A batch forwarded whole (no `split`) is one event without one document: its keys
+/// can come from a header or the body's hash, not from a pointer into an element.
+fn batch_keys(
+    dedup: &Option<DedupKey>,
+    order: Option<&OrderSpec>,
+    split: bool,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), KeyError> {
+    if split {
+        if matches!(dedup, Some(DedupKey::Header(_))) {
+            return Err((
+                key("dedup_key"),
+                "with split = true every element needs its own id: a header is shared by \
+                 the whole batch (use a JSON pointer or \"body-sha256\", the element's hash)"
+                    .into(),
+            ));
+        }
+        return Ok(());
+    }
+    if matches!(dedup, Some(DedupKey::Pointer(_))) {
+        return Err((
+            key("dedup_key"),
+            "a JSON pointer needs split = true on a batch route (body = \"ndjson\" or \"auto\"); \
+             without split use \"header:NAME\" or \"body-sha256\""
+                .into(),
+        ));
+    }
+    if order.is_some() {
+        return Err((
+            key("order_key"),
+            "ordering needs split = true on a batch route (body = \"ndjson\" or \"auto\")".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Default `concurrency`: enough to keep a slow upstream busy, few enough that a

@@ -24,6 +24,7 @@ pub(super) fn apply(route: &mut RawRoute) -> Result<(), String> {
     fill(&mut route.order_time, &preset.order_time);
     fill(&mut route.order_time_unit, &preset.order_time_unit);
     fill(&mut route.methods, &preset.methods);
+    fill(&mut route.body, &preset.body);
     // `auth = { secrets = [...] }` without `type`: the preset's own signature scheme.
     if let Some(RawAuth::Scheme {
         scheme: scheme @ None,

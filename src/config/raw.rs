@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::spec::{
-    ClientAuth, ClientIpHeader, DeliveryMode, HmacAlgorithm, MissingKey, OnUnavailable,
+    BodyFormat, ClientAuth, ClientIpHeader, DeliveryMode, HmacAlgorithm, MissingKey, OnUnavailable,
     OrderTimeUnit, SchemaMode, SigEncoding, StoreBackendName,
 };
 
@@ -189,6 +189,26 @@ pub(super) struct RawRoute {
     pub(super) public_url: Option<String>,
     /// Requests per second and burst, for the route or per client address.
     pub(super) rate_limit: Option<RawRateLimit>,
+    /// The answer for events the gateway acknowledges itself (async `accepted`,
+    /// `duplicate`, `stale`, a file sink's `forwarded`), for senders that check it.
+    pub(super) respond: Option<RawRespond>,
+    /// How the body is read: `json` (one document, the default), `ndjson` (one document
+    /// per line) or `auto` (one document, else NDJSON when every line parses).
+    pub(super) body: Option<BodyFormat>,
+    /// Each batch element (array item or NDJSON line) is its own event (default false).
+    pub(super) split: Option<bool>,
+}
+
+/// `respond = { status = 200, body = '{"ok":true}', content_type = "application/json" }`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRespond {
+    /// A 2xx status (default 200).
+    pub(super) status: Option<u16>,
+    /// The body, sent as written (default empty).
+    pub(super) body: Option<String>,
+    /// `Content-Type` of the body (default `application/json` when a body is given).
+    pub(super) content_type: Option<String>,
 }
 
 /// `retry = { max_attempts = 15, initial = "1s", max_delay = "10m", max_age = "72h" }`.
@@ -255,6 +275,19 @@ pub(super) enum RawAuth {
         /// Keys (secret values, used as bytes); any may match.
         secrets: Vec<String>,
     },
+    /// `Authorization: Bearer <JWT>` checked against a JWKS.
+    Jwt {
+        /// `file:PATH` or `https://...`.
+        jwks: String,
+        /// Accepted `iss` values.
+        issuer: Option<Vec<String>>,
+        /// Accepted `aud` values.
+        audience: Option<Vec<String>>,
+        /// Accepted `alg` values (default RS256, ES256, EdDSA).
+        algorithms: Option<Vec<String>>,
+        /// Clock skew allowed on `exp`/`nbf` (default `60s`).
+        leeway: Option<String>,
+    },
     /// A preset's signature scheme (`standard-webhooks`, `github`, `stripe`, `slack`,
     /// `shopify`, `twilio`, ...; `hookgate presets` lists them).
     Scheme {
@@ -305,9 +338,18 @@ enum BuiltInAuth {
         prefix: Option<String>,
         secrets: Vec<String>,
     },
+    Jwt {
+        jwks: String,
+        #[serde(default, deserialize_with = "string_or_list")]
+        issuer: Option<Vec<String>>,
+        #[serde(default, deserialize_with = "string_or_list")]
+        audience: Option<Vec<String>>,
+        algorithms: Option<Vec<String>>,
+        leeway: Option<String>,
+    },
 }
 
-const BUILT_IN_AUTH: [&str; 5] = ["none", "bearer", "basic", "header", "hmac"];
+const BUILT_IN_AUTH: [&str; 6] = ["none", "bearer", "basic", "header", "hmac", "jwt"];
 
 impl<'de> Deserialize<'de> for RawAuth {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -340,6 +382,19 @@ impl<'de> Deserialize<'de> for RawAuth {
                     encoding,
                     prefix,
                     secrets,
+                },
+                BuiltInAuth::Jwt {
+                    jwks,
+                    issuer,
+                    audience,
+                    algorithms,
+                    leeway,
+                } => RawAuth::Jwt {
+                    jwks,
+                    issuer,
+                    audience,
+                    algorithms,
+                    leeway,
                 },
             });
         }

@@ -32,6 +32,15 @@ pub fn with_base_dir<T>(base_dir: Option<&Path>, f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// A path from the config, resolved against the config file's directory while a config
+/// compiles (see [`with_base_dir`]).
+pub fn resolve_path(path: &str) -> PathBuf {
+    BASE_DIR.with(|b| match &*b.borrow() {
+        Some(dir) if Path::new(path).is_relative() => dir.join(path),
+        _ => PathBuf::from(path),
+    })
+}
+
 /// Resolves one credential value as written in the config.
 ///
 /// `file:` values lose one trailing newline (`\n` or `\r\n`), since editors and

@@ -151,3 +151,41 @@ pub enum ClientAuth {
     /// The handshake fails without a verified certificate.
     Required,
 }
+
+/// How a route reads its body (`body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyFormat {
+    /// One JSON document.
+    #[default]
+    Json,
+    /// One JSON document per line (blank lines skipped): each line is a batch element.
+    Ndjson,
+    /// One JSON document (a top-level array is a batch of its elements), else NDJSON when
+    /// every line parses.
+    Auto,
+}
+
+impl BodyFormat {
+    /// The name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyFormat::Json => "json",
+            BodyFormat::Ndjson => "ndjson",
+            BodyFormat::Auto => "auto",
+        }
+    }
+}
+
+/// `respond`, checked: the answer the gateway gives instead of its JSON body when it
+/// acknowledges an event itself (async `accepted`, `duplicate`, `stale`, a file sink's
+/// `forwarded`, a whole batch done). The verdict header is still set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Respond {
+    /// A 2xx status.
+    pub status: http::StatusCode,
+    /// The body, as configured.
+    pub body: bytes::Bytes,
+    /// Its `Content-Type`, if any.
+    pub content_type: Option<http::HeaderValue>,
+}

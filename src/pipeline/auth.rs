@@ -29,6 +29,9 @@ pub enum AuthError {
     /// The presented credential matches none of the configured ones.
     #[error("credentials do not match")]
     NoMatch,
+    /// A JWT bearer token was refused (the fixed reason is logged, never the token).
+    #[error("token refused: {0}")]
+    InvalidToken(&'static str),
     /// The route lists `client_subjects` and no verified TLS client certificate names
     /// one of them.
     #[error("no verified client certificate with an accepted subject")]
@@ -48,6 +51,8 @@ pub enum Auth {
     Header(Vec<(HeaderName, Vec<Secret>)>),
     /// A signature over the raw body (checked after the body is read).
     Signature(Box<Verifier>),
+    /// `Authorization: Bearer <JWT>` verified against a JWKS.
+    Jwt(std::sync::Arc<super::jwt::JwtVerifier>),
     /// A preset whose sender puts the shared secret itself in a header (GitLab's
     /// `X-Gitlab-Token`): checked like `header`, before the body is read.
     Token {
@@ -68,6 +73,7 @@ impl Auth {
             Auth::Bearer(_) => "bearer",
             Auth::Basic(_) => "basic",
             Auth::Header(_) => "header",
+            Auth::Jwt(_) => "jwt",
             Auth::Signature(v) => v.type_name(),
             Auth::Token { scheme, .. } => scheme,
         }
@@ -114,6 +120,12 @@ impl Auth {
                 }
                 if ok { Ok(()) } else { Err(AuthError::NoMatch) }
             }
+            Auth::Jwt(verifier) => {
+                let value = single(headers, &AUTHORIZATION)?;
+                let token = strip_scheme(value, b"bearer")
+                    .ok_or_else(|| AuthError::Malformed("Authorization".into()))?;
+                verifier.verify(token)
+            }
             Auth::Token { header, tokens, .. } => {
                 let value = single(headers, header)?;
                 any_matches(tokens.iter(), value)
@@ -138,11 +150,19 @@ impl Auth {
         }
     }
 
+    /// The configured secret that verifies `req` (see [`Verifier::matching_secret`]).
+    pub fn matching_secret(&self, req: &SignedRequest<'_>) -> Option<&Secret> {
+        match self {
+            Auth::Signature(v) => v.matching_secret(req),
+            _ => None,
+        }
+    }
+
     /// Headers holding credentials this check consumed; they are not forwarded.
     pub fn consumed_headers(&self) -> Vec<HeaderName> {
         match self {
             Auth::None => Vec::new(),
-            Auth::Bearer(_) | Auth::Basic(_) => vec![AUTHORIZATION],
+            Auth::Bearer(_) | Auth::Basic(_) | Auth::Jwt(_) => vec![AUTHORIZATION],
             Auth::Header(checks) => checks.iter().map(|(n, _)| n.clone()).collect(),
             Auth::Signature(v) => v.consumed_headers(),
             Auth::Token { header, .. } => vec![header.clone()],

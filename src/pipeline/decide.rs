@@ -79,6 +79,63 @@ pub fn keys(
     Ok(route.keys.extract(headers, &event.bytes, &event.document)?)
 }
 
+/// Checks every element of a batch against the route's (element) schema and extracts
+/// each one's keys, before anything is delivered: one bad element refuses the whole
+/// batch with 422, every violation naming its element (`instance_path` starts with
+/// `/<index>`, as in the array the elements form).
+pub fn batch_keys(
+    gw: &Gateway,
+    route: &Route,
+    headers: &http::HeaderMap,
+    elements: &[Event],
+) -> Result<Vec<extract::Extracted>, GatewayError> {
+    let mut violations = Vec::new();
+    let mut keys = Vec::with_capacity(elements.len());
+    for (i, event) in elements.iter().enumerate() {
+        let found = match check_schema(gw, route, &event.document) {
+            Ok(()) => match route.keys.extract(headers, &event.bytes, &event.document) {
+                Ok(k) => {
+                    keys.push(k);
+                    continue;
+                }
+                Err(e) => vec![crate::schema::Violation {
+                    instance_path: e.location().to_owned(),
+                    keyword: e.key().to_owned(),
+                    message: e.to_string(),
+                }],
+            },
+            Err(GatewayError::Schema(found)) => found,
+            Err(other) => return Err(other),
+        };
+        for mut v in found {
+            if violations.len() == MAX_VIOLATIONS {
+                break;
+            }
+            // A header key (`header:NAME`) is not inside the element.
+            if v.instance_path.is_empty() || v.instance_path.starts_with('/') {
+                v.instance_path = format!("/{i}{}", v.instance_path);
+            }
+            v.message = format!("element {i}: {}", v.message);
+            violations.push(v);
+        }
+    }
+    if violations.is_empty() {
+        Ok(keys)
+    } else {
+        Err(GatewayError::Schema(violations))
+    }
+}
+
+/// Extracts `event`'s keys without a schema check (a batch forwarded whole, whose
+/// elements were checked one by one).
+pub fn keys_unchecked(
+    route: &Route,
+    headers: &http::HeaderMap,
+    event: &Event,
+) -> Result<extract::Extracted, GatewayError> {
+    Ok(route.keys.extract(headers, &event.bytes, &event.document)?)
+}
+
 /// Validates `document` against the route's schema: 422 in enforce mode, a counted and
 /// logged violation in monitor mode.
 fn check_schema(

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{HeaderMap, HeaderValue};
 use tokio_util::task::TaskTracker;
 
@@ -80,10 +80,11 @@ pub async fn sync(
         .await
         .map_err(|_| GatewayError::Internal("delivery task failed"))??;
     if matches!(route.upstream, Target::File(_)) {
-        return Ok(
-            Answer::new(Verdict::Forwarded, Some(Arc::clone(&route.name)), event_id)
-                .into_response(),
-        );
+        // The gateway answers for a file sink, so a custom answer applies.
+        return Ok(super::respond::answer(
+            route.respond.as_ref(),
+            Answer::new(Verdict::Forwarded, Some(Arc::clone(&route.name)), event_id),
+        ));
     }
     let mut response = Response::new(Body::from(delivered.body));
     *response.status_mut() = delivered.status;

@@ -17,13 +17,17 @@
 pub mod admit;
 pub mod allowlist;
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod decide;
 pub mod dispatch;
 pub mod events;
 pub mod extract;
+pub mod handshake;
 pub mod json;
+pub mod jwt;
 pub mod ratelimit;
+pub mod respond;
 pub mod route;
 pub mod signature;
 pub mod verify;
@@ -193,19 +197,73 @@ async fn phases(
         }
     };
     let verified = verify::read_verified(gw, &admitted, body, started).await?;
-    let event = events::one(verified, gw.settings.server.max_json_depth)?;
-    let keys = decide::keys(gw, &admitted.route, &parts.headers, &event)?;
+    // A provider handshake is verified like an event, then answered, never forwarded.
+    let signed = signature::SignedRequest {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        body: &verified.bytes,
+        now: std::time::SystemTime::now(),
+    };
+    if let Some(response) =
+        handshake::answer(&admitted.route, &signed, gw.settings.server.max_json_depth)?
+    {
+        return Ok((Verdict::Handshake, response));
+    }
+    let route = &admitted.route;
+    match events::read(
+        verified,
+        route.body,
+        route.takes_batches(),
+        gw.settings.server.max_json_depth,
+    )? {
+        events::Events::One(event) => {
+            let keys = decide::keys(gw, route, &parts.headers, &event)?;
+            deliver_one(gw, deliveries, &admitted, event, keys, trace).await
+        }
+        events::Events::Batch(batch) => {
+            let keys = decide::batch_keys(gw, route, &parts.headers, &batch.elements)?;
+            if route.split {
+                return batch::deliver_each(gw, deliveries, &admitted, batch.elements, keys).await;
+            }
+            // Forwarded whole: its keys are a header or the whole body's hash.
+            let event = events::Event {
+                bytes: batch.bytes,
+                document: serde_json::Value::Null,
+            };
+            let keys = decide::keys_unchecked(route, &parts.headers, &event)?;
+            deliver_one(gw, deliveries, &admitted, event, keys, trace).await
+        }
+    }
+}
+
+/// Phases 4 and 5 for one event whose schema was checked and keys extracted: the store's
+/// verdict, then an acknowledgement, an accept into the outbox, or a sync delivery.
+async fn deliver_one(
+    gw: &Arc<Gateway>,
+    deliveries: &TaskTracker,
+    admitted: &admit::Admitted<'_>,
+    event: events::Event,
+    keys: extract::Extracted,
+    trace: &mut Trace,
+) -> Result<(Verdict, Response), GatewayError> {
     trace.event_id.clone_from(&keys.event_id);
     match decide::decide(gw, &admitted.route, &keys).await? {
         Decision::Acknowledge(ack) => {
             let answer = ack.answer(trace.route.clone(), trace.event_id.clone());
-            Ok((answer.verdict, answer.into_response()))
+            let verdict = answer.verdict;
+            Ok((
+                verdict,
+                respond::answer(admitted.route.respond.as_ref(), answer),
+            ))
         }
         Decision::Deliver(reservation)
             if admitted.route.delivery == crate::config::spec::DeliveryMode::Async =>
         {
-            let (response, id) =
-                dispatch::accept(gw, &admitted, &event, &keys, reservation).await?;
+            let (mut response, id) =
+                dispatch::accept(gw, admitted, &event, &keys, reservation).await?;
+            if let Some(r) = &admitted.route.respond {
+                response = respond::custom(r, Verdict::Accepted);
+            }
             trace.event_id = Some(id);
             Ok((Verdict::Accepted, response))
         }
@@ -216,14 +274,14 @@ async fn phases(
                 None => dispatch::Settle::Nothing,
             };
             let response =
-                dispatch::sync(gw, deliveries, &admitted, event, event_id, settle).await?;
+                dispatch::sync(gw, deliveries, admitted, event, event_id, settle).await?;
             Ok((Verdict::Forwarded, response))
         }
         Decision::DeliverUnchecked => {
             let event_id = trace.event_id.clone();
             let settle = dispatch::Settle::Unrecorded;
             let response =
-                dispatch::sync(gw, deliveries, &admitted, event, event_id, settle).await?;
+                dispatch::sync(gw, deliveries, admitted, event, event_id, settle).await?;
             Ok((Verdict::Forwarded, response))
         }
     }

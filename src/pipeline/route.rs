@@ -62,6 +62,9 @@ pub fn build(
                         ))
                     })
             });
+            if let crate::pipeline::auth::Auth::Jwt(verifier) = &spec.auth {
+                verifier.start_refresh();
+            }
             let route = Route {
                 spec: Arc::clone(spec),
                 rate_limit,

@@ -1193,6 +1193,26 @@ impl Verifier {
         self.with_scheme(None, CompiledScheme::handshake)
     }
 
+    /// The first configured secret that verifies `req` on its own, for answers that
+    /// must be computed with the sender's current secret (Zoom's `encryptedToken`).
+    /// Only scheme verifiers (what the config builds) report one.
+    pub fn matching_secret(&self, req: &SignedRequest<'_>) -> Option<&Secret> {
+        let Verifier::Scheme(v) = self else {
+            return None;
+        };
+        v.secrets.iter().find(|secret| {
+            v.scheme
+                .verify(
+                    std::slice::from_ref(*secret),
+                    &[],
+                    v.tolerance,
+                    v.public_url.as_deref(),
+                    req,
+                )
+                .is_ok()
+        })
+    }
+
     /// Whether a header carrying the signature itself is present: a request with none
     /// is unsigned and can be refused before its body is read. A timestamp alone, or
     /// GitHub's legacy SHA-1 header (stripped but never trusted), is not enough. On

@@ -40,6 +40,8 @@ pub struct Preset {
     pub order_time_unit: Option<OrderTimeUnit>,
     /// Methods the sender uses.
     pub methods: Option<Vec<String>>,
+    /// How the sender's bodies are read (`ndjson`/`auto` for batch senders).
+    pub body: Option<crate::config::spec::BodyFormat>,
     /// For senders that do not sign: the credentials they can send, as documentation.
     pub credentials: Option<String>,
     /// For senders that sign: their signature scheme.
