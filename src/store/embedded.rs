@@ -511,7 +511,7 @@ fn write_batch(
             .iter()
             .filter_map(|j| j.commit.as_ref().map(|(r, e)| (r, *e)));
         for (r, expires_at) in commits.chain(accepts) {
-            if let Some(key) = r.lease.local().id_key.as_deref() {
+            if let Some(key) = r.local_id_key().map(String::as_str) {
                 let old = dedup.insert(key, expires_at)?.map(|v| v.value());
                 // A re-commit after expiry replaces the key's index entry.
                 if let Some(old) = old {
@@ -519,7 +519,8 @@ fn write_batch(
                 }
                 by_expiry.insert((expires_at, key), ())?;
             }
-            if let (Some(key), Some((_, time))) = (r.lease.local().entity_key.as_deref(), &r.order)
+            if let (Some(key), Some((_, time))) =
+                (r.local_entity_key().map(String::as_str), &r.order)
             {
                 let old = watermarks.get(key)?.map(|v| v.value());
                 if old.is_none_or(|old| time.0 > old) {

@@ -82,13 +82,13 @@ impl MemoryStore {
         }
         let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
         let mut data = self.data();
-        if let Some(key) = &r.lease.local().id_key {
+        if let Some(key) = r.local_id_key() {
             if let Some(old) = data.seen.insert(key.clone(), expires_at) {
                 data.by_expiry.remove(&(old, key.clone()));
             }
             data.by_expiry.insert((expires_at, key.clone()));
         }
-        if let (Some(key), Some((_, time))) = (&r.lease.local().entity_key, &r.order) {
+        if let (Some(key), Some((_, time))) = (r.local_entity_key(), &r.order) {
             let watermark = data.watermarks.entry(key.clone()).or_insert(*time);
             *watermark = (*watermark).max(*time);
         }
