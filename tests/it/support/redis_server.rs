@@ -34,36 +34,75 @@ impl RedisServer {
         s
     }
 
+    /// Starts the process and waits until it answers; if the port turned out to be
+    /// taken (another test's server answered), tries another port.
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--protected-mode", "no", "--daemonize", "no"])
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server from PATH ({e}); install it (.ci/run does)")
-            });
-        self.child = Some(child);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.ping() {
+        for _ in 0..20 {
+            let mut child = Command::new("redis-server")
+                .args(["--port", &self.port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--protected-mode", "no", "--daemonize", "no"])
+                .args(&self.extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start redis-server from PATH ({e}); install it (.ci/run does)")
+                });
+            if self.wait_ready(&mut child) {
+                self.child = Some(child);
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not answer PING",
-                self.port
-            );
+            let _ = child.kill();
+            let _ = child.wait();
+            self.port = free_port();
+        }
+        panic!("redis-server did not start on any port");
+    }
+
+    /// Whether the server answering on the port is `child` (not another test's).
+    fn wait_ready(&self, child: &mut Child) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false; // exited: the port was taken
+            }
+            if self.ping() {
+                return self.pid() == Some(child.id());
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The process id of the server on the port (`INFO server`), if it answers.
+    fn pid(&self) -> Option<u32> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        let auth = self
+            .extra
+            .iter()
+            .position(|a| a == "--requirepass")
+            .and_then(|i| self.extra.get(i + 1));
+        if let Some(pass) = auth {
+            s.write_all(format!("AUTH {pass}\r\n").as_bytes()).ok()?;
+        }
+        s.write_all(b"INFO server\r\n").ok()?;
+        let mut text = String::new();
+        let mut buf = [0u8; 8192];
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !text.contains("process_id:") || !text[text.find("process_id:")?..].contains('\n') {
+            let n = s.read(&mut buf).ok()?;
+            if n == 0 || Instant::now() > deadline {
+                return None;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let rest = &text[text.find("process_id:")? + "process_id:".len()..];
+        rest.lines().next()?.trim().parse().ok()
     }
 
     /// Whether it answers PING (with `-NOAUTH` counting as alive).
