@@ -16,6 +16,7 @@ mod ordering;
 mod providers;
 mod proxy_protocol;
 mod regression;
+mod replicas;
 mod robustness;
 mod routing;
 mod schema;
