@@ -395,7 +395,7 @@ async fn cli_async(
                     eprintln!("hookgate: the gateway at {base} cannot be reached: {e}");
                     return EXIT_UNREACHABLE;
                 }
-                eprintln!("hookgate: no gateway answers at {base}; using the store file directly");
+                eprintln!("hookgate: no gateway answers at {base}; using the store directly");
             }
         }
     }
@@ -403,11 +403,19 @@ async fn cli_async(
         eprintln!("hookgate: give --config or --admin");
         return EXIT_UNREACHABLE;
     };
-    if settings.store.backend != crate::config::spec::StoreBackendName::Embedded {
-        eprintln!("hookgate: the gateway is not reachable and its store is not a file");
-        return EXIT_UNREACHABLE;
-    }
-    let store = match Store::open_embedded(&settings.store.path) {
+    // The embedded file (of a stopped gateway), or Redis, which every replica shares
+    // and which the CLI may use while gateways run.
+    let store = match settings.store.backend {
+        crate::config::spec::StoreBackendName::Embedded => {
+            Store::open_embedded(&settings.store.path)
+        }
+        crate::config::spec::StoreBackendName::Redis => crate::open_store(&settings.store),
+        crate::config::spec::StoreBackendName::Memory => {
+            eprintln!("hookgate: the gateway is not reachable and its store is not a file");
+            return EXIT_UNREACHABLE;
+        }
+    };
+    let store = match store {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hookgate: cannot open the store: {e}");

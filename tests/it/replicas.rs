@@ -25,6 +25,7 @@ fn free_port() -> u16 {
 struct Replica {
     child: Option<std::process::Child>,
     port: u16,
+    config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -48,6 +49,7 @@ impl Replica {
         let r = Replica {
             child: Some(child),
             port,
+            config: file,
             _dir: dir,
         };
         r.wait_ready(Duration::from_secs(10)).await;
@@ -338,4 +340,113 @@ async fn redis_restarted_empty_is_survived_without_restarting_the_gateways() {
     ];
     ids.sort();
     assert_eq!(ids, ["a2", "s2"]);
+}
+
+/// The dead-letter CLI works on Redis directly (no admin listener configured): it lists
+/// a dead letter while the replicas run, and a replay is delivered by them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_cli_works_on_redis() {
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    up.set_status(500);
+    let routes = ASYNC_ROUTE
+        .replace("UPSTREAM", &up.url("/in"))
+        .replace("max_attempts = 50", "max_attempts = 1");
+    let a = Replica::start(&redis.url(), &routes).await;
+    let t = 1_712_000_000_000i64;
+    assert_eq!(
+        send(&a.url("/hooks/async"), &event("d1", "inc-1", t))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(id_of(&up.next().await), "d1");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .args(["--config", a.config.to_str().expect("utf8")])
+            .output()
+            .expect("run hookgate");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // The dead-lettering is written just after the failed attempt: poll for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, out) = cli(&["dead-letters", "list"]);
+        assert_eq!(code, 0, "{out}");
+        if out.contains("\"d1\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, out) = cli(&["outbox"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"dead_letters\":1"), "{out}");
+    up.set_status(200);
+    let (code, out) = cli(&["dead-letters", "replay", "--id", "d1"]);
+    assert_eq!((code, out.trim()), (0, r#"{"replayed":1}"#));
+    let got = up
+        .next_within(Duration::from_secs(10))
+        .await
+        .expect("replayed");
+    assert_eq!(id_of(&got), "d1");
+}
+
+/// `hookgate check` and `hookgate serve` say which of url / password / host is wrong,
+/// never showing the password.
+#[test]
+fn check_and_start_up_say_what_is_wrong_with_redis() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = |cmd: &str, url: &str| {
+        let file = dir.path().join("hookgate.toml");
+        let port = free_port();
+        std::fs::write(
+            &file,
+            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nbackend = \"redis\"\nurl = \"{url}\"\nconnect_timeout = \"500ms\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:9/\"\n"),
+        )
+        .expect("config");
+        let out = std::process::Command::new(BIN)
+            .args([cmd, "--config", file.to_str().expect("utf8")])
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("run hookgate");
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let port = redis.port();
+    for cmd in ["check", "serve"] {
+        let (code, out) = run(cmd, &format!("redis://:wrong-pw@127.0.0.1:{port}/0"));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("wrong user or password"), "{out}");
+        assert!(!out.contains("wrong-pw"), "password shown: {out}");
+        let (code, out) = run(cmd, "redis://127.0.0.1:1/0");
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("unreachable"), "{out}");
+        let (code, out) = run(cmd, "http://127.0.0.1:6379");
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("store.url") && out.contains("not a Redis URL"),
+            "{out}"
+        );
+        let (code, out) = run(cmd, "rediss://127.0.0.1:6379");
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("TLS"), "{out}");
+    }
+    let (code, out) = run("check", &format!("redis://:s3cret@127.0.0.1:{port}/0"));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("store redis at redis://:***@127.0.0.1"),
+        "{out}"
+    );
 }
