@@ -11,7 +11,7 @@
 //! letters and whatever a previous run left behind.
 //!
 //! On a store shared by replicas (Redis) every replica runs the worker, but only the
-//! holder of the route's lease delivers (renewed every [`WORKER_RENEW`]); the others
+//! holder of the route's lease delivers (renewed every 2 s); the others
 //! wait to take over. A worker that takes the lease, or loses it, drops its window and
 //! starts again from the outbox's head, so per-entity order holds across a takeover.
 

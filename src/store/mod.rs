@@ -50,10 +50,11 @@
 //! * **Watermarks are kept forever**, one per (route, entity) ever committed.
 //!   TODO(store): bound them (an LRU or an age limit per route) once real
 //!   entity cardinalities are known.
-//! * **In-flight state is process-local memory** for every backend, behind a
-//!   std `Mutex` that is never held across an `.await`. It is deliberately not
-//!   durable: after a crash, a reservation that never committed must not
-//!   block the sender's retry.
+//! * **In-flight state is process-local memory** for the local backends (memory,
+//!   embedded), behind a std `Mutex` that is never held across an `.await`. It is
+//!   deliberately not durable: after a crash, a reservation that never committed
+//!   must not block the sender's retry. The Redis backend, shared by replicas, holds
+//!   it in Redis as leases that expire by themselves, for the same reason.
 //! * **Errors** ([`StoreError`]) mean the store could not decide or could not
 //!   persist; the gateway answers 503 and the sender retries.
 //!
@@ -68,6 +69,8 @@
 //!   backend, and the in-flight ledger shared by all backends.
 //! * `memory.rs`: everything in process memory; lost on restart.
 //! * `embedded.rs`: redb file `hookgate.redb`, group-committed by one writer thread.
+//! * `redis/`: a Redis shared by several replicas; one Lua script per step (its module
+//!   doc lists every key).
 //! * `conformance.rs`: the one test suite every backend must pass.
 
 use std::fmt;

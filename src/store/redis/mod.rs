@@ -81,8 +81,10 @@ use super::{Clock, EventTime, Lease, Reservation, ReserveOutcome, ReserveRequest
 
 pub(super) mod outbox;
 
+#[cfg(doc)]
+use outbox::WORKER_LEASE;
+pub(crate) use outbox::WORKER_RENEW;
 pub use outbox::WorkerLease;
-pub(crate) use outbox::{WORKER_LEASE, WORKER_RENEW};
 
 /// What a Redis store is opened with.
 #[derive(Debug, Clone)]

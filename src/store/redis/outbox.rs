@@ -109,7 +109,7 @@ fn worker_script() -> &'static Script {
     S.get_or_init(|| Script::new(WORKER))
 }
 
-/// What a worker holds after [`RedisStore::worker_lease`].
+/// What a worker holds after [`Store::worker_lease`](crate::store::Store::worker_lease).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerLease {
     /// Still ours (renewed).

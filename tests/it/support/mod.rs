@@ -43,7 +43,7 @@ pub struct Backend {
     pub toml: String,
     _dir: Option<tempfile::TempDir>,
     /// The Redis server of the redis backend (stopped when the test ends).
-    pub redis: Option<redis_server::RedisServer>,
+    _redis: Option<redis_server::RedisServer>,
 }
 
 impl Backend {
@@ -52,7 +52,7 @@ impl Backend {
         Backend {
             toml: "backend = \"memory\"".into(),
             _dir: None,
-            redis: None,
+            _redis: None,
         }
     }
 
@@ -65,7 +65,7 @@ impl Backend {
                 dir.path().display()
             ),
             _dir: Some(dir),
-            redis: None,
+            _redis: None,
         }
     }
 
@@ -75,7 +75,7 @@ impl Backend {
         Backend {
             toml: format!("backend = \"redis\"\nurl = \"{}\"", server.url()),
             _dir: None,
-            redis: Some(server),
+            _redis: Some(server),
         }
     }
 }

@@ -144,6 +144,7 @@ impl RedisServer {
     }
 
     /// Sends one inline command and returns the first line of the answer.
+    #[allow(dead_code)] // used by the library's store tests
     pub fn command(&self, cmd: &str) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
         s.set_read_timeout(Some(Duration::from_secs(2))).ok();
