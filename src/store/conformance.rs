@@ -1108,3 +1108,42 @@ fn store_and_futures_are_send() {
     send_sync(&r);
     send(&store.commit(r));
 }
+
+/// `wait_replicas`: a commit waits for that many Redis replicas (`WAIT`); with fewer
+/// connected it fails (the caller answers 503 and the sender retries).
+#[tokio::test]
+async fn redis_wait_replicas() {
+    let primary = RedisServer::start();
+    let port = primary.port().to_string();
+    let _replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !primary.command("INFO replication").contains("state=online") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut options = redis_options(&primary, Duration::from_secs(30));
+    options.wait_replicas = 1;
+    let one = Store::open_redis(&options).unwrap();
+    deliver(&one, id("evt-1")).await;
+    let r = must_reserve(&one, id("evt-2")).await;
+    one.accept(Some(r), "route-a", b"{}".to_vec())
+        .await
+        .unwrap();
+    options.wait_replicas = 2;
+    let two = Store::open_redis(&options).unwrap();
+    let r = must_reserve(&two, id("evt-3")).await;
+    let err = two.commit(r).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::ReplicasLagging {
+                wanted: 2,
+                acked: 1
+            }
+        ),
+        "{err}"
+    );
+}
