@@ -147,7 +147,8 @@ pub struct StoreSettings {
     pub backend: StoreBackendName,
     /// Directory of the embedded store.
     pub path: PathBuf,
-    /// Redis URL (kept as written; [`RedisSettings::url`] is the checked copy).
+    /// The Redis URL with its password redacted, for messages ([`RedisSettings::url`]
+    /// is the one used).
     pub url: Option<String>,
     /// How long a delivered event id is remembered.
     pub dedup_ttl: Duration,
@@ -342,16 +343,6 @@ pub(super) fn compile(
                 ));
             }
         }
-        if let Some(redis) = &store.redis
-            && route.name.contains(['{', '}'])
-        {
-            let _ = redis;
-            return Err((
-                format!("route[{i}].name"),
-                "must not contain '{' or '}' with store.backend = \"redis\" (they delimit Redis hash tags)"
-                    .to_owned(),
-            ));
-        }
         routes.push(Arc::new(route));
     }
     if let Some(redis) = &mut store.redis {
@@ -542,6 +533,18 @@ fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
                 "required when store.backend = \"redis\"".into(),
             ));
         };
+        // The URL may carry a password: like every credential it may come from
+        // "env:NAME" or "file:PATH".
+        let url = if url.starts_with("env:") || url.starts_with("file:") {
+            let secret =
+                super::secret_source::resolve(&url).map_err(|e| ("store.url".to_owned(), e))?;
+            String::from_utf8(secret.expose().to_vec())
+                .map_err(|_| ("store.url".to_owned(), "is not UTF-8".to_owned()))?
+                .trim()
+                .to_owned()
+        } else {
+            url
+        };
         check_redis_url(&url).map_err(|e| ("store.url".to_owned(), e))?;
         let pool_size = s.pool_size.unwrap_or(4);
         if !(1..=64).contains(&pool_size) {
@@ -586,7 +589,7 @@ fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
     Ok(StoreSettings {
         backend,
         path: PathBuf::from(s.path.as_deref().unwrap_or("./hookgate-data")),
-        url: s.url,
+        url: redis.as_ref().map(RedisSettings::display_url),
         dedup_ttl: duration("store.dedup_ttl", s.dedup_ttl.as_deref(), "72h")?,
         redis,
     })
