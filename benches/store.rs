@@ -10,6 +10,10 @@
 //!   read path alone: ledger lock + one lookup).
 //! * `reserve_release`: reserve + release of a fresh id (no write).
 //!
+//! Backends: `memory`, `embedded` (a temporary directory) and `redis` (a real
+//! `redis-server` from PATH on a free port, persistence off, on the same machine: a
+//! round trip over loopback per step).
+//!
 //! Run: `cargo bench --bench store -- --warm-up-time 1 --measurement-time 3`.
 
 #![allow(clippy::unwrap_used)] // benchmark harness: a panic is the report
@@ -25,13 +29,38 @@ use tempfile::TempDir;
 const TTL: Duration = Duration::from_secs(72 * 3600);
 const TASKS: u64 = 64;
 
-/// A store per backend; the embedded one lives in a temporary directory.
-fn backends() -> Vec<(&'static str, Store, Option<TempDir>)> {
+#[path = "../tests/it/support/redis_server.rs"]
+#[allow(dead_code, unreachable_pub, missing_docs)]
+mod redis_server;
+
+/// What keeps a backend alive for the run: the embedded store's directory, the Redis
+/// server (a real `redis-server` on a free port, persistence off, on this machine).
+#[allow(dead_code)] // held for its Drop
+enum Keep {
+    None,
+    Dir(TempDir),
+    Redis(redis_server::RedisServer),
+}
+
+/// A store per backend. Call inside the runtime (the Redis store needs one).
+fn backends() -> Vec<(&'static str, Store, Keep)> {
     let dir = tempfile::tempdir().unwrap();
     let embedded = Store::open_embedded(dir.path()).unwrap();
+    let server = redis_server::RedisServer::start();
+    let redis = Store::open_redis(&hookgate::store::RedisOptions {
+        url: server.url(),
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(2),
+        command_timeout: Duration::from_secs(2),
+        wait_replicas: 0,
+        key_prefix: "bench".to_owned(),
+        lease: Duration::from_secs(15),
+    })
+    .unwrap();
     vec![
-        ("memory", Store::memory(), None),
-        ("embedded", embedded, Some(dir)),
+        ("memory", Store::memory(), Keep::None),
+        ("embedded", embedded, Keep::Dir(dir)),
+        ("redis", redis, Keep::Redis(server)),
     ]
 }
 
@@ -69,7 +98,8 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("store");
     group.throughput(Throughput::Elements(1));
-    for (name, store, _dir) in backends() {
+    let _in_runtime = rt.enter();
+    for (name, store, _keep) in backends() {
         group.bench_function(BenchmarkId::new("reserve_commit_seq", name), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {

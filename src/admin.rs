@@ -72,10 +72,11 @@ impl Ops {
     }
 
     /// Outbox status per route.
-    pub fn status(&self, route: Option<&str>) -> Result<Value, OpsError> {
+    pub async fn status(&self, route: Option<&str>) -> Result<Value, OpsError> {
         let mut out = Vec::new();
         for r in self.routes_for(route)? {
-            let head = self.reader.scan(&r, 0, RETRY_SCAN)?;
+            self.reader.refresh(&r).await?;
+            let head = self.reader.scan(&r, 0, RETRY_SCAN).await?;
             let records: Vec<Record> = head
                 .iter()
                 .filter_map(|s| Record::decode(&s.record).ok())
@@ -93,14 +94,20 @@ impl Ops {
     }
 
     /// One page of dead letters (oldest first), after seq `after`.
-    pub fn list(&self, route: Option<&str>, after: u64, limit: usize) -> Result<Value, OpsError> {
+    pub async fn list(
+        &self,
+        route: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Value, OpsError> {
         let routes = self.routes_for(route)?;
         let mut items = Vec::new();
         let mut next_after = after;
         for r in routes {
             for s in self
                 .reader
-                .dead_letters(Some(&r), after, limit.min(MAX_PAGE))?
+                .dead_letters(Some(&r), after, limit.min(MAX_PAGE))
+                .await?
             {
                 next_after = next_after.max(s.seq);
                 let rec = Record::decode(&s.record).ok();
@@ -121,14 +128,14 @@ impl Ops {
     }
 
     /// The dead letters matching `route` and `id` (the event id).
-    fn matching(
+    async fn matching(
         &self,
         route: Option<&str>,
         id: Option<&str>,
     ) -> Result<Vec<(String, u64)>, OpsError> {
         let mut found = Vec::new();
         for r in self.routes_for(route)? {
-            for s in self.reader.dead_letters(Some(&r), 0, ACT_SCAN)? {
+            for s in self.reader.dead_letters(Some(&r), 0, ACT_SCAN).await? {
                 let event_id = Record::decode(&s.record).ok().map(|x| x.event_id);
                 if id.is_none_or(|want| event_id.as_deref() == Some(want)) {
                     found.push((s.route, s.seq));
@@ -141,7 +148,7 @@ impl Ops {
     /// Moves matching dead letters back to the outbox; returns how many.
     pub async fn replay(&self, route: Option<&str>, id: Option<&str>) -> Result<Value, OpsError> {
         let mut n = 0;
-        for (r, seq) in self.matching(route, id)? {
+        for (r, seq) in self.matching(route, id).await? {
             if self.reader.replay(&r, seq).await?.is_some() {
                 n += 1;
             }
@@ -156,7 +163,7 @@ impl Ops {
         id: Option<&str>,
     ) -> Result<Value, OpsError> {
         let mut n = 0;
-        for (route, seq) in self.matching(route, id)? {
+        for (route, seq) in self.matching(route, id).await? {
             if self
                 .reader
                 .apply(OutboxOp::DropDead { route, seq })
@@ -276,7 +283,7 @@ async fn outbox(State(s): State<AdminState>, headers: HeaderMap, uri: Uri) -> Re
         return unauthorized();
     }
     let q = query(&uri);
-    answer(s.ops.status(param(&q, "route")))
+    answer(s.ops.status(param(&q, "route")).await)
 }
 
 async fn list(State(s): State<AdminState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -288,7 +295,7 @@ async fn list(State(s): State<AdminState>, headers: HeaderMap, uri: Uri) -> Resp
     let limit = param(&q, "limit")
         .and_then(|v| v.parse().ok())
         .unwrap_or(100usize);
-    answer(s.ops.list(param(&q, "route"), after, limit))
+    answer(s.ops.list(param(&q, "route"), after, limit).await)
 }
 
 async fn replay(State(s): State<AdminState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -388,7 +395,7 @@ async fn cli_async(
                     eprintln!("hookgate: the gateway at {base} cannot be reached: {e}");
                     return EXIT_UNREACHABLE;
                 }
-                eprintln!("hookgate: no gateway answers at {base}; using the store file directly");
+                eprintln!("hookgate: no gateway answers at {base}; using the store directly");
             }
         }
     }
@@ -396,11 +403,19 @@ async fn cli_async(
         eprintln!("hookgate: give --config or --admin");
         return EXIT_UNREACHABLE;
     };
-    if settings.store.backend != crate::config::spec::StoreBackendName::Embedded {
-        eprintln!("hookgate: the gateway is not reachable and its store is not a file");
-        return EXIT_UNREACHABLE;
-    }
-    let store = match Store::open_embedded(&settings.store.path) {
+    // The embedded file (of a stopped gateway), or Redis, which every replica shares
+    // and which the CLI may use while gateways run.
+    let store = match settings.store.backend {
+        crate::config::spec::StoreBackendName::Embedded => {
+            Store::open_embedded(&settings.store.path)
+        }
+        crate::config::spec::StoreBackendName::Redis => crate::open_store(&settings.store),
+        crate::config::spec::StoreBackendName::Memory => {
+            eprintln!("hookgate: the gateway is not reachable and its store is not a file");
+            return EXIT_UNREACHABLE;
+        }
+    };
+    let store = match store {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hookgate: cannot open the store: {e}");
@@ -409,8 +424,8 @@ async fn cli_async(
     };
     let ops = Ops::new(&store, async_routes(settings));
     let result = match action {
-        CliAction::Status => ops.status(route),
-        CliAction::List => ops.list(route, 0, MAX_PAGE),
+        CliAction::Status => ops.status(route).await,
+        CliAction::List => ops.list(route, 0, MAX_PAGE).await,
         CliAction::Replay => ops.replay(route, id).await,
         CliAction::Drop => ops.drop_dead(route, id).await,
     };

@@ -16,7 +16,7 @@
 //!   over a reload when unchanged).
 //! - [`delivery`]: forwarding to the upstream or appending to a file sink; typed
 //!   [`delivery::DeliveryError`]s for a retry policy.
-//! - [`store`]: the dedup/order store contract and its backends (memory, embedded).
+//! - [`store`]: the dedup/order store contract and its backends (memory, embedded, redis).
 //! - [`supervisor`]: owns background tasks (deliveries, purge, bucket eviction), drains
 //!   them on shutdown, survives reloads.
 //! - [`error`] and [`verdict`]: every outcome mapped to its HTTP answer in one place.
@@ -154,8 +154,24 @@ pub fn open_store(settings: &config::StoreSettings) -> Result<store::Store, stor
     match settings.backend {
         config::spec::StoreBackendName::Memory => Ok(store::Store::memory()),
         config::spec::StoreBackendName::Embedded => store::Store::open_embedded(&settings.path),
-        // compile() refuses redis until that backend exists; never fall back to opening
-        // (and creating) an embedded store the config did not name.
-        config::spec::StoreBackendName::Redis => Err(store::StoreError::Unsupported("redis")),
+        config::spec::StoreBackendName::Redis => match redis_options(settings) {
+            Some(options) => store::Store::open_redis(&options),
+            // compile() fills it for this backend; never fall back to another store.
+            None => Err(store::StoreError::Unsupported("redis (no [store] url)")),
+        },
     }
+}
+
+/// The Redis store's options from `[store]`, when `backend = "redis"`.
+pub fn redis_options(settings: &config::StoreSettings) -> Option<store::RedisOptions> {
+    let r = settings.redis.as_ref()?;
+    Some(store::RedisOptions {
+        url: r.url.clone(),
+        pool_size: r.pool_size,
+        connect_timeout: r.connect_timeout,
+        command_timeout: r.command_timeout,
+        wait_replicas: r.wait_replicas,
+        key_prefix: r.key_prefix.clone(),
+        lease: r.lease,
+    })
 }

@@ -340,6 +340,19 @@ fn check(config: Option<PathBuf>) -> ExitCode {
             }
         }
     }
+    if let Some(options) = hookgate::redis_options(&settings.store) {
+        // The store must answer as `serve` would open it: say which check failed.
+        match hookgate::store::Store::probe_redis(&options) {
+            Ok(()) => println!(
+                "store redis at {}: reachable, credentials accepted",
+                hookgate::config::redact_url(&options.url)
+            ),
+            Err(e) => {
+                eprintln!("hookgate: invalid configuration: store.url: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     println!("config {source}: ok, listen {}", settings.server.listen);
     println!("{}", store_summary(&settings.store));
     for r in &settings.routes {

@@ -165,7 +165,8 @@ pub struct StoreSettings {
     pub backend: StoreBackendName,
     /// Directory of the embedded store.
     pub path: PathBuf,
-    /// Redis URL.
+    /// The Redis URL with its password redacted, for messages ([`RedisSettings::url`]
+    /// is the one used).
     pub url: Option<String>,
     /// How long a delivered event id is remembered.
     pub dedup_ttl: Duration,
@@ -174,6 +175,73 @@ pub struct StoreSettings {
     /// How long an entity's newest delivered time (its watermark) is kept after the
     /// entity's last delivery (default: `dedup_ttl`).
     pub order_ttl: Duration,
+    /// The Redis connection, when `backend = "redis"`.
+    pub redis: Option<RedisSettings>,
+}
+
+/// `[store]` keys of the Redis backend, checked.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// `redis://[user[:password]@]host[:port][/db]` (or `unix://`); may hold a password,
+    /// so it is never printed ([`RedisSettings::display_url`] is).
+    pub url: String,
+    /// Connections kept open (each multiplexes every request).
+    pub pool_size: usize,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+    /// How long one command may take.
+    pub command_timeout: Duration,
+    /// Replicas that must acknowledge an accept or a commit (`WAIT`), 0 = none.
+    pub wait_replicas: u32,
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// How long an in-flight lease lasts: twice the longest `upstream_timeout` of the
+    /// routes plus 5 s, so it outlives any delivery (a dead replica's lease expires).
+    pub lease: Duration,
+}
+
+impl RedisSettings {
+    /// The URL without its password, for messages.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &self.display_url())
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+/// `scheme://user:***@host...`: the URL with any password replaced.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The userinfo ends at the last '@' before the path.
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => rest.split_at_checked(slash).unwrap_or((rest, "")),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_owned()
+            };
+            format!("{scheme}://{masked}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// One route, checked.
@@ -299,7 +367,7 @@ pub(super) fn compile(
     base_dir: Option<&std::path::Path>,
 ) -> Result<Settings, KeyError> {
     let server = compile_server(raw.server, base_dir)?;
-    let store = compile_store(raw.store)?;
+    let mut store = compile_store(raw.store)?;
     let admin = match raw.admin {
         None => None,
         Some(a) => Some(AdminSettings {
@@ -317,13 +385,6 @@ pub(super) fn compile(
             },
         }),
     };
-    if store.backend != StoreBackendName::Memory && store.backend != StoreBackendName::Embedded {
-        return Err((
-            "store.backend".into(),
-            "the redis backend is not available in this build yet; use \"embedded\" or \"memory\""
-                .into(),
-        ));
-    }
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = HashSet::new();
     let mut paths = HashSet::new();
@@ -369,6 +430,14 @@ pub(super) fn compile(
             }
         }
         routes.push(Arc::new(route));
+    }
+    if let Some(redis) = &mut store.redis {
+        let longest = routes
+            .iter()
+            .map(|r| r.upstream_timeout)
+            .max()
+            .unwrap_or_default();
+        redis.lease = longest.saturating_mul(2) + Duration::from_secs(5);
     }
     Ok(Settings {
         server,
@@ -560,25 +629,104 @@ const DEFAULT_MAX_REQUESTS_PER_CONNECTION: u64 = 1000;
 
 fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
     let backend = s.backend.unwrap_or(StoreBackendName::Embedded);
-    if backend == StoreBackendName::Redis && s.url.is_none() {
-        return Err((
-            "store.url".into(),
-            "required when store.backend = \"redis\"".into(),
-        ));
-    }
     let dedup_ttl = duration("store.dedup_ttl", s.dedup_ttl.as_deref(), "72h")?;
     let order_ttl = match s.order_ttl.as_deref() {
         Some(text) => duration("store.order_ttl", Some(text), "72h")?,
         None => dedup_ttl,
     };
+    let redis = if backend == StoreBackendName::Redis {
+        let Some(url) = s.url.clone() else {
+            return Err((
+                "store.url".into(),
+                "required when store.backend = \"redis\"".into(),
+            ));
+        };
+        // The URL may carry a password: like every credential it may come from
+        // "env:NAME" or "file:PATH".
+        let url = if url.starts_with("env:") || url.starts_with("file:") {
+            let secret =
+                super::secret_source::resolve(&url).map_err(|e| ("store.url".to_owned(), e))?;
+            String::from_utf8(secret.expose().to_vec())
+                .map_err(|_| ("store.url".to_owned(), "is not UTF-8".to_owned()))?
+                .trim()
+                .to_owned()
+        } else {
+            url
+        };
+        check_redis_url(&url).map_err(|e| ("store.url".to_owned(), e))?;
+        let pool_size = s.pool_size.unwrap_or(4);
+        if !(1..=64).contains(&pool_size) {
+            return Err((
+                "store.pool_size".into(),
+                format!("{pool_size} is outside 1..=64"),
+            ));
+        }
+        let key_prefix = s
+            .key_prefix
+            .clone()
+            .unwrap_or_else(|| "hookgate".to_owned());
+        if key_prefix.is_empty() || key_prefix.contains(['{', '}']) || key_prefix.len() > 64 {
+            return Err((
+                "store.key_prefix".into(),
+                "must be 1 to 64 characters without '{' or '}' (they delimit hash tags)".into(),
+            ));
+        }
+        Some(RedisSettings {
+            url,
+            pool_size,
+            connect_timeout: duration("store.connect_timeout", s.connect_timeout.as_deref(), "2s")?,
+            command_timeout: duration("store.command_timeout", s.command_timeout.as_deref(), "2s")?,
+            wait_replicas: s.wait_replicas.unwrap_or(0),
+            key_prefix,
+            lease: Duration::from_secs(15),
+        })
+    } else {
+        for (key, set) in [
+            ("store.pool_size", s.pool_size.is_some()),
+            ("store.connect_timeout", s.connect_timeout.is_some()),
+            ("store.command_timeout", s.command_timeout.is_some()),
+            ("store.wait_replicas", s.wait_replicas.is_some()),
+            ("store.key_prefix", s.key_prefix.is_some()),
+        ] {
+            if set {
+                return Err((key.into(), "only for store.backend = \"redis\"".into()));
+            }
+        }
+        None
+    };
     Ok(StoreSettings {
         backend,
         path: PathBuf::from(s.path.as_deref().unwrap_or("./hookgate-data")),
-        url: s.url,
+        url: redis.as_ref().map(RedisSettings::display_url),
         dedup_ttl,
         order_ttl,
         on_unavailable: s.on_unavailable.unwrap_or_default(),
+        redis,
     })
+}
+
+/// A Redis URL this build can use: `redis://` or `unix://`, parsed by the driver.
+/// `rediss://` (TLS) is refused with a reason: this build has no TLS for Redis.
+fn check_redis_url(url: &str) -> Result<(), String> {
+    let shown = redact_url(url);
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("redis" | "unix" | "redis+unix") => {}
+        Some("rediss") => {
+            return Err(format!(
+                "{shown}: rediss:// (TLS) is not supported by this build; reach Redis over a \
+                 private network or through a TLS sidecar (stunnel, ghostunnel) at redis://"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "{shown} is not a Redis URL (expected redis://[user[:password]@]host[:port][/db])"
+            ));
+        }
+    }
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|e| format!("{shown} is not a valid Redis URL: {e}"))
 }
 
 /// `[schemas] ref_map`: folders relative to the config file, each checked to exist.

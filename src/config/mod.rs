@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 pub use compile::duration as parse_duration;
 pub use compile::{
-    CertPaths, JSON_DEPTH_CEILING, MAX_DURATION, RESERVED_PATHS, Route, ServerSettings, Settings,
-    SniCert, StoreSettings, TlsSettings,
+    CertPaths, JSON_DEPTH_CEILING, MAX_DURATION, RESERVED_PATHS, RedisSettings, Route,
+    ServerSettings, Settings, SniCert, StoreSettings, TlsSettings, redact_url,
 };
 
 /// The built-in default configuration (DESIGN.md §2), used when no file is given and

@@ -113,6 +113,17 @@ pub(super) struct RawStore {
     pub(super) path: Option<String>,
     /// Redis URL, for `backend = "redis"`.
     pub(super) url: Option<String>,
+    /// Redis: connections kept open (default 4).
+    pub(super) pool_size: Option<usize>,
+    /// Redis: how long one connection attempt may take (default `2s`).
+    pub(super) connect_timeout: Option<String>,
+    /// Redis: how long one command may take (default `2s`).
+    pub(super) command_timeout: Option<String>,
+    /// Redis: replicas that must acknowledge an accept or a commit (`WAIT`; default 0).
+    pub(super) wait_replicas: Option<u32>,
+    /// Redis: prefix of every key (default `hookgate`), so gateways of unrelated
+    /// deployments can share one Redis.
+    pub(super) key_prefix: Option<String>,
     /// How long a delivered event id is remembered (default `72h`).
     pub(super) dedup_ttl: Option<String>,
     /// What sync routes do while the store cannot decide (default `deliver`).

@@ -252,3 +252,43 @@ fn order_ttl_defaults_to_dedup_ttl() {
     let e = err(&format!("[store]\norder_ttl = \"soon\"\n{ROUTE}"));
     assert!(e.contains("store.order_ttl"), "{e}");
 }
+
+#[test]
+#[allow(clippy::unwrap_used)] // test: a panic is the failure report
+fn redis_store_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("redis-url");
+    std::fs::write(&file, "redis://app:s3cret@10.0.0.5:6380/2\n").unwrap();
+    let s = from_str(
+        &format!(
+            "[store]\nbackend = \"redis\"\nurl = \"file:{}\"\npool_size = 8\nwait_replicas = 1\n{ROUTE}upstream_timeout = \"7s\"\n",
+            file.display()
+        ),
+        "test.toml",
+    )
+    .unwrap();
+    let r = s.store.redis.as_ref().unwrap();
+    assert_eq!(r.url, "redis://app:s3cret@10.0.0.5:6380/2");
+    assert_eq!(r.display_url(), "redis://app:***@10.0.0.5:6380/2");
+    assert_eq!(
+        s.store.url.as_deref(),
+        Some("redis://app:***@10.0.0.5:6380/2")
+    );
+    assert!(
+        !format!("{s:?}").contains("s3cret"),
+        "the password is never in Debug"
+    );
+    assert_eq!((r.pool_size, r.wait_replicas), (8, 1));
+    assert_eq!(r.lease, std::time::Duration::from_secs(19)); // 2 × 7 s + 5 s
+    let e = err(&format!("[store]\nbackend = \"redis\"\n{ROUTE}"));
+    assert!(e.contains("store.url") && e.contains("required"), "{e}");
+    let e = err("[store]\nbackend = \"redis\"\nurl = \"rediss://h:6379\"\n");
+    assert!(e.contains("store.url") && e.contains("TLS"), "{e}");
+    let e = err("[store]\nbackend = \"redis\"\nurl = \"redis://h\"\npool_size = 0\n");
+    assert!(e.contains("store.pool_size"), "{e}");
+    let e = err("[store]\npool_size = 2\n");
+    assert!(
+        e.contains("store.pool_size") && e.contains("only for"),
+        "{e}"
+    );
+}

@@ -220,24 +220,49 @@ impl OutboxWriter {
 
 impl OutboxReader {
     /// Pending records of `route` above `after`, oldest first, at most `max`.
-    pub fn scan(&self, route: &str, after: u64, max: usize) -> Result<Vec<Stored>, StoreError> {
+    pub async fn scan(
+        &self,
+        route: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
         self.store
             .outbox_scan(Table::Outbox, Some(route), after, max)
+            .await
     }
 
     /// Dead letters (of `route`, or all) above `after`, at most `max`.
-    pub fn dead_letters(
+    pub async fn dead_letters(
         &self,
         route: Option<&str>,
         after: u64,
         max: usize,
     ) -> Result<Vec<Stored>, StoreError> {
-        self.store.outbox_scan(Table::Dead, route, after, max)
+        self.store.outbox_scan(Table::Dead, route, after, max).await
     }
 
     /// One pending record.
-    pub fn get(&self, route: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.outbox_get(Table::Outbox, route, seq)
+    pub async fn get(&self, route: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.outbox_get(Table::Outbox, route, seq).await
+    }
+
+    /// Re-reads the counts other replicas change (Redis; no-op otherwise).
+    pub async fn refresh(&self, route: &str) -> Result<(), StoreError> {
+        self.store.outbox_refresh(route).await
+    }
+
+    /// Takes, renews or (`give_up`) hands back the right to deliver `route`.
+    pub async fn worker_lease(
+        &self,
+        route: &str,
+        give_up: bool,
+    ) -> Result<crate::store::outbox::WorkerLease, StoreError> {
+        self.store.worker_lease(route, give_up).await
+    }
+
+    /// Whether the store is shared by replicas (so a worker must hold the route's lease).
+    pub fn shared(&self) -> bool {
+        matches!(self.store, Store::Redis(_))
     }
 
     /// Applies a settlement (delivered, retry noted, dead-lettered, replayed, dropped).
@@ -257,7 +282,7 @@ impl OutboxReader {
 
     /// Moves the dead letter `seq` of `route` back to the outbox with its attempts reset.
     pub async fn replay(&self, route: &str, seq: u64) -> Result<Option<u64>, StoreError> {
-        let Some(bytes) = self.store.outbox_get(Table::Dead, route, seq)? else {
+        let Some(bytes) = self.store.outbox_get(Table::Dead, route, seq).await? else {
             return Ok(None);
         };
         // An unreadable record is replayed as it is: the worker dead-letters it again.

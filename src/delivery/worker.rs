@@ -9,6 +9,11 @@
 //! dead letter) and reports back. New records are found by polling the store for
 //! seqs above the last one loaded ([`POLL`]), which also picks up replayed dead
 //! letters and whatever a previous run left behind.
+//!
+//! On a store shared by replicas (Redis) every replica runs the worker, but only the
+//! holder of the route's lease delivers (renewed every 2 s); the others
+//! wait to take over. A worker that takes the lease, or loses it, drops its window and
+//! starts again from the outbox's head, so per-entity order holds across a takeover.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -23,7 +28,8 @@ use super::outbox::{OutboxReader, Record, jitter, pair};
 use super::retry::{AttemptResult, Step, next_step};
 use super::{Deliverer, Outbound};
 use crate::config::Route;
-use crate::store::outbox::OutboxOp;
+use crate::store::WORKER_RENEW;
+use crate::store::outbox::{OutboxOp, WorkerLease};
 use crate::telemetry::{DeliveryOutcome, Metrics};
 
 /// How often a worker looks for new records when nothing else wakes it.
@@ -252,15 +258,62 @@ pub async fn run(
     let mut after = 0u64;
     let mut running: JoinSet<(u64, Settled)> = JoinSet::new();
     let mut next_poll = Instant::now();
+    // A store shared by replicas: only the holder of the route's lease delivers.
+    let shared = reader.shared();
+    let mut held = !shared;
+    let mut next_lease = Instant::now();
     loop {
         let now = Instant::now();
+        if shared && now >= next_lease {
+            next_lease = now + WORKER_RENEW;
+            if let Err(e) = reader.refresh(&route.name).await {
+                tracing::debug!(route = %route.name, error = %e, "Outbox counts not refreshed.");
+            }
+            let lease = reader.worker_lease(&route.name, false).await;
+            let keep = match &lease {
+                Ok(WorkerLease::Renewed) => held,
+                Ok(WorkerLease::Taken) => {
+                    tracing::info!(route = %route.name, "This replica now delivers the route's outbox.");
+                    false
+                }
+                Ok(WorkerLease::Elsewhere) => false,
+                Err(e) => {
+                    tracing::warn!(route = %route.name, error = %e, "Outbox lease not renewed.");
+                    false
+                }
+            };
+            if !keep {
+                // What was loaded may be stale (another replica delivered it, or the
+                // store restarted empty): settle what runs, then start from the head.
+                while running.join_next().await.is_some() {}
+                pending.clear();
+                after = 0;
+            }
+            held = matches!(lease, Ok(WorkerLease::Renewed | WorkerLease::Taken));
+        }
+        if !held {
+            metrics.outbox(
+                &route.name,
+                reader.pending(&route.name),
+                None,
+                reader.dead(&route.name),
+            );
+            tokio::select! {
+                () = tokio::time::sleep_until(next_lease) => {}
+                () = stop.cancelled() => break,
+            }
+            continue;
+        }
         // A full window still advances the poll clock, or the loop would spin.
         let scan = now >= next_poll && pending.len() < WINDOW;
         if now >= next_poll {
             next_poll = now + POLL;
         }
         if scan {
-            match reader.scan(&route.name, after, WINDOW - pending.len()) {
+            match reader
+                .scan(&route.name, after, WINDOW - pending.len())
+                .await
+            {
                 Ok(found) => {
                     for stored in found {
                         after = after.max(stored.seq);
@@ -308,7 +361,10 @@ pub async fn run(
             now,
             route.concurrency.saturating_sub(running.len()),
         );
-        let wake = due.map_or(next_poll, |d| d.min(next_poll));
+        let mut wake = due.map_or(next_poll, |d| d.min(next_poll));
+        if shared {
+            wake = wake.min(next_lease);
+        }
         for seq in launch {
             if let Some(e) = pending.get_mut(&seq) {
                 e.running = true;
@@ -347,6 +403,10 @@ pub async fn run(
     }
     // Attempts in flight finish (and settle) before the worker lets the store go.
     while running.join_next().await.is_some() {}
+    if shared && held {
+        // Hand the route over at once rather than after the lease runs out.
+        let _ = reader.worker_lease(&route.name, true).await;
+    }
 }
 
 /// The records to launch now, in seq order: per entity only the oldest pending record
@@ -392,7 +452,7 @@ async fn attempt(
     attempts_known: u32,
 ) -> (u64, Settled) {
     let later = |attempts| Settled::Later(Instant::now() + STORE_RETRY, attempts);
-    let mut record = match reader.get(&route.name, seq) {
+    let mut record = match reader.get(&route.name, seq).await {
         Ok(Some(bytes)) => match Record::decode(&bytes) {
             Ok(r) => r,
             Err(_) => return (seq, later(attempts_known)),
@@ -544,10 +604,11 @@ mod tests {
     }
 
     /// The window a (re)started worker builds: every pending record, due now.
-    fn window(store: &Store) -> BTreeMap<u64, Entry> {
+    async fn window(store: &Store) -> BTreeMap<u64, Entry> {
         let now = Instant::now();
         store
             .outbox_scan(Table::Outbox, Some("r"), 0, usize::MAX)
+            .await
             .unwrap()
             .into_iter()
             .map(|s| {
@@ -568,13 +629,19 @@ mod tests {
 
     /// Settles the k-th eligible record (delivered or failed), as `attempt` does.
     async fn settle(store: &Store, k: usize, ok: bool, settled: &mut Vec<(String, i64)>) {
-        let pending = window(store);
+        let pending = window(store).await;
         let (launch, _) = eligible(pending.iter(), Instant::now(), usize::MAX);
         let Some(&seq) = launch.get(k % launch.len().max(1)) else {
             return;
         };
-        let mut r =
-            Record::decode(&store.outbox_get(Table::Outbox, "r", seq).unwrap().unwrap()).unwrap();
+        let mut r = Record::decode(
+            &store
+                .outbox_get(Table::Outbox, "r", seq)
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
         r.attempts += 1;
         let route = "r".to_owned();
         let op = if ok {

@@ -40,6 +40,26 @@ struct Fixture {
     now: Arc<AtomicU64>,
     /// The embedded store's directory (kept for reopen checks).
     dir: Option<TempDir>,
+    /// The Redis server of a Redis store (killed when the fixture drops).
+    _redis: Option<RedisServer>,
+}
+
+#[path = "../../tests/it/support/redis_server.rs"]
+#[allow(dead_code, unreachable_pub)]
+pub(crate) mod redis_server;
+use redis_server::RedisServer;
+
+/// Options for a Redis store on `server` in tests.
+pub(crate) fn redis_options(server: &RedisServer, lease: Duration) -> super::RedisOptions {
+    super::RedisOptions {
+        url: server.url(),
+        pool_size: 2,
+        connect_timeout: Duration::from_secs(2),
+        command_timeout: Duration::from_secs(2),
+        wait_replicas: 0,
+        key_prefix: "hgtest".to_owned(),
+        lease,
+    }
 }
 
 impl Fixture {
@@ -49,6 +69,33 @@ impl Fixture {
             store: Store::memory_with_clock(Clock::Manual(Arc::clone(&now))),
             now,
             dir: None,
+            _redis: None,
+        }
+    }
+
+    fn redis() -> Fixture {
+        let server = RedisServer::start();
+        let now = Arc::new(AtomicU64::new(START_NANOS));
+        let store = Store::open_redis_with_clock(
+            &redis_options(&server, Duration::from_secs(30)),
+            Clock::Manual(Arc::clone(&now)),
+        )
+        .unwrap();
+        Fixture {
+            store,
+            now,
+            dir: None,
+            _redis: Some(server),
+        }
+    }
+
+    /// `n` where the backend purges expired keys itself; 0 for Redis, which expires
+    /// them on its own (`PX`), so `purge_expired` never has anything to do.
+    fn purged(&self, n: usize) -> usize {
+        if matches!(self.store, Store::Redis(_)) {
+            0
+        } else {
+            n
         }
     }
 
@@ -60,6 +107,7 @@ impl Fixture {
             store,
             now,
             dir: Some(dir),
+            _redis: None,
         }
     }
 
@@ -186,16 +234,24 @@ async fn drop_releases(f: Fixture) {
         req("route-a", Some("evt-1"), Some(("inc-1", 10)), LONG_TTL),
     )
     .await;
-    // A cancelled request drops its reservation without commit or release.
+    // A cancelled request drops its reservation without commit or release. A local
+    // lease is gone at once; a Redis lease is released in the background, well within
+    // the pipeline's 1 s in-flight wait.
     drop(r);
-    assert_eq!(
-        try_reserve(
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let v = try_reserve(
             s,
-            req("route-a", Some("evt-1"), Some(("inc-1", 10)), LONG_TTL)
+            req("route-a", Some("evt-1"), Some(("inc-1", 10)), LONG_TTL),
         )
-        .await,
-        Verdict::Reserved
-    );
+        .await;
+        if v == Verdict::Reserved {
+            break;
+        }
+        assert_eq!(v, Verdict::InFlight);
+        assert!(std::time::Instant::now() < deadline, "still in flight");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn concurrent_same_id_reserves_once(f: Fixture) {
@@ -341,7 +397,7 @@ async fn ttl_expires_on_read(f: Fixture) {
         Verdict::Duplicate
     );
     f.advance(Duration::from_secs(1));
-    assert_eq!(s.purge_expired(100).await.unwrap(), 1);
+    assert_eq!(s.purge_expired(100).await.unwrap(), f.purged(1));
     assert_eq!(
         try_reserve(s, req("route-a", Some("evt-1"), None, ttl)).await,
         Verdict::Reserved
@@ -393,7 +449,7 @@ async fn watermark_expiry_refreshed_by_commit(f: Fixture) {
     );
     assert_eq!(s.purge_expired(100).await.unwrap(), 0, "not expired");
     f.advance(Duration::from_secs(2));
-    assert_eq!(s.purge_expired(100).await.unwrap(), 1);
+    assert_eq!(s.purge_expired(100).await.unwrap(), f.purged(1));
     assert_eq!(
         try_reserve(s, at_for("inc-1", 1, ttl)).await,
         Verdict::Reserved
@@ -413,8 +469,8 @@ async fn purge_takes_expired_watermarks(f: Fixture) {
     deliver(s, at_for("live", 100, Duration::from_secs(3600))).await;
     assert_eq!(s.purge_expired(10).await.unwrap(), 0, "nothing expired yet");
     f.advance(Duration::from_secs(2));
-    assert_eq!(s.purge_expired(3).await.unwrap(), 3);
-    assert_eq!(s.purge_expired(3).await.unwrap(), 2);
+    assert_eq!(s.purge_expired(3).await.unwrap(), f.purged(3));
+    assert_eq!(s.purge_expired(3).await.unwrap(), f.purged(2));
     assert_eq!(s.purge_expired(3).await.unwrap(), 0);
     assert_eq!(try_reserve(s, at("live", 99)).await, Verdict::Stale);
     assert_eq!(try_reserve(s, at("old-0", 1)).await, Verdict::Reserved);
@@ -432,10 +488,10 @@ async fn purge_is_bounded(f: Fixture) {
     assert_eq!(s.purge_expired(3).await.unwrap(), 0, "nothing expired yet");
     f.advance(Duration::from_secs(2));
     assert_eq!(s.purge_expired(0).await.unwrap(), 0);
-    assert_eq!(s.purge_expired(3).await.unwrap(), 3);
-    assert_eq!(s.purge_expired(3).await.unwrap(), 3);
-    assert_eq!(s.purge_expired(3).await.unwrap(), 3);
-    assert_eq!(s.purge_expired(3).await.unwrap(), 1);
+    assert_eq!(s.purge_expired(3).await.unwrap(), f.purged(3));
+    assert_eq!(s.purge_expired(3).await.unwrap(), f.purged(3));
+    assert_eq!(s.purge_expired(3).await.unwrap(), f.purged(3));
+    assert_eq!(s.purge_expired(3).await.unwrap(), f.purged(1));
     assert_eq!(s.purge_expired(3).await.unwrap(), 0);
     assert_eq!(try_reserve(s, id("live-1")).await, Verdict::Duplicate);
     assert_eq!(try_reserve(s, id("live-2")).await, Verdict::Duplicate);
@@ -573,6 +629,8 @@ async fn ping_and_name(f: Fixture) {
     f.store.ping().await.unwrap();
     let expected = if f.dir.is_some() {
         "embedded"
+    } else if f._redis.is_some() {
+        "redis"
     } else {
         "memory"
     };
@@ -602,6 +660,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
                     super::$check(super::Fixture::embedded()).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check(super::Fixture::redis()).await;
                 }
             )*
         }
@@ -649,7 +715,12 @@ async fn real_clock_ttl(store: Store) {
         try_reserve(&store, req("route-a", Some("evt-1"), None, ttl)).await,
         Verdict::Reserved
     );
-    assert_eq!(store.purge_expired(10).await.unwrap(), 1);
+    let purged = if matches!(store, Store::Redis(_)) {
+        0
+    } else {
+        1
+    };
+    assert_eq!(store.purge_expired(10).await.unwrap(), purged);
 }
 
 #[tokio::test]
@@ -661,6 +732,144 @@ async fn memory_real_clock_ttl() {
 async fn embedded_real_clock_ttl() {
     let dir = tempfile::tempdir().unwrap();
     real_clock_ttl(Store::open_embedded(dir.path()).unwrap()).await;
+}
+
+#[tokio::test]
+async fn redis_real_clock_ttl() {
+    let server = RedisServer::start();
+    let store = Store::open_redis(&redis_options(&server, Duration::from_secs(30))).unwrap();
+    real_clock_ttl(store).await;
+}
+
+// === Redis only: what the other backends cannot show ===
+
+/// Dedup keys and watermarks carry their TTL in Redis (space is reclaimed by Redis
+/// itself), and a committed reservation leaves no lease behind.
+#[tokio::test]
+async fn redis_keys_carry_ttl_and_leases_go() {
+    let server = RedisServer::start();
+    let store = Store::open_redis(&redis_options(&server, Duration::from_secs(30))).unwrap();
+    deliver(
+        &store,
+        req(
+            "route-a",
+            Some("evt-1"),
+            Some(("inc-1", 5)),
+            Duration::from_secs(100),
+        ),
+    )
+    .await;
+    let pttl = server.command("PTTL hgtest:{route-a}:seen:evt-1");
+    let ms: i64 = pttl.trim().trim_start_matches(':').parse().unwrap();
+    assert!((90_000..=100_000).contains(&ms), "{pttl}");
+    // A watermark carries `order_ttl` (here "never": capped at 2^50 ms for Redis).
+    let pttl = server.command("PTTL hgtest:{route-a}:wm:inc-1");
+    let ms: i64 = pttl.trim().trim_start_matches(':').parse().unwrap();
+    assert!(ms > 1 << 49, "{pttl}");
+    assert!(
+        server
+            .command("EXISTS hgtest:{route-a}:lease:id:evt-1")
+            .starts_with(":0")
+    );
+    assert!(
+        server
+            .command("EXISTS hgtest:{route-a}:lease:ent:inc-1")
+            .starts_with(":0")
+    );
+    // A held reservation's lease carries the lease time.
+    let _held = must_reserve(&store, id("evt-2")).await;
+    let pttl = server.command("PTTL hgtest:{route-a}:lease:id:evt-2");
+    let ms: i64 = pttl.trim().trim_start_matches(':').parse().unwrap();
+    assert!((20_000..=30_000).contains(&ms), "{pttl}");
+}
+
+/// A replica that dies mid-delivery never releases: its lease expires by itself and
+/// the sender's retry goes through on another replica.
+#[tokio::test]
+async fn redis_lease_of_a_dead_replica_expires() {
+    let server = RedisServer::start();
+    let dead = Store::open_redis(&redis_options(&server, Duration::from_millis(300))).unwrap();
+    let alive = Store::open_redis(&redis_options(&server, Duration::from_millis(300))).unwrap();
+    let r = must_reserve(
+        &dead,
+        req("route-a", Some("evt-1"), Some(("inc-1", 1)), LONG_TTL),
+    )
+    .await;
+    // The process is gone: nothing runs its release.
+    std::mem::forget(r);
+    assert_eq!(try_reserve(&alive, id("evt-1")).await, Verdict::InFlight);
+    assert_eq!(try_reserve(&alive, at("inc-1", 2)).await, Verdict::InFlight);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    deliver(
+        &alive,
+        req("route-a", Some("evt-1"), Some(("inc-1", 2)), LONG_TTL),
+    )
+    .await;
+    assert_eq!(try_reserve(&dead, id("evt-1")).await, Verdict::Duplicate);
+    assert_eq!(try_reserve(&dead, at("inc-1", 1)).await, Verdict::Stale);
+}
+
+/// Two store instances (two replicas) on one Redis: 50 concurrent reserves of one id
+/// spread over both reserve it once; a commit on one is a duplicate on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_two_instances_reserve_once() {
+    let server = RedisServer::start();
+    let a = Store::open_redis(&redis_options(&server, Duration::from_secs(30))).unwrap();
+    let b = Store::open_redis(&redis_options(&server, Duration::from_secs(30))).unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                (i % 2, store.reserve(id("evt-1")).await.unwrap())
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let reserved: Vec<_> = outcomes
+        .into_iter()
+        .filter_map(|(side, o)| match o {
+            ReserveOutcome::Reserved(r) => Some((side, r)),
+            ReserveOutcome::InFlight => None,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(reserved.len(), 1);
+    let (side, r) = reserved.into_iter().next().unwrap();
+    let (mine, other) = if side == 0 { (&a, &b) } else { (&b, &a) };
+    // The other replica cannot commit or release it (its lease is not theirs).
+    mine.commit(r).await.unwrap();
+    assert_eq!(try_reserve(other, id("evt-1")).await, Verdict::Duplicate);
+}
+
+/// Start-up says which of url / password / host is wrong.
+#[tokio::test]
+async fn redis_open_errors_say_which() {
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let open = |url: String| {
+        let mut o = redis_options(&server, Duration::from_secs(30));
+        o.url = url;
+        o.connect_timeout = Duration::from_millis(500);
+        super::RedisStore::probe(&o).unwrap_err().to_string()
+    };
+    let wrong = open(format!("redis://:nope@127.0.0.1:{}/0", server.port()));
+    assert!(wrong.contains("wrong user or password"), "{wrong}");
+    assert!(
+        !wrong.contains("nope"),
+        "the password is never shown: {wrong}"
+    );
+    let unreachable = open("redis://127.0.0.1:1/0".to_owned());
+    assert!(unreachable.contains("unreachable"), "{unreachable}");
+    let bad = open("redis://127.0.0.1:notaport/0".to_owned());
+    assert!(bad.contains("bad url") || bad.contains("invalid"), "{bad}");
+    let mut o = redis_options(&server, Duration::from_secs(30));
+    o.url = format!("redis://:s3cret@127.0.0.1:{}/0", server.port());
+    Store::open_redis(&o).unwrap();
 }
 
 // === Restart ===
@@ -983,4 +1192,43 @@ fn store_and_futures_are_send() {
     let r = rt.block_on(must_reserve(&store, id("evt-1")));
     send_sync(&r);
     send(&store.commit(r));
+}
+
+/// `wait_replicas`: a commit waits for that many Redis replicas (`WAIT`); with fewer
+/// connected it fails (the caller answers 503 and the sender retries).
+#[tokio::test]
+async fn redis_wait_replicas() {
+    let primary = RedisServer::start();
+    let port = primary.port().to_string();
+    let _replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !primary.command("INFO replication").contains("state=online") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut options = redis_options(&primary, Duration::from_secs(30));
+    options.wait_replicas = 1;
+    let one = Store::open_redis(&options).unwrap();
+    deliver(&one, id("evt-1")).await;
+    let r = must_reserve(&one, id("evt-2")).await;
+    one.accept(Some(r), "route-a", b"{}".to_vec())
+        .await
+        .unwrap();
+    options.wait_replicas = 2;
+    let two = Store::open_redis(&options).unwrap();
+    let r = must_reserve(&two, id("evt-3")).await;
+    let err = two.commit(r).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::ReplicasLagging {
+                wanted: 2,
+                acked: 1
+            }
+        ),
+        "{err}"
+    );
 }

@@ -934,7 +934,7 @@ fn write_batch(
             .filter_map(|(j, _)| j.commit.as_ref().map(|(r, s)| (r, *s)));
         for (r, stamp) in commits.chain(accepts) {
             let expires_at = stamp.seen_until;
-            if let Some(key) = r.lease.local().id_key.as_deref() {
+            if let Some(key) = r.local_id_key().map(String::as_str) {
                 let old = dedup.insert(key, expires_at)?.map(|v| v.value());
                 // A re-commit after expiry replaces the key's index entry.
                 if let Some(old) = old {
@@ -942,7 +942,8 @@ fn write_batch(
                 }
                 by_expiry.insert((expires_at, key), ())?;
             }
-            if let (Some(key), Some((_, time))) = (r.lease.local().entity_key.as_deref(), &r.order)
+            if let (Some(key), Some((_, time))) =
+                (r.local_entity_key().map(String::as_str), &r.order)
             {
                 // Every commit of the entity writes its watermark, to set the expiry afresh.
                 let old = watermarks.get(key)?.map(|v| v.value());

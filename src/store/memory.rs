@@ -86,13 +86,13 @@ impl MemoryStore {
         let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
         let order_expires_at = self.inner.clock.expiry_after(r.order_ttl);
         let mut data = self.data();
-        if let Some(key) = &r.lease.local().id_key {
+        if let Some(key) = r.local_id_key() {
             if let Some(old) = data.seen.insert(key.clone(), expires_at) {
                 data.by_expiry.remove(&(old, key.clone()));
             }
             data.by_expiry.insert((expires_at, key.clone()));
         }
-        if let (Some(key), Some((_, time))) = (&r.lease.local().entity_key, &r.order) {
+        if let (Some(key), Some((_, time))) = (r.local_entity_key(), &r.order) {
             let newest = data.watermark(key, now).map_or(*time, |old| old.max(*time));
             if let Some((_, old)) = data
                 .watermarks

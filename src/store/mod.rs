@@ -53,10 +53,11 @@
 //!   whatever its time. [`Store::purge_expired`] deletes expired watermarks as it
 //!   deletes expired dedup keys, so the store holds the entities seen within
 //!   `order_ttl`, not every entity ever seen.
-//! * **In-flight state is process-local memory** for every backend, behind a
-//!   std `Mutex` that is never held across an `.await`. It is deliberately not
-//!   durable: after a crash, a reservation that never committed must not
-//!   block the sender's retry.
+//! * **In-flight state is process-local memory** for the local backends (memory,
+//!   embedded), behind a std `Mutex` that is never held across an `.await`. It is
+//!   deliberately not durable: after a crash, a reservation that never committed
+//!   must not block the sender's retry. The Redis backend, shared by replicas, holds
+//!   it in Redis as leases that expire by themselves, for the same reason.
 //! * **Errors** ([`StoreError`]) mean the store could not decide or could not
 //!   persist; the gateway answers 503 and the sender retries (a sync route with
 //!   `[store] on_unavailable = "deliver"` forwards unchecked instead, counted).
@@ -75,6 +76,8 @@
 //!   backend, and the in-flight ledger shared by all backends.
 //! * `memory.rs`: everything in process memory; lost on restart.
 //! * `embedded.rs`: redb file `hookgate.redb`, group-committed by one writer thread.
+//! * `redis/`: a Redis shared by several replicas; one Lua script per step (its module
+//!   doc lists every key).
 //! * `conformance.rs`: the one test suite every backend must pass.
 
 use std::fmt;
@@ -88,6 +91,7 @@ mod embedded;
 mod ledger;
 mod memory;
 pub mod outbox;
+mod redis;
 
 #[cfg(test)]
 mod conformance;
@@ -96,6 +100,8 @@ pub use embedded::EmbeddedStore;
 #[doc(hidden)]
 pub use embedded::WriteFault;
 pub use memory::MemoryStore;
+pub(crate) use redis::WORKER_RENEW;
+pub use redis::{RedisOptions, RedisStore};
 
 // === Public request / outcome types ===
 
@@ -167,18 +173,21 @@ pub struct Reservation {
 
 /// What holds a reservation's keys in flight until it is committed or released.
 ///
-/// Today only the local ledger's guard, released when dropped. A backend shared by
-/// replicas adds its own variant (a token with an expiry in the backend), which `Drop`
-/// cannot release reliably: that is why [`Store::release`] is the contract.
+/// The local ledger's guard (memory, embedded), released when dropped; or a Redis
+/// token with an expiry in Redis, which `Drop` can only release in the background
+/// (best effort): that is why [`Store::release`] is the contract.
 enum Lease {
     /// A guard on this process's [`ledger::Ledger`].
     Local(ledger::InFlightGuard),
+    /// A token on lease keys in Redis.
+    Redis(redis::RedisLease),
 }
 
 impl Lease {
-    fn local(&self) -> &ledger::InFlightGuard {
+    fn local(&self) -> Option<&ledger::InFlightGuard> {
         match self {
-            Lease::Local(g) => g,
+            Lease::Local(g) => Some(g),
+            Lease::Redis(_) => None,
         }
     }
 }
@@ -204,12 +213,27 @@ impl Reservation {
 
     /// True when the reservation was made by the store owning `ledger`.
     fn belongs_to(&self, ledger: &Arc<ledger::Ledger>) -> bool {
-        Arc::ptr_eq(&self.lease.local().ledger, ledger)
+        self.lease
+            .local()
+            .is_some_and(|g| Arc::ptr_eq(&g.ledger, ledger))
+    }
+
+    /// The local lease's `route NUL id` key (memory, embedded).
+    fn local_id_key(&self) -> Option<&String> {
+        self.lease.local().and_then(|g| g.id_key.as_ref())
+    }
+
+    /// The local lease's `route NUL entity` key (memory, embedded).
+    fn local_entity_key(&self) -> Option<&String> {
+        self.lease.local().and_then(|g| g.entity_key.as_ref())
     }
 
     /// Whether a commit has anything to write.
     fn is_empty(&self) -> bool {
-        self.lease.local().id_key.is_none() && self.lease.local().entity_key.is_none()
+        match &self.lease {
+            Lease::Local(g) => g.id_key.is_none() && g.entity_key.is_none(),
+            Lease::Redis(l) => l.is_empty(),
+        }
     }
 }
 
@@ -219,7 +243,13 @@ impl fmt::Debug for Reservation {
             .field("route", &self.route)
             .field("event_id", &self.event_id)
             .field("order", &self.order)
-            .field("token", &self.lease.local().token)
+            .field(
+                "token",
+                &match &self.lease {
+                    Lease::Local(g) => g.token.to_string(),
+                    Lease::Redis(l) => l.token.clone(),
+                },
+            )
             .finish()
     }
 }
@@ -273,6 +303,26 @@ pub enum StoreError {
     /// The configured backend is not available in this build.
     #[error("the {0} store backend is not available in this build")]
     Unsupported(&'static str),
+    /// Redis could not be reached, refused the credentials, or the URL is wrong
+    /// (at start-up: the message says which).
+    #[error("redis at {url}: {reason}")]
+    RedisConnect {
+        /// The URL, password redacted.
+        url: String,
+        /// Which check failed, and why.
+        reason: String,
+    },
+    /// A Redis command failed (connection lost, timeout, server error).
+    #[error("redis: {0}")]
+    Redis(#[source] Arc<::redis::RedisError>),
+    /// `WAIT` saw fewer replicas acknowledge the write than `store.wait_replicas`.
+    #[error("redis: only {acked} of {wanted} replicas acknowledged the write")]
+    ReplicasLagging {
+        /// `store.wait_replicas`.
+        wanted: u32,
+        /// What `WAIT` answered.
+        acked: u32,
+    },
 }
 
 // redb has one error type per operation; all of them fold into `redb::Error`.
@@ -298,13 +348,14 @@ from_redb!(
 /// The dedup/order store. See the module docs for the contract.
 ///
 /// Cheap to share: `Clone` copies an `Arc`; clones share all state.
-/// A Redis variant will be added for multi-gateway deployments.
 #[derive(Clone, Debug)]
 pub enum Store {
     /// Process memory; lost on restart. For tests and throwaway runs.
     Memory(MemoryStore),
     /// One crash-safe redb file; survives restarts. The default.
     Embedded(EmbeddedStore),
+    /// A Redis shared by several gateway replicas.
+    Redis(RedisStore),
 }
 
 impl Store {
@@ -320,12 +371,26 @@ impl Store {
         EmbeddedStore::open(dir, Clock::System).map(Store::Embedded)
     }
 
+    /// Connects to Redis. Blocking for at most the connect timeout per check: call it
+    /// at start-up. The error says whether the URL, the credentials or the reachability
+    /// of the host is wrong.
+    pub fn open_redis(options: &RedisOptions) -> Result<Store, StoreError> {
+        RedisStore::open(options, Clock::System).map(Store::Redis)
+    }
+
+    /// The checks of [`Store::open_redis`] alone, without keeping a connection (for
+    /// `hookgate check`). Blocking.
+    pub fn probe_redis(options: &RedisOptions) -> Result<(), StoreError> {
+        RedisStore::probe(options).map(drop)
+    }
+
     /// Decides, in one atomic step, whether this event may be delivered. See
     /// the module docs for the precedence of the outcomes.
     pub async fn reserve(&self, req: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
         match self {
             Store::Memory(s) => s.reserve(req),
             Store::Embedded(s) => s.reserve(req),
+            Store::Redis(s) => s.reserve(req).await,
         }
     }
 
@@ -340,14 +405,21 @@ impl Store {
         match self {
             Store::Memory(s) => s.commit(r),
             Store::Embedded(s) => s.commit(r).await,
+            Store::Redis(s) => s.commit(r).await,
         }
     }
 
     /// Delivery failed: forgets the reservation without a trace, so the
-    /// sender's retry is `Reserved` again. Same as dropping it.
+    /// sender's retry is `Reserved` again. Same as dropping it (for Redis, dropping
+    /// releases in the background; this waits for it).
     pub async fn release(&self, r: Reservation) -> Result<(), StoreError> {
-        drop(r);
-        Ok(())
+        match self {
+            Store::Redis(s) if matches!(r.lease, Lease::Redis(_)) => s.release(r).await,
+            _ => {
+                drop(r);
+                Ok(())
+            }
+        }
     }
 
     /// Checks that the store can serve requests (for `/readyz`). For the
@@ -358,6 +430,7 @@ impl Store {
         match self {
             Store::Memory(_) => Ok(()),
             Store::Embedded(s) => s.ping().await,
+            Store::Redis(s) => s.ping().await,
         }
     }
 
@@ -369,6 +442,7 @@ impl Store {
         match self {
             Store::Memory(s) => Ok(s.purge_expired(max)),
             Store::Embedded(s) => s.purge_expired(max).await,
+            Store::Redis(s) => Ok(s.purge_expired(max)),
         }
     }
 
@@ -377,6 +451,7 @@ impl Store {
         match self {
             Store::Memory(_) => "memory",
             Store::Embedded(_) => "embedded",
+            Store::Redis(_) => "redis",
         }
     }
 
@@ -393,7 +468,7 @@ impl Store {
     /// store.
     pub fn write_stats(&self) -> WriteStats {
         match self {
-            Store::Memory(_) => WriteStats::default(),
+            Store::Memory(_) | Store::Redis(_) => WriteStats::default(),
             Store::Embedded(s) => s.write_stats(),
         }
     }
@@ -408,6 +483,15 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn open_embedded_with_clock(dir: &Path, clock: Clock) -> Result<Store, StoreError> {
         EmbeddedStore::open(dir, clock).map(Store::Embedded)
+    }
+
+    /// A Redis store whose expiry clock the test controls.
+    #[cfg(test)]
+    pub(crate) fn open_redis_with_clock(
+        options: &RedisOptions,
+        clock: Clock,
+    ) -> Result<Store, StoreError> {
+        RedisStore::open(options, clock).map(Store::Redis)
     }
 }
 

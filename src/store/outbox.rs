@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+pub use super::redis::WorkerLease;
 use super::{Reservation, Store, StoreError};
 
 /// A change to the outbox or dead letters, applied in one transaction.
@@ -225,6 +226,7 @@ impl Store {
         match self {
             Store::Memory(s) => s.outbox_write(reservation, op, None),
             Store::Embedded(s) => s.outbox_write(reservation, op, None).await,
+            Store::Redis(s) => s.outbox_accept(reservation, route, record_of(op)).await,
         }
     }
 
@@ -247,6 +249,17 @@ impl Store {
         match self {
             Store::Memory(s) => s.outbox_write(reservation, op, Some(max_pending)),
             Store::Embedded(s) => s.outbox_write(reservation, op, Some(max_pending)).await,
+            // Replicas share the outbox: the count is this process's view (refreshed
+            // from Redis every few seconds and on each accept), so concurrent accepts on
+            // several replicas may pass `max_pending` by what they accept meanwhile.
+            Store::Redis(s) => {
+                if s.counts().pending(route) >= max_pending {
+                    return Err(StoreError::OutboxFull {
+                        route: route.to_owned(),
+                    });
+                }
+                s.outbox_accept(reservation, route, record_of(op)).await
+            }
         }
     }
 
@@ -256,12 +269,13 @@ impl Store {
         match self {
             Store::Memory(s) => s.outbox_write_checked(op),
             Store::Embedded(s) => s.outbox_write_checked(op).await,
+            Store::Redis(s) => s.outbox_apply(op).await,
         }
     }
 
     /// Up to `max` records of `table` (of `route`, or every route) with a seq above
     /// `after`, oldest first.
-    pub fn outbox_scan(
+    pub async fn outbox_scan(
         &self,
         table: Table,
         route: Option<&str>,
@@ -271,11 +285,12 @@ impl Store {
         match self {
             Store::Memory(s) => Ok(s.outbox_scan(table, route, after, max)),
             Store::Embedded(s) => s.outbox_scan(table, route, after, max),
+            Store::Redis(s) => s.outbox_scan(table, route, after, max).await,
         }
     }
 
     /// One record of `table`, if present.
-    pub fn outbox_get(
+    pub async fn outbox_get(
         &self,
         table: Table,
         route: &str,
@@ -284,6 +299,7 @@ impl Store {
         match self {
             Store::Memory(s) => Ok(s.outbox_get(table, route, seq)),
             Store::Embedded(s) => s.outbox_get(table, route, seq),
+            Store::Redis(s) => s.outbox_get(table, route, seq).await,
         }
     }
 
@@ -292,6 +308,7 @@ impl Store {
         match self {
             Store::Memory(s) => s.counts().pending(route),
             Store::Embedded(s) => s.counts().pending(route),
+            Store::Redis(s) => s.counts().pending(route),
         }
     }
 
@@ -300,7 +317,39 @@ impl Store {
         match self {
             Store::Memory(s) => s.counts().dead(route),
             Store::Embedded(s) => s.counts().dead(route),
+            Store::Redis(s) => s.counts().dead(route),
         }
+    }
+
+    /// Re-reads `route`'s pending and dead counts where other processes change them
+    /// (Redis); a no-op for the local backends, whose counts are exact.
+    pub async fn outbox_refresh(&self, route: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(s) => s.outbox_refresh(route).await,
+            Store::Memory(_) | Store::Embedded(_) => Ok(()),
+        }
+    }
+
+    /// Takes or renews the right to deliver `route`'s outbox (`give_up`: hands it
+    /// back). Only a store shared by replicas (Redis) has other holders; a local store
+    /// is always [`WorkerLease::Renewed`].
+    pub async fn worker_lease(
+        &self,
+        route: &str,
+        give_up: bool,
+    ) -> Result<WorkerLease, StoreError> {
+        match self {
+            Store::Redis(s) => s.worker_lease(route, give_up).await,
+            Store::Memory(_) | Store::Embedded(_) => Ok(WorkerLease::Renewed),
+        }
+    }
+}
+
+/// The record of an accept (the only op [`Store::accept`] builds).
+fn record_of(op: OutboxOp) -> Vec<u8> {
+    match op {
+        OutboxOp::Accept { record, .. } => record,
+        _ => Vec::new(),
     }
 }
 

@@ -458,7 +458,9 @@ crate::support::per_backend! {
             let (c, url) = (c.clone(), url.clone());
             async move { c.post(url).body(first).send().await.map(|r| verdict(&r)) }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The first is being delivered (a fixed sleep here lost the race on a loaded
+        // machine, where one request can take longer than the sleep to reach the store).
+        up.wait_arrivals(1).await;
         let b = c
             .post(url)
             .body(second)

@@ -19,6 +19,7 @@ mod ordering;
 mod providers;
 mod proxy_protocol;
 mod regression;
+mod replicas;
 mod respond;
 mod robustness;
 mod routing;

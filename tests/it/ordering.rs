@@ -113,48 +113,74 @@ async fn send_until_final(c: reqwest::Client, url: String, e: Event) -> String {
     panic!("event {e:?} never reached a final answer");
 }
 
+/// One random case against the gateway on `store` (its `[store]` lines).
+fn check_interleavings(
+    store: &str,
+    events: &[Event],
+    sends: &[usize],
+    concurrency: usize,
+    fail_every: u64,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let (upstream, log) = flaky_upstream(fail_every).await;
+        let gw = Gateway::start(&format!(
+            "[store]\n{store}\n[[route]]\nname = \"p\"\npath = \"/p\"\nupstream = \"{upstream}\"\ndedup_key = \"/event_id\"\norder_key = \"/incident/incident_id\"\norder_time = \"/event_time\"\n"
+        )).await;
+        let c = client();
+        for chunk in sends.chunks(concurrency) {
+            let tasks: Vec<_> = chunk
+                .iter()
+                .map(|&i| tokio::spawn(send_until_final(c.clone(), gw.url("/p"), events[i].clone())))
+                .collect();
+            for t in tasks {
+                t.await.expect("join");
+            }
+        }
+        let log = log.lock().expect("log").clone();
+        let delivered: Vec<_> = log.iter().filter(|(.., ok)| *ok).collect();
+        // (1) no id delivered twice
+        let mut ids = HashSet::new();
+        for (id, ..) in &delivered {
+            assert!(ids.insert(*id), "id {id} delivered twice: {log:?}");
+        }
+        // (2) per entity, delivered times never go down
+        let mut newest: HashMap<u32, i64> = HashMap::new();
+        for (id, entity, time, _) in &delivered {
+            if let Some(prev) = newest.get(entity) {
+                assert!(time >= prev, "entity {entity}: id {id} at {time} after {prev}: {log:?}");
+            }
+            newest.insert(*entity, *time);
+        }
+        // (3) nothing lost: every event is delivered, or older than (or equal in time
+        // but not newer than) what its entity already had when it was refused as stale.
+        for e in events {
+            let max = newest.get(&e.entity).copied().unwrap_or(i64::MIN);
+            assert!(ids.contains(&e.id) || e.time < max, "event {e:?} lost: {log:?}");
+        }
+    });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
     fn random_interleavings_keep_order_and_uniqueness((events, sends, concurrency, fail_every) in events()) {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-        rt.block_on(async {
-            let (upstream, log) = flaky_upstream(fail_every).await;
-            let gw = Gateway::start(&format!(
-                "[store]\nbackend = \"memory\"\n[[route]]\nname = \"p\"\npath = \"/p\"\nupstream = \"{upstream}\"\ndedup_key = \"/event_id\"\norder_key = \"/incident/incident_id\"\norder_time = \"/event_time\"\n"
-            )).await;
-            let c = client();
-            for chunk in sends.chunks(concurrency) {
-                let tasks: Vec<_> = chunk
-                    .iter()
-                    .map(|&i| tokio::spawn(send_until_final(c.clone(), gw.url("/p"), events[i].clone())))
-                    .collect();
-                for t in tasks {
-                    t.await.expect("join");
-                }
-            }
-            let log = log.lock().expect("log").clone();
-            let delivered: Vec<_> = log.iter().filter(|(.., ok)| *ok).collect();
-            // (1) no id delivered twice
-            let mut ids = HashSet::new();
-            for (id, ..) in &delivered {
-                assert!(ids.insert(*id), "id {id} delivered twice: {log:?}");
-            }
-            // (2) per entity, delivered times never go down
-            let mut newest: HashMap<u32, i64> = HashMap::new();
-            for (id, entity, time, _) in &delivered {
-                if let Some(prev) = newest.get(entity) {
-                    assert!(time >= prev, "entity {entity}: id {id} at {time} after {prev}: {log:?}");
-                }
-                newest.insert(*entity, *time);
-            }
-            // (3) nothing lost: every event is delivered, or older than (or equal in time
-            // but not newer than) what its entity already had when it was refused as stale.
-            for e in &events {
-                let max = newest.get(&e.entity).copied().unwrap_or(i64::MIN);
-                assert!(ids.contains(&e.id) || e.time < max, "event {e:?} lost: {log:?}");
-            }
-        });
+        check_interleavings("backend = \"memory\"", &events, &sends, concurrency, fail_every);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    /// The same on a real Redis (a fresh server per case).
+    #[test]
+    fn random_interleavings_keep_order_and_uniqueness_on_redis((events, sends, concurrency, fail_every) in events()) {
+        let backend = crate::support::Backend::redis();
+        check_interleavings(&backend.toml, &events, &sends, concurrency, fail_every);
     }
 }

@@ -230,7 +230,10 @@ async fn reload_starts_and_drains_async_workers() {
     // Added as async: its worker runs and delivers.
     std::fs::write(&cfg, text(Some("async"))).expect("write");
     hookgate::server::reload(&shared, &source);
-    assert_eq!(shared.workers().routes(), vec!["n".into()]);
+    assert_eq!(
+        shared.workers().routes(),
+        vec![std::sync::Arc::<str>::from("n")]
+    );
     assert_eq!(post(&gw, "/n", "n1").await.status(), 202);
     assert_eq!(id_of(&up.next().await.body), "n1");
 
@@ -242,7 +245,11 @@ async fn reload_starts_and_drains_async_workers() {
     up.wait_arrivals(3).await;
     std::fs::write(&cfg, text(Some("sync"))).expect("write");
     hookgate::server::reload(&shared, &source);
-    assert_eq!(shared.workers().routes(), vec!["n".into()], "draining");
+    assert_eq!(
+        shared.workers().routes(),
+        vec![std::sync::Arc::<str>::from("n")],
+        "draining"
+    );
     // The route answers sync now; the old events are still delivered by the worker,
     // which then stops.
     up.set_status(200);

@@ -1,6 +1,7 @@
 //! Test support: the real gateway on an ephemeral port, a real upstream on another.
 
 pub mod gateway;
+pub mod redis_server;
 pub mod sign;
 pub mod upstream;
 
@@ -41,6 +42,8 @@ pub struct Backend {
     /// The `[store]` lines.
     pub toml: String,
     _dir: Option<tempfile::TempDir>,
+    /// The Redis server of the redis backend (stopped when the test ends).
+    _redis: Option<redis_server::RedisServer>,
 }
 
 impl Backend {
@@ -49,6 +52,7 @@ impl Backend {
         Backend {
             toml: "backend = \"memory\"".into(),
             _dir: None,
+            _redis: None,
         }
     }
 
@@ -61,6 +65,17 @@ impl Backend {
                 dir.path().display()
             ),
             _dir: Some(dir),
+            _redis: None,
+        }
+    }
+
+    /// A fresh `redis-server` of its own (persistence off).
+    pub fn redis() -> Backend {
+        let server = redis_server::RedisServer::start();
+        Backend {
+            toml: format!("backend = \"redis\"\nurl = \"{}\"", server.url()),
+            _dir: None,
+            _redis: Some(server),
         }
     }
 }
@@ -71,8 +86,8 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// Generates each store-dependent test once per backend, as `memory::NAME` and
-/// `embedded::NAME`, so that a failure names its backend (ripgrep's `rgtest!`). The body
+/// Generates each store-dependent test once per backend, as `memory::NAME`,
+/// `embedded::NAME` and `redis::NAME` (a real `redis-server` per test), so that a failure names its backend (ripgrep's `rgtest!`). The body
 /// sees its [`Backend`] as `&Backend` under the given name.
 macro_rules! per_backend {
     ($( $(#[$meta:meta])* async fn $name:ident($store:ident) $body:block )*) => {
@@ -87,6 +102,13 @@ macro_rules! per_backend {
             use super::*;
             $( $(#[$meta])* #[tokio::test] async fn $name() {
                 let $store = &crate::support::Backend::embedded();
+                $body
+            } )*
+        }
+        mod redis {
+            use super::*;
+            $( $(#[$meta])* #[tokio::test] async fn $name() {
+                let $store = &crate::support::Backend::redis();
                 $body
             } )*
         }

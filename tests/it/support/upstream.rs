@@ -113,6 +113,15 @@ impl Upstream {
             .expect("channel open")
     }
 
+    /// The next recorded request within `wait`, if any.
+    #[allow(dead_code)]
+    pub async fn next_within(&self, wait: Duration) -> Option<Recorded> {
+        tokio::time::timeout(wait, self.rx.lock().await.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Asserts that nothing more reaches the upstream within a short wait.
     pub async fn assert_nothing(&self) {
         let got =

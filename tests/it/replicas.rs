@@ -1,0 +1,455 @@
+//! Several replicas on one Redis (DESIGN.md §5, §7): two processes of the real binary
+//! share a real `redis-server`; dedup, order and the async outbox hold across them, a
+//! `kill -9`ed replica's accepted events are delivered by the other, and a Redis that
+//! restarts empty is survived without restarting the gateways.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::redis_server::RedisServer;
+use crate::support::upstream::Upstream;
+use crate::support::{client, verdict};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// One gateway process of the real binary.
+struct Replica {
+    child: Option<std::process::Child>,
+    port: u16,
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    /// Starts `hookgate serve` with `routes` on Redis `url`, and waits for `/readyz`.
+    async fn start(url: &str, routes: &str) -> Replica {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = free_port();
+        let cfg = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nbackend = \"redis\"\nurl = \"{url}\"\ncommand_timeout = \"500ms\"\nconnect_timeout = \"500ms\"\n{routes}"
+        );
+        let file = dir.path().join("hookgate.toml");
+        std::fs::write(&file, cfg).expect("config");
+        let child = std::process::Command::new(BIN)
+            .args(["serve", "--config", file.to_str().expect("utf8")])
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn hookgate");
+        let r = Replica {
+            child: Some(child),
+            port,
+            config: file,
+            _dir: dir,
+        };
+        r.wait_ready(Duration::from_secs(10)).await;
+        r
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn ready(&self) -> Option<u16> {
+        client()
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
+    async fn wait_ready(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.ready().await != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "replica on {} not ready",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// `kill -9`.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+const SYNC_ROUTE: &str = r#"
+[[route]]
+name = "fd"
+path = "/hooks/fd"
+upstream = "UPSTREAM"
+dedup_key = "/event_id"
+order_key = "/incident/incident_id"
+order_time = "/event_time"
+upstream_timeout = "2s"
+"#;
+
+const ASYNC_ROUTE: &str = r#"
+[[route]]
+name = "async"
+path = "/hooks/async"
+upstream = "UPSTREAM"
+delivery = "async"
+dedup_key = "/event_id"
+order_key = "/incident/incident_id"
+order_time = "/event_time"
+upstream_timeout = "2s"
+retry = { max_attempts = 50, initial = "100ms", max_delay = "300ms" }
+"#;
+
+fn event(id: &str, incident: &str, time: i64) -> String {
+    json!({"event_id": id, "event_time": time, "incident": {"incident_id": incident}}).to_string()
+}
+
+fn id_of(r: &crate::support::upstream::Recorded) -> String {
+    r.headers["x-hookgate-event-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+async fn send(url: &str, body: &str) -> (u16, String) {
+    let r = client()
+        .post(url)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("send");
+    (r.status().as_u16(), verdict(&r))
+}
+
+/// 50 concurrent identical events spread over two replicas: exactly one is forwarded,
+/// the others are 409 `in_flight` or 200 `duplicate`; then stale and equal times are
+/// judged the same whichever replica sees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_forward_one_of_fifty_copies_and_share_the_order() {
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    up.set_delay(Duration::from_millis(300));
+    let routes = SYNC_ROUTE.replace("UPSTREAM", &up.url("/in"));
+    let a = Replica::start(&redis.url(), &routes).await;
+    let b = Replica::start(&redis.url(), &routes).await;
+    let t = 1_712_000_000_000i64;
+    let body = event("evt-1", "inc-1", t);
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let url = if i % 2 == 0 { &a } else { &b }.url("/hooks/fd");
+            let body = body.clone();
+            tokio::spawn(async move { send(&url, &body).await })
+        })
+        .collect();
+    let mut forwarded = 0;
+    for task in tasks {
+        match task.await.expect("join") {
+            (200, v) if v == "forwarded" => forwarded += 1,
+            (200, v) if v == "duplicate" => {}
+            (409, v) if v == "in_flight" => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(forwarded, 1);
+    up.next().await;
+    up.assert_nothing().await;
+    up.set_delay(Duration::ZERO);
+
+    // Order across replicas: A delivers t+10, B refuses t+5 as stale, B forwards an
+    // equal time (another id), A refuses the copy of evt-2 as a duplicate.
+    let fd = |r: &Replica| r.url("/hooks/fd");
+    assert_eq!(
+        send(&fd(&a), &event("evt-2", "inc-1", t + 10)).await.1,
+        "forwarded"
+    );
+    assert_eq!(
+        send(&fd(&b), &event("evt-3", "inc-1", t + 5)).await.1,
+        "stale"
+    );
+    assert_eq!(
+        send(&fd(&b), &event("evt-4", "inc-1", t + 10)).await.1,
+        "forwarded"
+    );
+    assert_eq!(
+        send(&fd(&a), &event("evt-2", "inc-1", t + 10)).await.1,
+        "duplicate"
+    );
+    assert_eq!(
+        send(&fd(&a), &event("evt-5", "inc-2", t)).await.1,
+        "forwarded"
+    );
+    let ids: Vec<String> = [up.next().await, up.next().await, up.next().await]
+        .iter()
+        .map(id_of)
+        .collect();
+    assert_eq!(ids, ["evt-2", "evt-4", "evt-5"]);
+    up.assert_nothing().await;
+}
+
+/// Async events accepted by A while the upstream fails, A `kill -9`ed before any
+/// delivery succeeded: B takes the route's outbox over (after the worker lease runs
+/// out) and delivers every event, in order per entity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_accepted_by_a_killed_replica_are_delivered_by_the_other_in_order() {
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    up.set_status(503);
+    let routes = ASYNC_ROUTE.replace("UPSTREAM", &up.url("/in"));
+    let mut a = Replica::start(&redis.url(), &routes).await;
+    let t = 1_712_000_000_000i64;
+    let url = a.url("/hooks/async");
+    for i in 0..6 {
+        let incident = if i % 2 == 0 { "inc-A" } else { "inc-B" };
+        let (s, v) = send(&url, &event(&format!("e{i}"), incident, t + i)).await;
+        assert_eq!((s, v.as_str()), (202, "accepted"));
+    }
+    // B starts while A still holds the route: it waits.
+    let b = Replica::start(&redis.url(), &routes).await;
+    up.wait_arrivals(1).await;
+    a.kill();
+    // What A tried (and failed) is drained; from now on only B delivers, successfully.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let failed_before = up.count_now().await;
+    assert!(failed_before >= 1);
+    up.set_status(200);
+    let mut delivered: Vec<String> = Vec::new();
+    while delivered.len() < 6 {
+        // B takes over once A's worker lease runs out (10 s without renewal).
+        let got = up
+            .next_within(Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("not all delivered: {delivered:?}"));
+        let id = id_of(&got);
+        if !delivered.contains(&id) {
+            delivered.push(id);
+        }
+    }
+    let pos = |id: &str| delivered.iter().position(|d| d == id).expect("delivered");
+    assert!(
+        pos("e0") < pos("e2") && pos("e2") < pos("e4"),
+        "{delivered:?}"
+    );
+    assert!(
+        pos("e1") < pos("e3") && pos("e3") < pos("e5"),
+        "{delivered:?}"
+    );
+    // B also accepts and delivers new events itself.
+    let (s, _) = send(&b.url("/hooks/async"), &event("e6", "inc-A", t + 6)).await;
+    assert_eq!(s, 202);
+    let got = up
+        .next_within(Duration::from_secs(10))
+        .await
+        .expect("e6 delivered");
+    assert_eq!(id_of(&got), "e6");
+}
+
+/// Redis killed mid-test (persistence off) and started again empty: `/readyz` and the
+/// async route answer 503 (with `Retry-After`) meanwhile; then both replicas recover
+/// by themselves, sync and async, without being restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_is_survived_without_restarting_the_gateways() {
+    let mut redis = RedisServer::start();
+    let up = Upstream::start().await;
+    let routes = format!(
+        "{}{}",
+        SYNC_ROUTE.replace("UPSTREAM", &up.url("/in")),
+        ASYNC_ROUTE.replace("UPSTREAM", &up.url("/in"))
+    );
+    let a = Replica::start(&redis.url(), &routes).await;
+    let b = Replica::start(&redis.url(), &routes).await;
+    let t = 1_712_000_000_000i64;
+    assert_eq!(
+        send(&a.url("/hooks/fd"), &event("s1", "inc-1", t)).await.1,
+        "forwarded"
+    );
+    assert_eq!(
+        send(&b.url("/hooks/async"), &event("a1", "inc-9", t))
+            .await
+            .0,
+        202
+    );
+    up.next().await;
+    up.next().await;
+
+    redis.stop();
+    for r in [&a, &b] {
+        assert_eq!(r.ready().await, Some(503));
+        let resp = client()
+            .post(r.url("/hooks/async"))
+            .body(event("a2", "inc-9", t + 1))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 503);
+        assert_eq!(verdict(&resp), "unavailable");
+        assert!(resp.headers().contains_key("retry-after"));
+    }
+    up.assert_nothing().await;
+    // A sync route follows `on_unavailable` (default "deliver"): forwarded unchecked.
+    let (s, v) = send(&a.url("/hooks/fd"), &event("s2", "inc-1", t + 1)).await;
+    assert_eq!((s, v.as_str()), (200, "forwarded"));
+    assert_eq!(id_of(&up.next().await), "s2");
+    up.assert_nothing().await;
+
+    redis.restart();
+    a.wait_ready(Duration::from_secs(10)).await;
+    b.wait_ready(Duration::from_secs(10)).await;
+    // Every key was lost: s1 is new again (the store cannot remember what it lost).
+    assert_eq!(
+        send(&b.url("/hooks/fd"), &event("s2", "inc-1", t + 1))
+            .await
+            .1,
+        "forwarded"
+    );
+    assert_eq!(
+        send(&a.url("/hooks/fd"), &event("s2", "inc-1", t + 1))
+            .await
+            .1,
+        "duplicate"
+    );
+    assert_eq!(
+        send(&a.url("/hooks/async"), &event("a2", "inc-9", t + 1))
+            .await
+            .0,
+        202
+    );
+    let mut ids = vec![
+        id_of(&up.next().await),
+        id_of(
+            &up.next_within(Duration::from_secs(20))
+                .await
+                .expect("the async event is delivered after the restart"),
+        ),
+    ];
+    ids.sort();
+    assert_eq!(ids, ["a2", "s2"]);
+}
+
+/// The dead-letter CLI works on Redis directly (no admin listener configured): it lists
+/// a dead letter while the replicas run, and a replay is delivered by them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_cli_works_on_redis() {
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    up.set_status(500);
+    let routes = ASYNC_ROUTE
+        .replace("UPSTREAM", &up.url("/in"))
+        .replace("max_attempts = 50", "max_attempts = 1");
+    let a = Replica::start(&redis.url(), &routes).await;
+    let t = 1_712_000_000_000i64;
+    assert_eq!(
+        send(&a.url("/hooks/async"), &event("d1", "inc-1", t))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(id_of(&up.next().await), "d1");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .args(["--config", a.config.to_str().expect("utf8")])
+            .output()
+            .expect("run hookgate");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // The dead-lettering is written just after the failed attempt: poll for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, out) = cli(&["dead-letters", "list"]);
+        assert_eq!(code, 0, "{out}");
+        if out.contains("\"d1\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, out) = cli(&["outbox"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"dead_letters\":1"), "{out}");
+    up.set_status(200);
+    let (code, out) = cli(&["dead-letters", "replay", "--id", "d1"]);
+    assert_eq!((code, out.trim()), (0, r#"{"replayed":1}"#));
+    let got = up
+        .next_within(Duration::from_secs(10))
+        .await
+        .expect("replayed");
+    assert_eq!(id_of(&got), "d1");
+}
+
+/// `hookgate check` and `hookgate serve` say which of url / password / host is wrong,
+/// never showing the password.
+#[test]
+fn check_and_start_up_say_what_is_wrong_with_redis() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = |cmd: &str, url: &str| {
+        let file = dir.path().join("hookgate.toml");
+        let port = free_port();
+        std::fs::write(
+            &file,
+            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nbackend = \"redis\"\nurl = \"{url}\"\nconnect_timeout = \"500ms\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:9/\"\n"),
+        )
+        .expect("config");
+        let out = std::process::Command::new(BIN)
+            .args([cmd, "--config", file.to_str().expect("utf8")])
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("run hookgate");
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let port = redis.port();
+    for cmd in ["check", "serve"] {
+        let (code, out) = run(cmd, &format!("redis://:wrong-pw@127.0.0.1:{port}/0"));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("wrong user or password"), "{out}");
+        assert!(!out.contains("wrong-pw"), "password shown: {out}");
+        let (code, out) = run(cmd, "redis://127.0.0.1:1/0");
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("unreachable"), "{out}");
+        let (code, out) = run(cmd, "http://127.0.0.1:6379");
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("store.url") && out.contains("not a Redis URL"),
+            "{out}"
+        );
+        let (code, out) = run(cmd, "rediss://127.0.0.1:6379");
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("TLS"), "{out}");
+    }
+    let (code, out) = run("check", &format!("redis://:s3cret@127.0.0.1:{port}/0"));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("store redis at redis://:***@127.0.0.1"),
+        "{out}"
+    );
+}
