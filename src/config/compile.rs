@@ -182,8 +182,8 @@ pub struct StoreSettings {
 /// `[store]` keys of the Redis backend, checked.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// `redis://[user[:password]@]host[:port][/db]` (or `unix://`); may hold a password,
-    /// so it is never printed ([`RedisSettings::display_url`] is).
+    /// `redis://[user[:password]@]host[:port][/db]` (or `rediss://`, `unix://`); may hold
+    /// a password, so it is never printed ([`RedisSettings::display_url`] is).
     pub url: String,
     /// Connections kept open (each multiplexes every request).
     pub pool_size: usize,

@@ -442,9 +442,10 @@ fn check_and_start_up_say_what_is_wrong_with_redis() {
             out.contains("store.url") && out.contains("not a Redis URL"),
             "{out}"
         );
-        let (code, out) = run(cmd, "rediss://127.0.0.1:6379");
+        // rediss:// is accepted; a server that does not speak TLS fails the handshake.
+        let (code, out) = run(cmd, &format!("rediss://:s3cret@127.0.0.1:{port}/0"));
         assert_eq!(code, 1, "{out}");
-        assert!(out.contains("TLS"), "{out}");
+        assert!(out.contains("rediss://") && out.contains("TLS"), "{out}");
     }
     let (code, out) = run("check", &format!("redis://:s3cret@127.0.0.1:{port}/0"));
     assert_eq!(code, 0, "{out}");

@@ -91,7 +91,7 @@ pub use outbox::WorkerLease;
 /// What a Redis store is opened with.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://...` or `unix://...`.
+    /// `redis://...`, `rediss://...` (TLS) or `unix://...`.
     pub url: String,
     /// Connections kept open.
     pub pool_size: usize,
@@ -245,6 +245,17 @@ fn classify(shown_url: &str, err: &redis::RedisError) -> StoreError {
         format!("bad url ({err})")
     } else {
         err.to_string()
+    };
+    // A plain-text server on a rediss:// port reads the ClientHello as a command and
+    // waits: say what the likely cause is.
+    let reason = if shown_url.to_ascii_lowercase().starts_with("rediss://")
+        && !err.is_connection_refusal()
+        && (err.is_timeout() || err.is_io_error())
+        && !reason.starts_with("TLS")
+    {
+        format!("{reason}; the TLS handshake did not complete: does this port serve TLS?")
+    } else {
+        reason
     };
     StoreError::RedisConnect {
         url: shown_url.to_owned(),
