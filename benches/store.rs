@@ -55,6 +55,7 @@ fn backends() -> Vec<(&'static str, Store, Keep)> {
         wait_replicas: 0,
         key_prefix: "bench".to_owned(),
         lease: Duration::from_secs(15),
+        tls_ca: None,
     })
     .unwrap();
     vec![

@@ -173,5 +173,6 @@ pub fn redis_options(settings: &config::StoreSettings) -> Option<store::RedisOpt
         wait_replicas: r.wait_replicas,
         key_prefix: r.key_prefix.clone(),
         lease: r.lease,
+        tls_ca: r.tls_ca.clone(),
     })
 }

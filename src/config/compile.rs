@@ -182,8 +182,8 @@ pub struct StoreSettings {
 /// `[store]` keys of the Redis backend, checked.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// `redis://[user[:password]@]host[:port][/db]` (or `unix://`); may hold a password,
-    /// so it is never printed ([`RedisSettings::display_url`] is).
+    /// `redis://[user[:password]@]host[:port][/db]` (or `rediss://`, `unix://`); may hold
+    /// a password, so it is never printed ([`RedisSettings::display_url`] is).
     pub url: String,
     /// Connections kept open (each multiplexes every request).
     pub pool_size: usize,
@@ -198,6 +198,9 @@ pub struct RedisSettings {
     /// How long an in-flight lease lasts: twice the longest `upstream_timeout` of the
     /// routes plus 5 s, so it outlives any delivery (a dead replica's lease expires).
     pub lease: Duration,
+    /// `tls_ca`: PEM root certificate(s) trusted for a `rediss://` url instead of the
+    /// system's roots; `None` = the system's roots.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl RedisSettings {
@@ -216,6 +219,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("command_timeout", &self.command_timeout)
             .field("wait_replicas", &self.wait_replicas)
             .field("key_prefix", &self.key_prefix)
+            .field("tls_ca", &self.tls_ca.is_some())
             .finish()
     }
 }
@@ -367,7 +371,7 @@ pub(super) fn compile(
     base_dir: Option<&std::path::Path>,
 ) -> Result<Settings, KeyError> {
     let server = compile_server(raw.server, base_dir)?;
-    let mut store = compile_store(raw.store)?;
+    let mut store = compile_store(raw.store, base_dir)?;
     let admin = match raw.admin {
         None => None,
         Some(a) => Some(AdminSettings {
@@ -627,7 +631,10 @@ fn compile_server(
 /// balancers in front rebalance.
 const DEFAULT_MAX_REQUESTS_PER_CONNECTION: u64 = 1000;
 
-fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
+fn compile_store(
+    s: raw::RawStore,
+    base_dir: Option<&std::path::Path>,
+) -> Result<StoreSettings, KeyError> {
     let backend = s.backend.unwrap_or(StoreBackendName::Embedded);
     let dedup_ttl = duration("store.dedup_ttl", s.dedup_ttl.as_deref(), "72h")?;
     let order_ttl = match s.order_ttl.as_deref() {
@@ -671,6 +678,34 @@ fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
                 "must be 1 to 64 characters without '{' or '}' (they delimit hash tags)".into(),
             ));
         }
+        let tls_ca = match s.tls_ca.as_deref() {
+            None => None,
+            Some(path) => {
+                if !url.to_ascii_lowercase().starts_with("rediss://") {
+                    return Err((
+                        "store.tls_ca".into(),
+                        "only for a rediss:// store.url (TLS)".into(),
+                    ));
+                }
+                let full = resolve_path(base_dir, path);
+                let pem = std::fs::read(&full).map_err(|e| {
+                    (
+                        "store.tls_ca".to_owned(),
+                        format!("cannot read {}: {e}", full.display()),
+                    )
+                })?;
+                if !pem
+                    .windows(b"-----BEGIN CERTIFICATE-----".len())
+                    .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+                {
+                    return Err((
+                        "store.tls_ca".to_owned(),
+                        format!("{} holds no PEM certificate", full.display()),
+                    ));
+                }
+                Some(pem)
+            }
+        };
         Some(RedisSettings {
             url,
             pool_size,
@@ -679,6 +714,7 @@ fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
             wait_replicas: s.wait_replicas.unwrap_or(0),
             key_prefix,
             lease: Duration::from_secs(15),
+            tls_ca,
         })
     } else {
         for (key, set) in [
@@ -687,6 +723,7 @@ fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
             ("store.command_timeout", s.command_timeout.is_some()),
             ("store.wait_replicas", s.wait_replicas.is_some()),
             ("store.key_prefix", s.key_prefix.is_some()),
+            ("store.tls_ca", s.tls_ca.is_some()),
         ] {
             if set {
                 return Err((key.into(), "only for store.backend = \"redis\"".into()));
@@ -705,19 +742,13 @@ fn compile_store(s: raw::RawStore) -> Result<StoreSettings, KeyError> {
     })
 }
 
-/// A Redis URL this build can use: `redis://` or `unix://`, parsed by the driver.
-/// `rediss://` (TLS) is refused with a reason: this build has no TLS for Redis.
+/// A Redis URL this build can use: `redis://`, `rediss://` (TLS) or `unix://`, parsed
+/// by the driver.
 fn check_redis_url(url: &str) -> Result<(), String> {
     let shown = redact_url(url);
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
-        Some("redis" | "unix" | "redis+unix") => {}
-        Some("rediss") => {
-            return Err(format!(
-                "{shown}: rediss:// (TLS) is not supported by this build; reach Redis over a \
-                 private network or through a TLS sidecar (stunnel, ghostunnel) at redis://"
-            ));
-        }
+        Some("redis" | "rediss" | "unix" | "redis+unix") => {}
         _ => {
             return Err(format!(
                 "{shown} is not a Redis URL (expected redis://[user[:password]@]host[:port][/db])"

@@ -124,6 +124,8 @@ pub(super) struct RawStore {
     /// Redis: prefix of every key (default `hookgate`), so gateways of unrelated
     /// deployments can share one Redis.
     pub(super) key_prefix: Option<String>,
+    /// PEM root certificate(s) for a `rediss://` url, relative to the config file.
+    pub(super) tls_ca: Option<String>,
     /// How long a delivered event id is remembered (default `72h`).
     pub(super) dedup_ttl: Option<String>,
     /// What sync routes do while the store cannot decide (default `deliver`).

@@ -282,8 +282,44 @@ fn redis_store_keys() {
     assert_eq!(r.lease, std::time::Duration::from_secs(19)); // 2 × 7 s + 5 s
     let e = err(&format!("[store]\nbackend = \"redis\"\n{ROUTE}"));
     assert!(e.contains("store.url") && e.contains("required"), "{e}");
-    let e = err("[store]\nbackend = \"redis\"\nurl = \"rediss://h:6379\"\n");
-    assert!(e.contains("store.url") && e.contains("TLS"), "{e}");
+    // rediss:// (TLS): system roots, or `tls_ca` relative to the config file.
+    let s = from_str(
+        &format!("[store]\nbackend = \"redis\"\nurl = \"rediss://h:6379\"\n{ROUTE}"),
+        "test.toml",
+    )
+    .unwrap();
+    assert!(s.store.redis.as_ref().unwrap().tls_ca.is_none());
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("not-pem.txt"), "hello").unwrap();
+    let tls_config = |ca: &str, url: &str| {
+        let config = dir.path().join("hookgate.toml");
+        std::fs::write(
+            &config,
+            format!("[store]\nbackend = \"redis\"\nurl = \"{url}\"\ntls_ca = \"{ca}\"\n{ROUTE}"),
+        )
+        .unwrap();
+        load(&ConfigSource::File(config))
+    };
+    let s = tls_config("ca.pem", "rediss://h:6379").unwrap();
+    let pem = s.store.redis.as_ref().unwrap().tls_ca.as_deref().unwrap();
+    assert!(pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    for (ca, url, says) in [
+        ("missing.pem", "rediss://h:6379", "cannot read"),
+        ("not-pem.txt", "rediss://h:6379", "no PEM certificate"),
+        ("ca.pem", "redis://h:6379", "only for a rediss://"),
+    ] {
+        let e = tls_config(ca, url).unwrap_err().to_string();
+        assert!(
+            e.contains("store.tls_ca") && e.contains(says),
+            "{ca} {url}: {e}"
+        );
+    }
+    let e = err("[store]\nbackend = \"memory\"\ntls_ca = \"ca.pem\"\n");
+    assert!(e.contains("store.tls_ca") && e.contains("only for"), "{e}");
     let e = err("[store]\nbackend = \"redis\"\nurl = \"redis://h\"\npool_size = 0\n");
     assert!(e.contains("store.pool_size"), "{e}");
     let e = err("[store]\npool_size = 2\n");

@@ -59,6 +59,7 @@ pub(crate) fn redis_options(server: &RedisServer, lease: Duration) -> super::Red
         wait_replicas: 0,
         key_prefix: "hgtest".to_owned(),
         lease,
+        tls_ca: None,
     }
 }
 

@@ -442,9 +442,10 @@ fn check_and_start_up_say_what_is_wrong_with_redis() {
             out.contains("store.url") && out.contains("not a Redis URL"),
             "{out}"
         );
-        let (code, out) = run(cmd, "rediss://127.0.0.1:6379");
+        // rediss:// is accepted; a server that does not speak TLS fails the handshake.
+        let (code, out) = run(cmd, &format!("rediss://:s3cret@127.0.0.1:{port}/0"));
         assert_eq!(code, 1, "{out}");
-        assert!(out.contains("TLS"), "{out}");
+        assert!(out.contains("rediss://") && out.contains("TLS"), "{out}");
     }
     let (code, out) = run("check", &format!("redis://:s3cret@127.0.0.1:{port}/0"));
     assert_eq!(code, 0, "{out}");
@@ -452,4 +453,94 @@ fn check_and_start_up_say_what_is_wrong_with_redis() {
         out.contains("store redis at redis://:***@127.0.0.1"),
         "{out}"
     );
+}
+
+/// `rediss://` end to end through the real binary: `hookgate check` against a
+/// `redis-server` serving TLS only, its certificate signed by a test CA named by
+/// `tls_ca` (relative to the config file); another CA is refused, saying why.
+#[test]
+fn check_connects_over_tls_with_tls_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().expect("tmp");
+    let make_ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca")
+    };
+    let ca = make_ca("redis test CA");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("leaf");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    };
+    let cert_file = write("server.pem", &cert.pem());
+    let key_file = write("server.key", &key.serialize_pem());
+    let ca_file = write("ca.pem", &ca.pem());
+    write("other-ca.pem", &make_ca("another CA").pem());
+    let port = free_port();
+    let mut server = std::process::Command::new("redis-server")
+        .args(["--port", "0", "--tls-port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--tls-cert-file", &cert_file, "--tls-key-file", &key_file])
+        .args(["--tls-ca-cert-file", &ca_file, "--tls-auth-clients", "no"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server from PATH (.ci/run installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server with TLS did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let check = |tls_ca: &str| {
+        let file = dir.path().join("hookgate.toml");
+        std::fs::write(
+            &file,
+            format!("[store]\nbackend = \"redis\"\nurl = \"rediss://127.0.0.1:{port}\"\ntls_ca = \"{tls_ca}\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:9/\"\n"),
+        )
+        .expect("config");
+        let out = std::process::Command::new(BIN)
+            .args(["check", "--config", file.to_str().expect("utf8")])
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("run hookgate");
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let ok = check("ca.pem");
+    let wrong = check("other-ca.pem");
+    let missing = check("missing.pem");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(ok.0, 0, "{}", ok.1);
+    assert!(
+        ok.1.contains("store redis at rediss://127.0.0.1"),
+        "{}",
+        ok.1
+    );
+    assert_eq!(wrong.0, 1, "{}", wrong.1);
+    assert!(
+        wrong.1.contains("TLS handshake refused") && wrong.1.contains("store.tls_ca"),
+        "{}",
+        wrong.1
+    );
+    assert_eq!(missing.0, 1, "{}", missing.1);
+    assert!(missing.1.contains("store.tls_ca"), "{}", missing.1);
 }

@@ -80,6 +80,8 @@ use super::outbox::Counts;
 use super::{Clock, EventTime, Lease, Reservation, ReserveOutcome, ReserveRequest, StoreError};
 
 pub(super) mod outbox;
+#[cfg(test)]
+mod tls_tests;
 
 #[cfg(doc)]
 use outbox::WORKER_LEASE;
@@ -89,7 +91,7 @@ pub use outbox::WorkerLease;
 /// What a Redis store is opened with.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://...` or `unix://...`.
+    /// `redis://...`, `rediss://...` (TLS) or `unix://...`.
     pub url: String,
     /// Connections kept open.
     pub pool_size: usize,
@@ -103,6 +105,9 @@ pub struct RedisOptions {
     pub key_prefix: String,
     /// How long an in-flight lease lasts.
     pub lease: Duration,
+    /// PEM root certificate(s) trusted for a `rediss://` url instead of the system's
+    /// roots; `None` = the system's roots.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 /// The Redis store. `Clone` shares the connections.
@@ -198,6 +203,26 @@ fn release_script() -> &'static Script {
 }
 
 /// Why a Redis store could not be opened, in the words `check` and start-up print.
+/// The driver's client for `options.url`. For `rediss://` (TLS, rustls with the ring
+/// provider) the server certificate is checked against `tls_ca` when set, else
+/// against the system's roots.
+fn client(options: &RedisOptions) -> Result<Client, redis::RedisError> {
+    if options.url.to_ascii_lowercase().starts_with("rediss://") {
+        // rustls needs a process-wide provider; ring is this build's (never aws-lc).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    match &options.tls_ca {
+        Some(pem) => Client::build_with_tls(
+            options.url.as_str(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        ),
+        None => Client::open(options.url.as_str()),
+    }
+}
+
 fn classify(shown_url: &str, err: &redis::RedisError) -> StoreError {
     let reason = if err.kind() == ErrorKind::AuthenticationFailed
         || err
@@ -209,12 +234,28 @@ fn classify(shown_url: &str, err: &redis::RedisError) -> StoreError {
         format!("unreachable: connection refused ({err})")
     } else if err.is_timeout() {
         format!("unreachable: no answer within the connect timeout ({err})")
+    } else if err.to_string().contains("certificate") {
+        format!(
+            "TLS handshake refused: the server's certificate is not trusted or not for this \
+             host ({err}); store.tls_ca names the CA that signed it"
+        )
     } else if err.is_io_error() {
         format!("unreachable ({err})")
     } else if err.kind() == ErrorKind::InvalidClientConfig {
         format!("bad url ({err})")
     } else {
         err.to_string()
+    };
+    // A plain-text server on a rediss:// port reads the ClientHello as a command and
+    // waits: say what the likely cause is.
+    let reason = if shown_url.to_ascii_lowercase().starts_with("rediss://")
+        && !err.is_connection_refusal()
+        && (err.is_timeout() || err.is_io_error())
+        && !reason.starts_with("TLS")
+    {
+        format!("{reason}; the TLS handshake did not complete: does this port serve TLS?")
+    } else {
+        reason
     };
     StoreError::RedisConnect {
         url: shown_url.to_owned(),
@@ -244,7 +285,7 @@ impl RedisStore {
     /// PING answers. Blocking.
     pub(crate) fn probe(options: &RedisOptions) -> Result<Client, StoreError> {
         let shown_url = crate::config::redact_url(&options.url);
-        let client = Client::open(options.url.as_str()).map_err(|e| classify(&shown_url, &e))?;
+        let client = client(options).map_err(|e| classify(&shown_url, &e))?;
         // One synchronous probe: connection, AUTH, SELECT and PING.
         let mut probe = client
             .get_connection_with_timeout(options.connect_timeout)
