@@ -29,6 +29,8 @@ SECRETS = {
     "twilio": "12345",
     "square": "Ibxx_5AKakO-3qeNVR61Dw",
     "github": "It's a Secret to Everybody",
+    "shopify": "hush",
+    "twitch": "s3cRe7s3cRe7",
 }
 OTHER_WHSEC = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 
@@ -224,6 +226,56 @@ def main():
         ok = node(a.work, f"import {{verify}} from '@octokit/webhooks-methods'; "
                           f"console.log(await verify('other', {payload}, {hsig}))")
         check("github: @octokit/webhooks-methods refuses it under another secret", ok == "false", ok)
+
+        # Shopify (npm @shopify/shopify-api): signs with its exported test helper getHmac
+        # (the one its own tests use), verifies through a minimal app object's
+        # webhooks.validate, which also wants the unsigned topic/domain/version/id headers.
+        secret = json.dumps(SECRETS["shopify"])
+        sig = node(a.work, f"import {{getHmac}} from '@shopify/shopify-api/test-helpers'; "
+                           f"console.log(getHmac({payload}, {secret}))")
+        through_gateway("shopify", "/hooks/shopify",
+                        {"X-Shopify-Hmac-SHA256": sig, "X-Shopify-Event-Id": "shp-1",
+                         "X-Shopify-Topic": "orders/create"})
+        h, _ = hookgate_sign(a.bin, "shopify", SECRETS["shopify"], body_file)
+
+        def shopify_validate(key):
+            headers = json.dumps({**h, "x-shopify-topic": "orders/create",
+                                  "x-shopify-shop-domain": "shop.myshopify.com",
+                                  "x-shopify-api-version": "2025-10", "x-shopify-webhook-id": "w-1"})
+            return node(a.work, (
+                "import '@shopify/shopify-api/adapters/node'; import http from 'http'; "
+                "import {shopifyApi, ApiVersion} from '@shopify/shopify-api'; "
+                f"const api = shopifyApi({{apiKey: 'k', apiSecretKey: {json.dumps(key)}, "
+                "hostName: 'hooks.example.com', isEmbeddedApp: false, logger: {level: 0}, "
+                "apiVersion: ApiVersion.October25 ?? Object.values(ApiVersion).at(-2)}); "
+                f"const req = {{method: 'POST', url: '/hooks/shopify', headers: {headers}}}; "
+                f"const r = await api.webhooks.validate({{rawBody: {payload}, rawRequest: req, "
+                "rawResponse: new http.ServerResponse(req)}); console.log(r.valid ? 'valid' : r.reason)"))
+        ok = shopify_validate(SECRETS["shopify"])
+        check("shopify: @shopify/shopify-api verifies hookgate sign", ok == "valid", ok)
+        ok = shopify_validate("other")
+        check("shopify: @shopify/shopify-api refuses it under another secret", ok == "invalid_hmac", ok)
+
+        # Twitch EventSub (npm @twurple/eventsub-http): twurple verifies only (Twitch signs);
+        # its check is EventSubHttpBase._verifyData (internal), reached on a minimal
+        # EventSubMiddleware. The gateway side is signed with hookgate sign's headers, so
+        # this provider is verify-only, like Square.
+        h, _ = hookgate_sign(a.bin, "twitch", SECRETS["twitch"], body_file)
+
+        def twurple_verify(key, body):
+            return node(a.work, (
+                "import {EventSubMiddleware} from '@twurple/eventsub-http'; "
+                "const m = new EventSubMiddleware({apiClient: {}, hostName: 'hooks.example.com', "
+                f"pathPrefix: '/hooks/twitch', secret: {json.dumps(key)}}}); "
+                f"console.log(m._verifyData({json.dumps(h['twitch-eventsub-message-id'])}, "
+                f"{json.dumps(h['twitch-eventsub-message-timestamp'])}, "
+                f"Buffer.from({json.dumps(body)}), {json.dumps(h['twitch-eventsub-message-signature'])}))"))
+        ok = twurple_verify(SECRETS["twitch"], BODY.decode())
+        check("twitch: @twurple/eventsub-http verifies hookgate sign", ok == "true", ok)
+        ok = twurple_verify("0therS3cret", BODY.decode())
+        check("twitch: @twurple/eventsub-http refuses it under another secret", ok == "false", ok)
+        ok = twurple_verify(SECRETS["twitch"], BODY.decode() + " ")
+        check("twitch: @twurple/eventsub-http refuses it with another body", ok == "false", ok)
     finally:
         gw.terminate()
         gw.wait(timeout=10)
