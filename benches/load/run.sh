@@ -226,24 +226,25 @@ want hg-memory && hg_row hg-memory full memory sync 0
 want hg-async && hg_row hg-async full embedded async 0
 want hg-bare && hg_row hg-bare bare memory sync 0
 
-# ---- redis row (hook) -------------------------------------------------------------
-# Turns on by itself once hookgate has `[store] backend = "redis"`: it runs when
-# redis-server is installed and `hookgate check` accepts a redis config.
+# ---- redis row ----------------------------------------------------------------------
+# A real redis-server on loopback (persistence off: the row measures the gateway, not
+# Redis's disk); `hookgate check` connects to it, so it must run first.
 if want hg-redis; then
     REDIS_PORT=$((PORT_BASE + 5))
     if command -v redis-server >/dev/null; then
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+            >"$WORK/redis.log" 2>&1 &
+        PIDS+=("$!")
+        for _ in $(seq 1 50); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break
+            sleep 0.1
+        done
         hg_config full redis sync 0 >"$WORK/redis-check.toml"
-        if "$BIN" check --config "$WORK/redis-check.toml" >/dev/null 2>&1; then
-            redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-                >"$WORK/redis.log" 2>&1 &
-            PIDS+=("$!")
-            for _ in $(seq 1 50); do
-                (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break
-                sleep 0.1
-            done
+        if "$BIN" check --config "$WORK/redis-check.toml" >"$WORK/redis-check.log" 2>&1; then
             hg_row hg-redis full redis sync 0
         else
-            echo "hg-redis: skipped (this build has no redis backend)" >&2
+            echo "hg-redis: skipped (hookgate check refused the redis config:" \
+                "$(tail -n 1 "$WORK/redis-check.log"))" >&2
         fi
     else
         echo "hg-redis: skipped (no redis-server)" >&2
