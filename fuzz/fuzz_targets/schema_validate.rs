@@ -46,6 +46,10 @@ const FIXTURES: &[(&str, &str)] = &[
         "wallarm",
         include_str!("../../tests/schemas/wallarm/valid/undocumented-create_user.json"),
     ),
+    (
+        "wallarm-ndjson",
+        include_str!("../../tests/schemas/wallarm-ndjson/valid/doc-ip-blocked.json"),
+    ),
 ];
 
 /// Most violations collected.
