@@ -11,7 +11,7 @@
 
 use hookgate::config::spec::{MissingKey, OrderTimeUnit};
 use hookgate::pipeline::extract::{
-    DedupKey, EventKeys, ExtractError, MAX_KEY_BYTES, OrderSpec, event_time,
+    DedupKey, EventKeys, ExtractError, MAX_KEY_BYTES, OrderSpec, event_time, is_unsendable,
 };
 use hookgate::pipeline::json::{self, JsonError};
 use libfuzzer_sys::fuzz_target;
@@ -72,7 +72,7 @@ fn reference_key(v: &Value) -> Result<Option<String>, ()> {
         Value::Number(n) => n.to_string(),
         _ => return Err(()),
     };
-    if text.len() > MAX_KEY_BYTES {
+    if text.len() > MAX_KEY_BYTES || text.chars().any(is_unsendable) {
         return Err(());
     }
     Ok(Some(text))

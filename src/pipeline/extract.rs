@@ -271,14 +271,21 @@ fn bounded(
     location: impl FnOnce() -> String,
     text: String,
 ) -> Result<String, ExtractError> {
-    if text.len() > MAX_KEY_BYTES || text.is_empty() {
+    if text.len() > MAX_KEY_BYTES || text.is_empty() || text.chars().any(is_unsendable) {
         return Err(ExtractError::Invalid {
             key,
             location: location(),
-            reason: format!("must be 1 to {MAX_KEY_BYTES} bytes"),
+            reason: format!("must be 1 to {MAX_KEY_BYTES} bytes, without control characters"),
         });
     }
     Ok(text)
+}
+
+/// A character no HTTP header value may carry (control characters but tab, and DEL):
+/// an id holding one could not travel as `X-Hookgate-Event-Id`, so the upstream could
+/// not dedup on it.
+pub fn is_unsendable(c: char) -> bool {
+    (c.is_ascii_control() && c != '\t') || c == '\u{7f}'
 }
 
 /// The exact value of the number `n` found at `pointer`. Integers that fit 64 bits are
@@ -480,6 +487,27 @@ mod tests {
             keys("/event_id", MissingKey::Pass)
                 .extract(&HeaderMap::new(), b"{}", &long)
                 .is_err()
+        );
+    }
+
+    /// An id that could not travel as `X-Hookgate-Event-Id` (CR, LF, NUL, DEL) is
+    /// refused; a tab, which a header value may hold, is not.
+    #[test]
+    fn ids_with_control_characters_are_refused() {
+        for bad in ["a\r\nX-Evil: 1", "a\u{0}b", "a\u{7f}"] {
+            let doc = json!({ "event_id": bad });
+            assert!(
+                keys("/event_id", MissingKey::Pass)
+                    .extract(&HeaderMap::new(), b"{}", &doc)
+                    .is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        let doc = json!({"event_id": "a\tb"});
+        assert!(
+            keys("/event_id", MissingKey::Pass)
+                .extract(&HeaderMap::new(), b"{}", &doc)
+                .is_ok()
         );
     }
 
