@@ -14,7 +14,7 @@ use hookgate::config::spec::{MissingKey, OrderTimeUnit};
 use hookgate::pipeline::allowlist::{Client, ClientAddr, ClientIpHeader, client_addr};
 use hookgate::pipeline::extract::number::Decimal;
 use hookgate::pipeline::extract::{
-    DedupKey, EventKeys, ExtractError, MAX_KEY_BYTES, OrderSpec, event_time,
+    DedupKey, EventKeys, ExtractError, MAX_KEY_BYTES, OrderSpec, event_time, is_unsendable,
 };
 use hookgate::pipeline::json::{self, JsonError};
 use hookgate::pipeline::signature::{
@@ -1060,7 +1060,7 @@ fn reference_key(v: Option<&Value>, pass: bool) -> Result<Option<String>, Kind> 
         },
         Some(_) => return Err(Kind::Invalid),
     };
-    if text.len() > MAX_KEY_BYTES {
+    if text.len() > MAX_KEY_BYTES || text.chars().any(is_unsendable) {
         return Err(Kind::Invalid);
     }
     Ok(Some(text))
