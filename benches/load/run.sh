@@ -5,6 +5,8 @@
 #   benches/load/run.sh                     # all rows, 10 s each, 1 wrk thread, 32 connections
 #   CONNS=256 DURATION=20s benches/load/run.sh
 #   ROWS="nginx hg-embedded" benches/load/run.sh   # only some rows (keys in the table's first column)
+#   STORE_ROOT=/dev/shm benches/load/run.sh         # embedded store files there (tmpfs: fsync is
+#                                                   # free, which measures what the fsync costs)
 #
 # Rows (the sink is an nginx `return 200` on loopback; the load generator is wrk with
 # benches/load/flashduty.lua: ~720-byte Flashduty incident bodies, a unique event_id per
@@ -66,13 +68,15 @@ else
 fi
 
 WORK=$(mktemp -d /tmp/hookgate-load.XXXXXX)
+STORES=$WORK
+[ -n "${STORE_ROOT:-}" ] && STORES=$(mktemp -d "$STORE_ROOT/hookgate-load-store.XXXXXX")
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
     for f in "$WORK"/sink.pid "$WORK"/edge.pid; do
         [ -f "$f" ] && kill -QUIT "$(cat "$f")" 2>/dev/null || true
     done
-    if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
+    if [ -z "${KEEP:-}" ]; then rm -rf "$WORK" "$STORES"; else echo "kept $WORK $STORES" >&2; fi
 }
 trap cleanup EXIT
 
@@ -161,7 +165,7 @@ load() {
 
 # A hookgate config for a row. $1 kind (full|bare), $2 backend, $3 delivery, $4 tls (0|1).
 hg_config() {
-    local kind=$1 backend=$2 delivery=$3 tls=$4 dir=$WORK/store-$HG_PORT
+    local kind=$1 backend=$2 delivery=$3 tls=$4 dir=$STORES/store-$HG_PORT
     echo "[server]"
     echo "listen = \"127.0.0.1:$HG_PORT\""
     [ "$tls" = 1 ] && echo "tls = { cert = \"$WORK/cert.pem\", key = \"$WORK/key.pem\" }"
