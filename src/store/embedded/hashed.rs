@@ -60,10 +60,8 @@ impl KeyHasher {
             Some(key) => key,
             None => {
                 let mut key = vec![0u8; KEY_LEN];
-                getrandom::fill(&mut key).map_err(|e| StoreError::Io {
-                    action: "draw a random hash key for",
-                    path: path.to_owned(),
-                    source: std::io::Error::other(e),
+                getrandom::fill(&mut key).map_err(|e| {
+                    StoreError::io("draw a random hash key for", path, std::io::Error::other(e))
                 })?;
                 table.insert(HMAC_SHA256, key.as_slice())?;
                 key
