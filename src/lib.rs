@@ -153,7 +153,9 @@ pub fn build_with_store(
 pub fn open_store(settings: &config::StoreSettings) -> Result<store::Store, store::StoreError> {
     match settings.backend {
         config::spec::StoreBackendName::Memory => Ok(store::Store::memory()),
-        config::spec::StoreBackendName::Embedded => store::Store::open_embedded(&settings.path),
+        config::spec::StoreBackendName::Embedded => {
+            store::Store::open_embedded_with(&settings.path, settings.sync_commits)
+        }
         config::spec::StoreBackendName::Redis => match redis_options(settings) {
             Some(options) => store::Store::open_redis(&options),
             // compile() fills it for this backend; never fall back to another store.

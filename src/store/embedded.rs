@@ -59,6 +59,7 @@
 //! disconnects) and joins it, so the file is closed when the drop returns and
 //! can be reopened at once.
 
+use std::cell::Cell;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -82,7 +83,7 @@ use super::ledger::{Committed, Ledger};
 use super::outbox::{Counts, CountsInner, OutboxOp, Stored, Table};
 use super::{
     Clock, EventTime, Reservation, ReserveOutcome, ReserveRequest, StoreError, StoreErrorKind,
-    WriteStats,
+    SyncCommits, WriteStats,
 };
 
 // === Errors: redb's, told in the store's kinds ===
@@ -154,6 +155,10 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Most commits written in one transaction. Bounds the latency one batch adds
 /// to the commits queued behind it.
 const MAX_BATCH: usize = 4096;
+
+/// With `sync_commits = "deferred"`, the longest a sync route's commit stays written
+/// but not fsynced: what a crash can lose.
+pub(super) const DEFERRED_SYNC_MAX: Duration = Duration::from_secs(1);
 
 /// The first pause before reopening the file after a failed write; it doubles after
 /// each failed reopen up to [`REOPEN_MAX`].
@@ -232,6 +237,14 @@ struct Stats {
 }
 
 impl Stats {
+    /// Changes written by a transaction that was not fsynced (`sync_commits = "deferred"`).
+    fn deferred(&self, changes: usize) {
+        self.changes.fetch_add(
+            u64::try_from(changes).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
     fn committed(&self, changes: usize) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.changes.fetch_add(
@@ -435,13 +448,14 @@ enum Maintenance {
 
 impl EmbeddedStore {
     pub(super) fn open(dir: &Path, clock: Clock) -> Result<EmbeddedStore, StoreError> {
-        Self::open_with_fault(dir, clock, None)
+        Self::open_with_fault(dir, clock, None, SyncCommits::Fsync)
     }
 
     pub(super) fn open_with_fault(
         dir: &Path,
         clock: Clock,
         fault: Option<WriteFault>,
+        sync_commits: SyncCommits,
     ) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|source| StoreError::io("create store directory", dir, source))?;
@@ -458,6 +472,8 @@ impl EmbeddedStore {
             fault,
             counts: Arc::clone(&counts),
             stats: Arc::clone(&stats),
+            sync_commits,
+            unsynced_since: Cell::new(None),
         };
         let thread = std::thread::Builder::new()
             .name("hookgate-store-writer".to_owned())
@@ -730,6 +746,10 @@ struct WriterState {
     fault: Option<WriteFault>,
     counts: Arc<Counts>,
     stats: Arc<Stats>,
+    /// Whether a batch of sync-route commits alone is fsynced (`[store] sync_commits`).
+    sync_commits: SyncCommits,
+    /// When the oldest commit not yet fsynced was written (`sync_commits = "deferred"`).
+    unsynced_since: Cell<Option<Instant>>,
 }
 
 /// The writer loop: group commits, then purges and pings, until every sender is gone.
@@ -751,8 +771,29 @@ fn run_writer(state: &WriterState, queue: &mpsc::Receiver<Job>) {
     let mut next_attempt = Instant::now();
     loop {
         if let Some(open) = &db {
-            let Ok(first) = queue.recv() else { break };
-            if let Err(err) = write_pass(open, first, queue, state) {
+            let next = match state.unsynced_since.get() {
+                None => queue
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(since) => queue.recv_timeout(
+                    (since + DEFERRED_SYNC_MAX).saturating_duration_since(Instant::now()),
+                ),
+            };
+            let result = match next {
+                Ok(first) => write_pass(open, first, queue, state)
+                    .and_then(|()| sync_deferred(open, state, false)),
+                Err(mpsc::RecvTimeoutError::Timeout) => sync_deferred(open, state, false),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Shutting down: what was deferred is made durable before the file closes.
+                    if let Err(err) = sync_deferred(open, state, true) {
+                        tracing::error!(error = %err, path = %state.path.display(), "Embedded store: the last fsync failed; deferred sync-route commits are lost (their events may be forwarded again).");
+                    }
+                    break;
+                }
+            };
+            if let Err(err) = result {
+                // Whatever was deferred went with the failed handle.
+                state.unsynced_since.set(None);
                 tracing::error!(error = %err, path = %state.path.display(), "Embedded store write failed; the store is unavailable until its file reopens (first attempt in 1 s).");
                 state.slot.store(None);
                 old = db.take();
@@ -777,6 +818,39 @@ fn run_writer(state: &WriterState, queue: &mpsc::Receiver<Job>) {
                     tracing::warn!(error = %err, retry_in_s = pause.as_secs(), "Embedded store cannot reopen yet.");
                 }
             },
+        }
+    }
+}
+
+/// Fsyncs the commits that `sync_commits = "deferred"` left unsynced, once the oldest
+/// is [`DEFERRED_SYNC_MAX`] old (or at once with `now`), with a durable write of a
+/// bookkeeping row: redb makes every earlier non-durable commit durable with it.
+fn sync_deferred(db: &Database, state: &WriterState, now: bool) -> Result<(), Arc<redb::Error>> {
+    let Some(since) = state.unsynced_since.get() else {
+        return Ok(());
+    };
+    if !now && since.elapsed() < DEFERRED_SYNC_MAX {
+        return Ok(());
+    }
+    let result = (|| -> Result<(), redb::Error> {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("deferred_sync", Clock::System.now_nanos())?;
+        }
+        txn.commit()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            state.unsynced_since.set(None);
+            state.stats.committed(0);
+            Ok(())
+        }
+        Err(err) => {
+            state.slot.store(None);
+            Err(Arc::new(err))
         }
     }
 }
@@ -858,11 +932,22 @@ fn write_pass(
     let mut failed = None;
     if !commits.is_empty() || !outbox.is_empty() {
         let mut next = state.counts.lock().clone();
-        let result = write_batch(db, &commits, &outbox, &mut next);
+        // An accept is fsynced before its 202 whatever `sync_commits` says: accepted
+        // means never lost.
+        let durable = state.sync_commits == SyncCommits::Fsync || !outbox.is_empty();
+        let result = write_batch(db, &commits, &outbox, &mut next, durable);
         let seqs = match &result {
             Ok(seqs) => {
                 *state.counts.lock() = next;
-                state.stats.committed(commits.len() + outbox.len());
+                if durable {
+                    state.stats.committed(commits.len() + outbox.len());
+                    state.unsynced_since.set(None);
+                } else {
+                    state.stats.deferred(commits.len());
+                    if state.unsynced_since.get().is_none() {
+                        state.unsynced_since.set(Some(Instant::now()));
+                    }
+                }
                 seqs.clone()
             }
             Err(_) => Vec::new(),
@@ -894,7 +979,10 @@ fn write_pass(
             Maintenance::Purge { now, max, done } => {
                 let result = purge(db, now, max).map_err(Arc::new);
                 match &result {
-                    Ok(_) => state.stats.committed(0),
+                    Ok(_) => {
+                        state.stats.committed(0);
+                        state.unsynced_since.set(None);
+                    }
                     Err(e) => {
                         state.slot.store(None);
                         failed = Some(Arc::clone(e));
@@ -906,7 +994,10 @@ fn write_pass(
                 let result = probe.get_or_insert_with(|| {
                     let r = ping(db, now).map_err(Arc::new);
                     match &r {
-                        Ok(()) => state.stats.committed(0),
+                        Ok(()) => {
+                            state.stats.committed(0);
+                            state.unsynced_since.set(None);
+                        }
                         Err(_) => state.slot.store(None),
                     }
                     r
@@ -984,12 +1075,18 @@ fn write_batch(
     commits: &[PendingCommit],
     outbox: &[OutboxJob],
     counts: &mut CountsInner,
+    durable: bool,
 ) -> Result<Vec<Option<u64>>, redb::Error> {
     let admitted = admitted(outbox, counts);
     let mut txn = db.begin_write()?;
-    // redb's default, stated because the contract depends on it: `commit`
-    // returns only after fsync.
-    txn.set_durability(Durability::Immediate)?;
+    // Immediate is redb's default, stated because the contract depends on it: `commit`
+    // returns only after fsync. `None` (sync_commits = "deferred"): written and visible
+    // to every later read, made durable by the next durable commit.
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
     {
         let mut dedup = txn.open_table(DEDUP)?;
         let mut by_expiry = txn.open_table(DEDUP_EXPIRY)?;
@@ -1578,6 +1675,68 @@ mod tests {
             ReserveOutcome::Duplicate
         ));
         assert!(store.write_stats().commits > before.commits);
+    }
+
+    /// `sync_commits = "deferred"`: sync-route commits are visible at once but not
+    /// fsynced with their answer, an accept is fsynced before it returns (and takes the
+    /// deferred commits with it), the writer fsyncs what is left within
+    /// `DEFERRED_SYNC_MAX` without any further job, and a clean close keeps everything.
+    #[tokio::test]
+    async fn deferred_sync_commits_are_fsynced_within_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |dir: &Path| {
+            super::super::Store::Embedded(
+                EmbeddedStore::open_with_fault(dir, Clock::System, None, SyncCommits::Deferred)
+                    .unwrap(),
+            )
+        };
+        let store = open(dir.path());
+        let start = store.write_stats();
+        for i in 0..20 {
+            let r = reserved(&store, &format!("d{i}")).await;
+            store.commit(r).await.unwrap();
+        }
+        let deferred = store.write_stats();
+        assert_eq!(deferred.changes - start.changes, 20);
+        // At most one fsync, and only if the 20 commits took over a second.
+        assert!(deferred.commits - start.commits <= 1, "{deferred:?}");
+        assert!(matches!(
+            store.reserve(req("d0")).await.unwrap(),
+            ReserveOutcome::Duplicate
+        ));
+
+        let r = reserved(&store, "accepted").await;
+        store.accept(Some(r), "r", b"x".to_vec()).await.unwrap();
+        let accepted = store.write_stats();
+        assert_eq!(
+            accepted.commits,
+            deferred.commits + 1,
+            "an accept is fsynced"
+        );
+
+        let r = reserved(&store, "late").await;
+        store.commit(r).await.unwrap();
+        assert_eq!(store.write_stats().commits, accepted.commits);
+        tokio::time::sleep(DEFERRED_SYNC_MAX + std::time::Duration::from_millis(500)).await;
+        assert_eq!(
+            store.write_stats().commits,
+            accepted.commits + 1,
+            "the writer fsyncs by itself"
+        );
+
+        let r = reserved(&store, "last").await;
+        store.commit(r).await.unwrap();
+        drop(store);
+        let store = open(dir.path());
+        for id in ["d0", "d19", "accepted", "late", "last"] {
+            assert!(
+                matches!(
+                    store.reserve(req(id)).await.unwrap(),
+                    ReserveOutcome::Duplicate
+                ),
+                "{id}"
+            );
+        }
     }
 
     /// `max_pending` is checked in the accept's own transaction: 64 concurrent accepts
