@@ -54,6 +54,14 @@
 //!   returns does it take the batch's keys out of the in-flight ledger and
 //!   answer each waiter, so a concurrent `reserve` always sees either "in
 //!   flight" or the durable result.
+//! * **`sync_commits = "deferred"`** ([`SyncCommits::Deferred`]): a batch of
+//!   sync-route commits alone is written with `Durability::None` (visible to every
+//!   later read, durable with the next durable commit) and the writer makes it
+//!   durable within [`DEFERRED_SYNC_MAX`] (a probe-row write when no accept, purge or
+//!   ping came first), and before it exits. A batch with an accept is always
+//!   `Immediate`. What a crash can cost is told on [`SyncCommits::Deferred`]. Measured
+//!   with the load benchmark: the fsync is about half the embedded row's time on the
+//!   dev machine's disk (see the README's Performance section).
 //!
 //! Dropping the last clone of the store stops the writer (its queue
 //! disconnects) and joins it, so the file is closed when the drop returns and
