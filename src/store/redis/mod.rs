@@ -86,7 +86,7 @@ mod tls_tests;
 #[cfg(doc)]
 use outbox::WORKER_LEASE;
 pub(crate) use outbox::WORKER_RENEW;
-pub use outbox::WorkerLease;
+pub use outbox::{Takeover, WorkerLease};
 
 /// What a Redis store is opened with.
 #[derive(Debug, Clone)]
