@@ -4,9 +4,10 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 
-use super::{Delivered, DeliveryError, MAX_UPSTREAM_BODY, Outbound};
+use super::client::{HttpClient, HttpUpstream};
+use super::{BodyDropped, Delivered, DeliveryError, MAX_UPSTREAM_BODY, Outbound};
 use crate::pipeline::allowlist::ClientIpHeader;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never forwarded.
@@ -303,30 +304,32 @@ fn param_name(pair: &str) -> Vec<u8> {
 }
 
 pub(super) async fn send(
-    client: &reqwest::Client,
-    base: &reqwest::Url,
+    client: &HttpClient,
+    upstream: &HttpUpstream,
     out: Outbound<'_>,
 ) -> Result<Delivered, DeliveryError> {
-    let mut url = base.clone();
-    if let Some(q) = out.query.filter(|q| !q.is_empty()) {
-        url.set_query(Some(&merge_query(base.query(), q)));
-    }
-    let mut headers = out.headers;
-    // reqwest turns credentials in the URL into `Authorization: Basic`, and a sender's
-    // own `Authorization` would replace it: the configured credentials win, and the
+    // One deadline for the answer and its body, as reqwest's request timeout was.
+    let deadline = tokio::time::Instant::now() + out.timeout;
+    let query = out.query.filter(|q| !q.is_empty());
+    let merged = query.map(|q| merge_query(upstream.url().query(), q));
+    let mut request = http::Request::new(Full::new(out.body));
+    *request.method_mut() = out.method;
+    *request.uri_mut() = upstream.uri(merged.as_deref())?;
+    *request.headers_mut() = out.headers;
+    // Credentials in the upstream URL are sent as `Authorization: Basic`, and the
+    // sender's own `Authorization` is replaced: the configured credentials win, and the
     // sender's never travels alongside them.
-    if !url.username().is_empty() || url.password().is_some() {
-        headers.remove(http::header::AUTHORIZATION);
+    if let Some(basic) = upstream.authorization() {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, basic.clone());
     }
-    let response = client
-        .request(out.method, url)
-        .headers(headers)
-        .body(out.body)
-        .timeout(out.timeout)
-        .send()
-        .await
-        .map_err(|e| classify(e, out.timeout))?;
-    let status = response.status();
+    let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
+        Ok(answered) => answered.map_err(connect_error)?,
+        Err(_) => return Err(DeliveryError::Timeout(out.timeout)),
+    };
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
     // A 1xx as the final answer (101 to a request that asked for no upgrade) or a status
     // outside RFC 9110's 100..=599 cannot be passed back as an answer: the upstream failed.
     if !(200..=599).contains(&status.as_u16()) {
@@ -335,20 +338,27 @@ pub(super) async fn send(
             status.as_u16()
         )));
     }
-    let mut headers = answer_headers(response.headers());
-    let body = match read_capped(response).await {
-        Some(body) => body,
-        None => {
+    let mut headers = answer_headers(&parts.headers);
+    let (body, body_dropped) = match read_capped(body, deadline).await {
+        Ok(body) => (body, None),
+        Err(dropped) => {
             // The body was dropped: labels describing it no longer hold.
             headers.remove(http::header::CONTENT_ENCODING);
             headers.remove(http::header::CONTENT_TYPE);
-            Bytes::new()
+            tracing::warn!(
+                route = out.route,
+                status = status.as_u16(),
+                reason = dropped.as_str(),
+                "Upstream answer body dropped; its status is passed back."
+            );
+            (Bytes::new(), Some(dropped))
         }
     };
     Ok(Delivered {
         status,
         headers,
         body,
+        body_dropped,
     })
 }
 
@@ -373,40 +383,42 @@ fn answer_headers(upstream: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The upstream's answer body, at most [`MAX_UPSTREAM_BODY`] bytes; `None` when it was
-/// dropped.
+/// The upstream's answer body, at most [`MAX_UPSTREAM_BODY`] bytes, read by `deadline`;
+/// why it was dropped otherwise.
 ///
 /// Once the status has arrived the delivery outcome is known: a body that is too large,
 /// cut off, or slower than the timeout is dropped and the status stands. Turning a 2xx
-/// into a 504 here would release the event id and have the sender's retry delivered a
-/// second time.
-async fn read_capped(response: reqwest::Response) -> Option<Bytes> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_UPSTREAM_BODY as u64)
-    {
-        return None;
+/// into a 502 or 504 here would release the event id and have the sender's retry
+/// delivered a second time.
+async fn read_capped(
+    body: hyper::body::Incoming,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, BodyDropped> {
+    // A declared length over the limit is refused before a byte is read.
+    if hyper::body::Body::size_hint(&body).lower() > MAX_UPSTREAM_BODY as u64 {
+        return Err(BodyDropped::TooLarge);
     }
-    let limited = http_body_util::Limited::new(reqwest::Body::from(response), MAX_UPSTREAM_BODY);
-    limited.collect().await.ok().map(|c| c.to_bytes())
+    let limited = http_body_util::Limited::new(body, MAX_UPSTREAM_BODY);
+    match tokio::time::timeout_at(deadline, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyDropped::TooLarge),
+        Ok(Err(_)) => Err(BodyDropped::Incomplete),
+        Err(_) => Err(BodyDropped::Timeout),
+    }
 }
 
-fn classify(e: reqwest::Error, timeout: std::time::Duration) -> DeliveryError {
-    if e.is_timeout() {
-        DeliveryError::Timeout(timeout)
-    } else {
-        // reqwest's Display hides the cause chain; keep it for the log line. The URL is
-        // left out: it may carry credentials (`http://user:pass@host`).
-        let e = e.without_url();
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            src = s.source();
-        }
-        DeliveryError::Connect(msg)
+/// A connection-level failure, with its cause chain for the log line (hyper's
+/// `Display` names only the outermost step). The URI is not part of it, so credentials
+/// in the upstream URL cannot leak.
+fn connect_error(e: hyper_util::client::legacy::Error) -> DeliveryError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
     }
+    DeliveryError::Connect(msg)
 }
 
 #[cfg(test)]
