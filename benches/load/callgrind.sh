@@ -81,7 +81,7 @@ for bin in "$@"; do
     kill -INT "$HG_PID"
     wait "$HG_PID" 2>/dev/null || true
     HG_PID=""
-    total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(/,/, "", $1); print $1; exit}')
+    total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(/,/, "", $1); print $1}' | head -n 1)
     awk -v b="$bin" -v t="$total" -v r="$requests" -v bad="${non2xx:-0}" 'BEGIN {
         printf "%s: %d requests (non-2xx %d), %.0f instructions, %.1f k instructions/request\n",
             b, r, bad, t, t / r / 1000 }'
