@@ -343,9 +343,12 @@ mod tests {
     /// failure caused it.
     #[test]
     fn store_unavailable_tells_the_sender_when_to_retry() {
-        let response = GatewayError::Store(crate::store::StoreError::WriterStopped)
-            .into_answer(None, None)
-            .into_response();
+        let response = GatewayError::Store(crate::store::StoreError::new(
+            crate::store::StoreErrorKind::Unavailable,
+            "embedded store writer thread is not running",
+        ))
+        .into_answer(None, None)
+        .into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             response.headers().get(VERDICT_HEADER).map(|v| v.as_bytes()),

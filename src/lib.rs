@@ -157,7 +157,7 @@ pub fn open_store(settings: &config::StoreSettings) -> Result<store::Store, stor
         config::spec::StoreBackendName::Redis => match redis_options(settings) {
             Some(options) => store::Store::open_redis(&options),
             // compile() fills it for this backend; never fall back to another store.
-            None => Err(store::StoreError::Unsupported("redis (no [store] url)")),
+            None => Err(store::StoreError::unsupported("redis (no [store] url)")),
         },
     }
 }

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
 use crate::store::outbox::{OutboxOp, Stored, Table};
-use crate::store::{Reservation, Store, StoreError};
+use crate::store::{Reservation, Store, StoreError, StoreErrorKind};
 
 /// The record format version written today. A reader refuses any other (a newer
 /// gateway's record is left in place, not misread).
@@ -212,7 +212,7 @@ impl OutboxWriter {
             .await
         {
             Ok(seq) => Ok(seq),
-            Err(StoreError::OutboxFull { .. }) => Err(AcceptError::Full),
+            Err(e) if e.kind() == StoreErrorKind::OutboxFull => Err(AcceptError::Full),
             Err(e) => Err(AcceptError::Store(e)),
         }
     }

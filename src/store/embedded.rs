@@ -71,8 +71,67 @@ use tokio::sync::oneshot;
 use super::ledger::{Committed, Ledger};
 use super::outbox::{Counts, CountsInner, OutboxOp, Stored, Table};
 use super::{
-    Clock, EventTime, Reservation, ReserveOutcome, ReserveRequest, StoreError, WriteStats,
+    Clock, EventTime, Reservation, ReserveOutcome, ReserveRequest, StoreError, StoreErrorKind,
+    WriteStats,
 };
+
+// === Errors: redb's, told in the store's kinds ===
+
+/// Every answer while the file is being reopened after a failed write.
+fn reopening() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        "the store is unavailable: reopening after a failed write",
+    )
+}
+
+/// The writer thread is gone (it panicked): nothing can be written any more.
+fn writer_stopped() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        "embedded store writer thread is not running",
+    )
+}
+
+/// A group commit failed; every commit of the batch gets this error.
+fn write_failed(err: Arc<redb::Error>) -> StoreError {
+    StoreError::with_source(StoreErrorKind::Io, "embedded store write failed", err)
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(err: redb::Error) -> Self {
+        let kind = match &err {
+            redb::Error::Io(_) | redb::Error::PreviousIo => StoreErrorKind::Io,
+            redb::Error::DatabaseAlreadyOpen => StoreErrorKind::InUse,
+            redb::Error::Corrupted(_)
+            | redb::Error::UpgradeRequired(_)
+            | redb::Error::TableTypeMismatch { .. }
+            | redb::Error::TypeDefinitionChanged { .. }
+            | redb::Error::TableIsMultimap(_)
+            | redb::Error::TableIsNotMultimap(_) => StoreErrorKind::Corrupt,
+            _ => StoreErrorKind::Backend,
+        };
+        StoreError::with_source(kind, "embedded store", err)
+    }
+}
+
+// redb has one error type per operation; all of them fold into `redb::Error`.
+macro_rules! from_redb {
+    ($($ty:ty),* $(,)?) => {$(
+        impl From<$ty> for StoreError {
+            fn from(err: $ty) -> Self {
+                redb::Error::from(err).into()
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+);
 
 /// The database file's name inside `store.path`.
 pub(super) const FILE_NAME: &str = "hookgate.redb";
@@ -138,7 +197,7 @@ struct Inner {
     _writer: Writer,
     ledger: Arc<Ledger>,
     /// The open database; `None` while the writer is reopening it after a failed
-    /// write (every read then answers [`StoreError::Unavailable`]).
+    /// write (every read then answers [`StoreErrorKind::Unavailable`]).
     db: Arc<ArcSwapOption<Database>>,
     clock: Clock,
     path: PathBuf,
@@ -263,11 +322,7 @@ fn open_db(
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|source| StoreError::Io {
-            action: "open",
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| StoreError::io("open", path, source))?;
     let backend = Backend {
         file: FileBackend::new(file)?,
         fault: fault.cloned(),
@@ -360,11 +415,8 @@ impl EmbeddedStore {
         clock: Clock,
         fault: Option<WriteFault>,
     ) -> Result<EmbeddedStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            action: "create store directory",
-            path: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::io("create store directory", dir, source))?;
         let path = dir.join(FILE_NAME);
         let db = open_db(
             &path,
@@ -386,11 +438,7 @@ impl EmbeddedStore {
         let thread = std::thread::Builder::new()
             .name("hookgate-store-writer".to_owned())
             .spawn(move || run_writer(&writer, &queue))
-            .map_err(|source| StoreError::Io {
-                action: "start the writer thread for",
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| StoreError::io("start the writer thread for", &path, source))?;
 
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -406,9 +454,9 @@ impl EmbeddedStore {
         })
     }
 
-    /// The open database, or [`StoreError::Unavailable`] while it is being reopened.
+    /// The open database, or [`StoreErrorKind::Unavailable`] while it is being reopened.
     fn db(&self) -> Result<Arc<Database>, StoreError> {
-        self.inner.db.load_full().ok_or(StoreError::Unavailable)
+        self.inner.db.load_full().ok_or_else(reopening)
     }
 
     pub(super) fn write_stats(&self) -> WriteStats {
@@ -433,7 +481,7 @@ impl EmbeddedStore {
         if let Some(r) = &reservation
             && !r.belongs_to(&self.inner.ledger)
         {
-            return Err(StoreError::ForeignReservation);
+            return Err(StoreError::foreign_reservation());
         }
         let commit = reservation.filter(|r| !r.is_empty()).map(|r| {
             let stamp = Stamp::of(&self.inner.clock, &r);
@@ -455,8 +503,8 @@ impl EmbeddedStore {
             .await?;
         match (seq, full) {
             (Some(seq), _) => Ok(seq),
-            (None, Some(route)) => Err(StoreError::OutboxFull { route }),
-            (None, None) => Err(StoreError::WriterStopped),
+            (None, Some(route)) => Err(StoreError::outbox_full(&route)),
+            (None, None) => Err(writer_stopped()),
         }
     }
 
@@ -548,7 +596,7 @@ impl EmbeddedStore {
 
     pub(super) async fn commit(&self, r: Reservation) -> Result<(), StoreError> {
         if !r.belongs_to(&self.inner.ledger) {
-            return Err(StoreError::ForeignReservation);
+            return Err(StoreError::foreign_reservation());
         }
         if r.is_empty() {
             // Neither id nor entity: nothing to persist.
@@ -591,8 +639,8 @@ impl EmbeddedStore {
         self.inner
             .jobs
             .send(make(done))
-            .map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+            .map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
     }
 }
 
@@ -663,7 +711,7 @@ struct WriterState {
 ///
 /// A write that fails (full disk, I/O error, read-only remount, a file-size limit)
 /// leaves redb's handle unusable, so the writer takes the database out of the slot
-/// (readers answer [`StoreError::Unavailable`] from then on), drops it, and reopens the
+/// (readers answer [`StoreErrorKind::Unavailable`] from then on), drops it, and reopens the
 /// file after 1 s, then 2 s, 4 s ... at most 30 s apart, until the reopen and its
 /// durable table write succeed. Meanwhile every job is answered `Unavailable` at once
 /// (a ping too, so `/readyz` is 503) and reservations in them are released. The counts
@@ -712,17 +760,17 @@ fn refuse(job: Job) {
     match job {
         Job::Commit(p) => {
             drop(p.reservation);
-            let _ = p.done.send(Err(StoreError::Unavailable));
+            let _ = p.done.send(Err(reopening()));
         }
         Job::Outbox(j) => {
             drop(j.commit);
-            let _ = j.done.send(Err(StoreError::Unavailable));
+            let _ = j.done.send(Err(reopening()));
         }
         Job::Maintenance(Maintenance::Purge { done, .. }) => {
-            let _ = done.send(Err(StoreError::Unavailable));
+            let _ = done.send(Err(reopening()));
         }
         Job::Maintenance(Maintenance::Ping { done, .. }) => {
-            let _ = done.send(Err(StoreError::Unavailable));
+            let _ = done.send(Err(reopening()));
         }
     }
 }
@@ -738,7 +786,7 @@ fn reopen(
             Ok(db) => drop(db),
             Err(still_read) => {
                 *old = Some(still_read);
-                return Err(StoreError::Unavailable);
+                return Err(reopening());
             }
         }
     }
@@ -815,10 +863,10 @@ fn write_pass(
         // is tried on this handle.
         match job {
             Maintenance::Purge { done, .. } if failed.is_some() => {
-                let _ = done.send(Err(StoreError::Unavailable));
+                let _ = done.send(Err(reopening()));
             }
             Maintenance::Ping { done, .. } if failed.is_some() => {
-                let _ = done.send(Err(StoreError::Unavailable));
+                let _ = done.send(Err(reopening()));
             }
             Maintenance::Purge { now, max, done } => {
                 let result = purge(db, now, max).map_err(Arc::new);
@@ -829,7 +877,7 @@ fn write_pass(
                         failed = Some(Arc::clone(e));
                     }
                 }
-                let _ = done.send(result.map_err(StoreError::WriteFailed));
+                let _ = done.send(result.map_err(write_failed));
             }
             Maintenance::Ping { now, done } => {
                 let result = probe.get_or_insert_with(|| {
@@ -843,7 +891,7 @@ fn write_pass(
                 if let Err(e) = result {
                     failed = Some(Arc::clone(e));
                 }
-                let _ = done.send(result.clone().map_err(StoreError::WriteFailed));
+                let _ = done.send(result.clone().map_err(write_failed));
             }
         }
     }
@@ -858,9 +906,7 @@ fn finish_batch(result: Result<(), Arc<redb::Error>>, commits: &mut Vec<PendingC
     for pending in commits.drain(..) {
         drop(pending.reservation);
         // A waiter that went away (its request was cancelled) needs no answer.
-        let _ = pending
-            .done
-            .send(result.clone().map_err(StoreError::WriteFailed));
+        let _ = pending.done.send(result.clone().map_err(write_failed));
     }
 }
 
@@ -877,7 +923,7 @@ fn finish_outbox(
         drop(job.commit);
         let answer = match result {
             Ok(()) => Ok(seqs.next().flatten()),
-            Err(e) => Err(StoreError::WriteFailed(Arc::clone(e))),
+            Err(e) => Err(write_failed(Arc::clone(e))),
         };
         let _ = job.done.send(answer);
     }
@@ -1257,21 +1303,30 @@ mod tests {
         fault.set(true);
         let r = reserved(&store, "during").await;
         assert!(matches!(
-            store.commit(r).await,
-            Err(StoreError::WriteFailed(_))
+            store.commit(r).await.map_err(|e| e.kind()),
+            Err(StoreErrorKind::Io)
         ));
         assert!(matches!(
-            store.reserve(req("other")).await,
-            Err(StoreError::Unavailable)
+            store.reserve(req("other")).await.map_err(|e| e.kind()),
+            Err(StoreErrorKind::Unavailable)
         ));
-        assert!(matches!(store.ping().await, Err(StoreError::Unavailable)));
         assert!(matches!(
-            store.accept(None, "r", b"x".to_vec()).await,
-            Err(StoreError::Unavailable)
+            store.ping().await.map_err(|e| e.kind()),
+            Err(StoreErrorKind::Unavailable)
+        ));
+        assert!(matches!(
+            store
+                .accept(None, "r", b"x".to_vec())
+                .await
+                .map_err(|e| e.kind()),
+            Err(StoreErrorKind::Unavailable)
         ));
         // The first reopen comes after 1 s and fails: the fault is still on.
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        assert!(matches!(store.ping().await, Err(StoreError::Unavailable)));
+        assert!(matches!(
+            store.ping().await.map_err(|e| e.kind()),
+            Err(StoreErrorKind::Unavailable)
+        ));
 
         fault.set(false);
         // The next attempt is 2 s after the first.
@@ -1317,8 +1372,8 @@ mod tests {
         for t in tasks {
             match t.await.unwrap() {
                 (_, Ok(_)) => accepted += 1,
-                (id, Err(StoreError::OutboxFull { route })) => {
-                    assert_eq!(route, "r");
+                (id, Err(e)) if e.kind() == StoreErrorKind::OutboxFull => {
+                    assert_eq!(e.to_string(), r#"the outbox of route "r" is full"#);
                     refused.push(id);
                 }
                 (id, Err(e)) => panic!("{id}: {e}"),

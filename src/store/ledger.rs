@@ -62,9 +62,7 @@ impl Ledger {
         lookup: impl FnOnce(Option<&str>, Option<&str>) -> Result<Committed, StoreError>,
     ) -> Result<ReserveOutcome, StoreError> {
         if req.route.contains('\0') {
-            return Err(StoreError::InvalidRoute {
-                route: req.route.to_owned(),
-            });
+            return Err(StoreError::invalid_route(req.route));
         }
         let id_key = req.event_id.map(|id| scoped_key(req.route, id));
         let entity_key = req.order.map(|o| scoped_key(req.route, o.entity));

@@ -80,7 +80,7 @@ impl MemoryStore {
 
     pub(super) fn commit(&self, r: Reservation) -> Result<(), StoreError> {
         if !r.belongs_to(&self.inner.ledger) {
-            return Err(StoreError::ForeignReservation);
+            return Err(StoreError::foreign_reservation());
         }
         let now = self.inner.clock.now_nanos();
         let expires_at = self.inner.clock.expiry_after(r.dedup_ttl);
@@ -175,7 +175,7 @@ impl MemoryStore {
         if let Some(r) = &reservation
             && !r.belongs_to(&self.inner.ledger)
         {
-            return Err(StoreError::ForeignReservation);
+            return Err(StoreError::foreign_reservation());
         }
         let seq = {
             let mut tables = self.tables();
@@ -183,9 +183,7 @@ impl MemoryStore {
             if let (super::outbox::OutboxOp::Accept { route, .. }, Some(limit)) = (&op, limit)
                 && counts.pending.get(route).copied().unwrap_or(0) >= limit
             {
-                return Err(StoreError::OutboxFull {
-                    route: route.clone(),
-                });
+                return Err(StoreError::outbox_full(route));
             }
             let seq = counts.next_seq;
             if tables.apply(&op, seq) {

@@ -46,7 +46,7 @@
 //! * **Namespaced by route.** The same id, or the same entity, on two routes
 //!   is two independent keys. Keys are `route NUL id` and `route NUL entity`,
 //!   so a route name must not contain NUL (rejected with
-//!   [`StoreError::InvalidRoute`]); ids and entities may contain anything.
+//!   [`StoreErrorKind::InvalidRoute`]); ids and entities may contain anything.
 //! * **Watermarks expire** `order_ttl` after their entity's last commit (every
 //!   commit of the entity sets the expiry afresh). An expired watermark reads as
 //!   absent, like an expired dedup key: the entity's next event is not stale
@@ -62,7 +62,7 @@
 //!   persist; the gateway answers 503 and the sender retries (a sync route with
 //!   `[store] on_unavailable = "deliver"` forwards unchecked instead, counted).
 //! * **A failing disk** takes the embedded store down: after a failed write it answers
-//!   [`StoreError::Unavailable`] to everything (reads too) while it reopens its file
+//!   [`StoreErrorKind::Unavailable`] to everything (reads too) while it reopens its file
 //!   with backoff (1 s doubling to 30 s), and comes back by itself (`embedded.rs`).
 //!
 //! # Sharing
@@ -80,8 +80,9 @@
 //!   doc lists every key).
 //! * `conformance.rs`: the one test suite every backend must pass.
 
+use std::borrow::Cow;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 #[cfg(test)]
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -255,93 +256,145 @@ impl fmt::Debug for Reservation {
 }
 
 /// Why the store could not decide or persist. The gateway answers 503 for
-/// every variant: the sender should retry.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The embedded store's directory could not be created, or its writer
-    /// thread could not be started.
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The directory or file concerned.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// redb reported an error (I/O, corruption, file already open, ...).
-    #[error("embedded store: {0}")]
-    Embedded(#[from] redb::Error),
-    /// A group commit failed; every commit of the batch gets this error.
-    #[error("embedded store write failed: {0}")]
-    WriteFailed(#[source] Arc<redb::Error>),
-    /// The embedded store's writer thread has stopped (it panicked).
-    #[error("embedded store writer thread is not running")]
-    WriterStopped,
-    /// A write failed and the store is reopening its file (with backoff); nothing is
-    /// read or written until a reopen succeeds.
-    #[error("the store is unavailable: reopening after a failed write")]
-    Unavailable,
-    /// The route's outbox holds `max_pending` events: the accept was refused and
-    /// nothing was written.
-    #[error("the outbox of route {route:?} is full")]
-    OutboxFull {
-        /// The route.
-        route: String,
-    },
-    /// The route name contains NUL, which the key encoding reserves.
-    #[error("route name {route:?} contains NUL")]
-    InvalidRoute {
-        /// The offending route name.
-        route: String,
-    },
-    /// The reservation was made by another store instance; it was released.
-    #[error("reservation belongs to another store instance")]
-    ForeignReservation,
-    /// The configured backend is not available in this build.
-    #[error("the {0} store backend is not available in this build")]
-    Unsupported(&'static str),
-    /// Redis could not be reached, refused the credentials, or the URL is wrong
-    /// (at start-up: the message says which).
-    #[error("redis at {url}: {reason}")]
-    RedisConnect {
-        /// The URL, password redacted.
-        url: String,
-        /// Which check failed, and why.
-        reason: String,
-    },
-    /// A Redis command failed (connection lost, timeout, server error).
-    #[error("redis: {0}")]
-    Redis(#[source] Arc<::redis::RedisError>),
-    /// `WAIT` saw fewer replicas acknowledge the write than `store.wait_replicas`.
-    #[error("redis: only {acked} of {wanted} replicas acknowledged the write")]
-    ReplicasLagging {
-        /// `store.wait_replicas`.
-        wanted: u32,
-        /// What `WAIT` answered.
-        acked: u32,
-    },
+/// every kind: the sender should retry.
+///
+/// Backend-neutral on purpose: a caller matches on [`StoreError::kind`], never on
+/// which backend failed, so a new backend (or a change inside one) does not ripple
+/// into the pipeline, delivery, admin or start-up code. The backend's own error is
+/// kept as the [`source`](std::error::Error::source), and the message says what
+/// failed in words an operator can act on (start-up, `hookgate check`, logs).
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    /// What failed, written for an operator; the source's text follows it.
+    context: Cow<'static, str>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
-// redb has one error type per operation; all of them fold into `redb::Error`.
-macro_rules! from_redb {
-    ($($ty:ty),* $(,)?) => {$(
-        impl From<$ty> for StoreError {
-            fn from(err: $ty) -> Self {
-                StoreError::Embedded(err.into())
-            }
-        }
-    )*};
+/// What kind of failure a [`StoreError`] is: what a caller can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The store cannot answer right now (connection lost, command timed out,
+    /// reopening after a failed write, writer stopped); it may recover by itself.
+    Unavailable,
+    /// The store could not be reached or refused us when connecting (bad URL,
+    /// wrong credentials, host unreachable, TLS handshake); the message says which.
+    Connect,
+    /// Reading or writing the store's files failed (a directory not creatable, a
+    /// failed group commit, a disk error).
+    Io,
+    /// The store's data is corrupt, or of a format this build does not read.
+    Corrupt,
+    /// Another process (or store instance) holds the store's file.
+    InUse,
+    /// The write was done but not acknowledged by as many replicas as configured.
+    NotReplicated,
+    /// The route's outbox holds `max_pending` events: the accept was refused and
+    /// nothing was written.
+    OutboxFull,
+    /// The route name cannot be stored (it contains NUL, which keys reserve).
+    InvalidRoute,
+    /// The reservation was made by another store instance; it was released.
+    ForeignReservation,
+    /// The configured backend is not available in this build or configuration.
+    Unsupported,
+    /// The backend reported an error no other kind describes (a server error reply,
+    /// an unexpected answer).
+    Backend,
 }
-from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-);
+
+/// The source a [`StoreError`] keeps.
+type BoxedSource = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl StoreError {
+    /// An error of `kind` saying `context`, with no underlying error.
+    pub(crate) fn new(kind: StoreErrorKind, context: impl Into<Cow<'static, str>>) -> StoreError {
+        StoreError {
+            kind,
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// An error of `kind` saying `context`, caused by `source` (whose text the
+    /// message carries after the context).
+    pub(crate) fn with_source(
+        kind: StoreErrorKind,
+        context: impl Into<Cow<'static, str>>,
+        source: impl Into<BoxedSource>,
+    ) -> StoreError {
+        StoreError {
+            kind,
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// `action` on `path` failed (creating the store directory, starting its writer).
+    pub(crate) fn io(action: &str, path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::with_source(
+            StoreErrorKind::Io,
+            format!("cannot {action} {}", path.display()),
+            source,
+        )
+    }
+
+    /// The route's outbox is full.
+    pub(crate) fn outbox_full(route: &str) -> StoreError {
+        StoreError::new(
+            StoreErrorKind::OutboxFull,
+            format!("the outbox of route {route:?} is full"),
+        )
+    }
+
+    /// The route name contains NUL.
+    pub(crate) fn invalid_route(route: &str) -> StoreError {
+        StoreError::new(
+            StoreErrorKind::InvalidRoute,
+            format!("route name {route:?} contains NUL"),
+        )
+    }
+
+    /// The reservation was made by another store instance.
+    pub(crate) fn foreign_reservation() -> StoreError {
+        StoreError::new(
+            StoreErrorKind::ForeignReservation,
+            "reservation belongs to another store instance",
+        )
+    }
+
+    /// The `backend` is not available in this build.
+    pub(crate) fn unsupported(backend: &str) -> StoreError {
+        StoreError::new(
+            StoreErrorKind::Unsupported,
+            format!("the {backend} store backend is not available in this build"),
+        )
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.context)?;
+        match &self.source {
+            Some(source) => write!(f, ": {source}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
 
 // === Store: enum dispatch ===
 
@@ -552,4 +605,30 @@ fn scoped_key(route: &str, value: &str) -> String {
     key.push('\0');
     key.push_str(value);
     key
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    /// The message carries the source's text after the context (as the per-backend
+    /// variants did), and the source stays reachable for a caller walking the chain.
+    #[test]
+    fn store_error_shows_its_source_and_keeps_it() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let err = StoreError::io("create store directory", Path::new("/x/y"), io);
+        assert_eq!(err.kind(), StoreErrorKind::Io);
+        assert_eq!(
+            err.to_string(),
+            "cannot create store directory /x/y: denied"
+        );
+        let source = std::error::Error::source(&err).unwrap();
+        assert_eq!(source.to_string(), "denied");
+
+        let full = StoreError::outbox_full("r");
+        assert_eq!(full.kind(), StoreErrorKind::OutboxFull);
+        assert_eq!(full.to_string(), r#"the outbox of route "r" is full"#);
+        assert!(std::error::Error::source(&full).is_none());
+    }
 }

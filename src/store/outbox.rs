@@ -230,7 +230,7 @@ impl Store {
         }
     }
 
-    /// Like [`Store::accept`], refused with [`StoreError::OutboxFull`] (nothing
+    /// Like [`Store::accept`], refused with [`StoreErrorKind::OutboxFull`](super::StoreErrorKind::OutboxFull) (nothing
     /// written, the reservation released) when the route already has `max_pending`
     /// pending events. The count is checked where the record is written (in the
     /// embedded store's writer transaction, under the memory store's lock), so
@@ -254,9 +254,7 @@ impl Store {
             // several replicas may pass `max_pending` by what they accept meanwhile.
             Store::Redis(s) => {
                 if s.counts().pending(route) >= max_pending {
-                    return Err(StoreError::OutboxFull {
-                        route: route.to_owned(),
-                    });
+                    return Err(StoreError::outbox_full(route));
                 }
                 s.outbox_accept(reservation, route, record_of(op)).await
             }

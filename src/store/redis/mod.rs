@@ -62,8 +62,8 @@
 //!
 //! # Redis unavailable, or restarted empty
 //!
-//! Every command is bounded by `store.command_timeout`; a failure is a
-//! [`StoreError::Redis`] (503 for the request, `/readyz` 503). The connections
+//! Every command is bounded by `store.command_timeout`; a failure is a [`StoreError`]
+//! of kind [`StoreErrorKind::Unavailable`] (503 for the request, `/readyz` 503). The connections
 //! reconnect by themselves. A restart that lost every key loses the worker lease too:
 //! the next renewal finds it gone, the worker drops its window and starts again from
 //! the (new) stream's head. No consumer group exists, so there is no `NOGROUP` loop.
@@ -77,7 +77,10 @@ use redis::aio::ConnectionManager;
 use redis::{Client, ErrorKind, Script};
 
 use super::outbox::Counts;
-use super::{Clock, EventTime, Lease, Reservation, ReserveOutcome, ReserveRequest, StoreError};
+use super::{
+    Clock, EventTime, Lease, Reservation, ReserveOutcome, ReserveRequest, StoreError,
+    StoreErrorKind,
+};
 
 pub(super) mod outbox;
 #[cfg(test)]
@@ -257,10 +260,7 @@ fn classify(shown_url: &str, err: &redis::RedisError) -> StoreError {
     } else {
         reason
     };
-    StoreError::RedisConnect {
-        url: shown_url.to_owned(),
-        reason,
-    }
+    connect_error(shown_url, reason)
 }
 
 impl RedisStore {
@@ -272,10 +272,10 @@ impl RedisStore {
         let client = Self::probe(options)?;
         let shown_url = crate::config::redact_url(&options.url);
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(StoreError::RedisConnect {
-                url: shown_url,
-                reason: "the Redis store needs a tokio runtime".to_owned(),
-            });
+            return Err(connect_error(
+                &shown_url,
+                "the Redis store needs a tokio runtime".to_owned(),
+            ));
         }
         Self::connect(options, clock, client, shown_url)
     }
@@ -368,9 +368,7 @@ impl RedisStore {
         // NUL as in every backend; braces because they delimit the hash tag, and a
         // route name holding "}:" could otherwise spell another route's key.
         if route.contains(['\0', '{', '}']) || route.is_empty() {
-            return Err(StoreError::InvalidRoute {
-                route: route.to_owned(),
-            });
+            return Err(StoreError::invalid_route(route));
         }
         Ok(())
     }
@@ -463,7 +461,7 @@ impl RedisStore {
                 l.live = false;
                 Ok((std::mem::take(&mut l.token), std::mem::take(&mut l.keys)))
             }
-            _ => Err(StoreError::ForeignReservation),
+            _ => Err(StoreError::foreign_reservation()),
         }
     }
 
@@ -577,10 +575,13 @@ impl RedisStore {
             .query_async(conn)
             .await?;
         if acked < i64::from(want) {
-            return Err(StoreError::ReplicasLagging {
-                wanted: want,
-                acked: u32::try_from(acked.max(0)).unwrap_or(0),
-            });
+            return Err(StoreError::new(
+                StoreErrorKind::NotReplicated,
+                format!(
+                    "redis: only {} of {want} replicas acknowledged the write",
+                    acked.max(0)
+                ),
+            ));
         }
         Ok(())
     }
@@ -668,8 +669,28 @@ fn instance_name() -> String {
     )
 }
 
+/// Redis at `shown_url` (password redacted) could not be used: `reason` says which
+/// check failed and why.
+fn connect_error(shown_url: &str, reason: String) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Connect,
+        format!("redis at {shown_url}: {reason}"),
+    )
+}
+
+/// A failed command: `Unavailable` when the connection is the cause (the manager
+/// reconnects by itself), `Backend` when Redis answered with an error.
 impl From<redis::RedisError> for StoreError {
     fn from(err: redis::RedisError) -> Self {
-        StoreError::Redis(Arc::new(err))
+        let kind = if err.is_io_error()
+            || err.is_timeout()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+        {
+            StoreErrorKind::Unavailable
+        } else {
+            StoreErrorKind::Backend
+        };
+        StoreError::with_source(kind, "redis", err)
     }
 }

@@ -157,7 +157,7 @@ impl RedisStore {
                 if r.route != route {
                     // Keys of two routes cannot share one script (hash tags).
                     self.release_keys(token, lease_keys);
-                    return Err(StoreError::ForeignReservation);
+                    return Err(StoreError::foreign_reservation());
                 }
                 Some((token, lease_keys))
             }
@@ -241,9 +241,12 @@ impl RedisStore {
             route: route.to_owned(),
             record,
         };
-        self.apply(reservation, &op)
-            .await?
-            .ok_or(StoreError::Unsupported("redis accept without a seq"))
+        self.apply(reservation, &op).await?.ok_or_else(|| {
+            StoreError::new(
+                crate::store::StoreErrorKind::Backend,
+                "redis: the accept script answered without a seq",
+            )
+        })
     }
 
     pub(in crate::store) async fn outbox_apply(
