@@ -26,6 +26,10 @@
 # processes share the machine. Every hookgate row is checked: wrk's non-2xx count is printed, and the verdict counts
 # are read back from hookgate's /metrics (a row of 401s would measure nothing).
 # Figures are only comparable within one run: compare the ratios, not the absolute rps.
+#
+# Two builds in one run: HOOKGATE_BIN=new HOOKGATE_BASE_BIN=old benches/load/run.sh runs
+# every hookgate row with the old binary first (row `base-<key>`), then with the new one,
+# back to back, so both see the same machine.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -204,7 +208,7 @@ hg_row() {
     hg_config "$kind" "$backend" "$delivery" "$tls" >"$WORK/$key.toml"
     local scheme=http
     [ "$tls" = 1 ] && scheme=https
-    "$BIN" serve --config "$WORK/$key.toml" >"$WORK/$key.log" 2>&1 &
+    "${ROW_BIN:-$BIN}" serve --config "$WORK/$key.toml" >"$WORK/$key.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait_http "$scheme://127.0.0.1:$HG_PORT/healthz"
@@ -217,14 +221,23 @@ hg_row() {
 
 want() { [[ " $ROWS " == *" $1 "* ]]; }
 
+# hg KEY kind backend delivery tls: hg_row with $BIN, after the same row with
+# $HOOKGATE_BASE_BIN (key base-KEY) when that is set.
+hg() {
+    if [ -n "${HOOKGATE_BASE_BIN:-}" ]; then
+        ROW_BIN=$HOOKGATE_BASE_BIN hg_row "base-$1" "${@:2}"
+    fi
+    hg_row "$@"
+}
+
 CPU_PIDS=$(nginx_pids "$WORK/sink.pid")
 want direct && load direct "http://127.0.0.1:$SINK_PORT/flashduty"
 CPU_PIDS=$(nginx_pids "$WORK/edge.pid")
 want nginx && load nginx "http://127.0.0.1:$EDGE_PORT/hooks/flashduty"
-want hg-embedded && hg_row hg-embedded full embedded sync 0
-want hg-memory && hg_row hg-memory full memory sync 0
-want hg-async && hg_row hg-async full embedded async 0
-want hg-bare && hg_row hg-bare bare memory sync 0
+want hg-embedded && hg hg-embedded full embedded sync 0
+want hg-memory && hg hg-memory full memory sync 0
+want hg-async && hg hg-async full embedded async 0
+want hg-bare && hg hg-bare bare memory sync 0
 
 # ---- redis row ----------------------------------------------------------------------
 # A real redis-server on loopback (persistence off: the row measures the gateway, not
@@ -241,7 +254,7 @@ if want hg-redis; then
         done
         hg_config full redis sync 0 >"$WORK/redis-check.toml"
         if "$BIN" check --config "$WORK/redis-check.toml" >"$WORK/redis-check.log" 2>&1; then
-            hg_row hg-redis full redis sync 0
+            hg hg-redis full redis sync 0
         else
             echo "hg-redis: skipped (hookgate check refused the redis config:" \
                 "$(tail -n 1 "$WORK/redis-check.log"))" >&2
@@ -254,7 +267,7 @@ fi
 
 CPU_PIDS=$(nginx_pids "$WORK/edge.pid")
 want nginx-tls && load nginx-tls "https://127.0.0.1:$EDGE_TLS_PORT/hooks/flashduty"
-want hg-tls && hg_row hg-tls full embedded sync 1
+want hg-tls && hg hg-tls full embedded sync 1
 
 echo
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -264,6 +277,7 @@ echo "| row | target | requests/s | p50 ms | p99 ms | ratio to nginx | server CP
 echo "|---|---|---|---|---|---|---|---|---|"
 describe() {
     case $1 in
+        base-*) echo "$(describe "${1#base-}"), HOOKGATE_BASE_BIN" ;;
         direct) echo "wrk → sink directly" ;;
         nginx) echo "nginx edge (allowlist + bearer, keepalive upstream) → sink" ;;
         hg-embedded) echo "hookgate sync, full pipeline, embedded store" ;;

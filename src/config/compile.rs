@@ -270,7 +270,7 @@ pub struct Route {
     /// Where events go.
     pub upstream: Target,
     /// Extra CAs trusted for an `https://` upstream (`upstream_ca`).
-    pub upstream_ca: Option<Vec<reqwest::Certificate>>,
+    pub upstream_ca: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
     /// How events are delivered.
     pub delivery: DeliveryMode,
     /// How long the upstream may take.
@@ -407,8 +407,8 @@ pub(super) fn compile(
                 format!("duplicate route path {:?}", route.path),
             ));
         }
-        if let Target::Http(url) = &route.upstream
-            && upstream_is_listener(url, server.listen)
+        if let Target::Http(up) = &route.upstream
+            && upstream_is_listener(up.url(), server.listen)
         {
             return Err((
                 format!("route[{i}].upstream"),
@@ -1097,9 +1097,10 @@ fn upstream_ca(
     upstream: &Target,
     path: &str,
     base_dir: Option<&std::path::Path>,
-) -> Result<Vec<reqwest::Certificate>, String> {
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject as _;
     match upstream {
-        Target::Http(url) if url.scheme() == "https" => {}
+        Target::Http(up) if up.url().scheme() == "https" => {}
         _ => return Err("only applies to an https:// upstream".into()),
     }
     let resolved = match base_dir {
@@ -1117,7 +1118,8 @@ fn upstream_ca(
     if pem.len() as u64 > MAX_CA_FILE_BYTES {
         return Err(format!("{shown} is larger than {MAX_CA_FILE_BYTES} bytes"));
     }
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{shown} is not a PEM certificate bundle ({e})"))?;
     if certs.is_empty() {
         return Err(format!("{shown} holds no PEM certificate"));
@@ -1131,7 +1133,7 @@ fn upstream_ca(
 ///
 /// Host names other than `localhost` are not resolved here (`check` stays offline and
 /// deterministic); a loop through one is still stopped per request by the `Via` token.
-fn upstream_is_listener(url: &reqwest::Url, listen: SocketAddr) -> bool {
+fn upstream_is_listener(url: &url::Url, listen: SocketAddr) -> bool {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     if listen.port() == 0 || url.port_or_known_default() != Some(listen.port()) {
         return false;

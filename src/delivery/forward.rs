@@ -4,9 +4,10 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 
-use super::{Delivered, DeliveryError, MAX_UPSTREAM_BODY, Outbound};
+use super::client::{HttpClient, HttpUpstream};
+use super::{BodyDropped, Delivered, DeliveryError, MAX_UPSTREAM_BODY, Outbound};
 use crate::pipeline::allowlist::ClientIpHeader;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never forwarded.
@@ -53,6 +54,13 @@ pub const PROXY_VIEW: &[&str] = &[
     "x-forwarded-ssl",
     "front-end-https",
 ];
+
+// The names set on every forwarded request, built at compile time: `from_static` called
+// per request validates and looks the name up each time (~150 instructions a name).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_HOOKGATE_ROUTE: HeaderName = HeaderName::from_static("x-hookgate-route");
+const X_HOOKGATE_EVENT_ID: HeaderName = HeaderName::from_static("x-hookgate-event-id");
 
 /// Who the request came from, for the forwarding headers.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +121,7 @@ pub fn forward_headers(
         (!chain.is_empty()).then(|| chain.join(", "))
     };
     let ip = peer.ip;
-    let xff = HeaderName::from_static("x-forwarded-for");
+    let xff = X_FORWARDED_FOR;
     let xff_value = match prior(&xff) {
         Some(chain) => format!("{chain}, {ip}"),
         None => ip.to_string(),
@@ -147,15 +155,15 @@ pub fn forward_headers(
             out.insert(configured, value);
         }
     }
-    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfp = X_FORWARDED_PROTO;
     if !out.contains_key(&xfp) {
         out.insert(xfp, HeaderValue::from_static(peer.scheme));
     }
     if let Ok(v) = HeaderValue::from_str(route) {
-        out.insert(HeaderName::from_static("x-hookgate-route"), v);
+        out.insert(X_HOOKGATE_ROUTE, v);
     }
     if let Some(v) = event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
-        out.insert(HeaderName::from_static("x-hookgate-event-id"), v);
+        out.insert(X_HOOKGATE_EVENT_ID, v);
     }
     out
 }
@@ -250,22 +258,56 @@ pub fn is_looping(inbound: &HeaderMap) -> bool {
 
 /// Appends this gateway to the `Via` chain sent upstream, after the sender's entries.
 pub fn append_via(out: &mut HeaderMap, inbound: &HeaderMap, version: http::Version) {
-    let protocol = match version {
-        http::Version::HTTP_09 => "0.9",
-        http::Version::HTTP_10 => "1.0",
-        http::Version::HTTP_2 => "2",
-        http::Version::HTTP_3 => "3",
-        _ => "1.1",
-    };
-    let ours = format!("{protocol} {}", via_pseudonym());
+    let ours = our_via_entry(version);
     let mut chain: Vec<&str> = inbound
         .get_all(http::header::VIA)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    chain.push(&ours);
+    if chain.is_empty() {
+        // Most senders send no `Via`: our entry alone, built once per process.
+        out.insert(http::header::VIA, ours.clone());
+        return;
+    }
+    let Ok(ours) = ours.to_str() else { return };
+    chain.push(ours);
     if let Ok(v) = HeaderValue::from_str(&chain.join(", ")) {
         out.insert(http::header::VIA, v);
+    }
+}
+
+/// `<protocol-version> hookgate-<token>`, this gateway's `Via` entry for a request
+/// received over `version`.
+fn our_via_entry(version: http::Version) -> &'static HeaderValue {
+    /// One entry per version the server can receive.
+    struct Entries {
+        v09: HeaderValue,
+        v10: HeaderValue,
+        v11: HeaderValue,
+        v2: HeaderValue,
+        v3: HeaderValue,
+    }
+    static ENTRIES: std::sync::OnceLock<Entries> = std::sync::OnceLock::new();
+    let entries = ENTRIES.get_or_init(|| {
+        // The pseudonym is `hookgate-` and hex digits: always a valid value.
+        let entry = |protocol: &str| {
+            HeaderValue::from_str(&format!("{protocol} {}", via_pseudonym()))
+                .unwrap_or(HeaderValue::from_static("1.1 hookgate"))
+        };
+        Entries {
+            v09: entry("0.9"),
+            v10: entry("1.0"),
+            v11: entry("1.1"),
+            v2: entry("2"),
+            v3: entry("3"),
+        }
+    });
+    match version {
+        http::Version::HTTP_09 => &entries.v09,
+        http::Version::HTTP_10 => &entries.v10,
+        http::Version::HTTP_2 => &entries.v2,
+        http::Version::HTTP_3 => &entries.v3,
+        _ => &entries.v11,
     }
 }
 
@@ -303,30 +345,32 @@ fn param_name(pair: &str) -> Vec<u8> {
 }
 
 pub(super) async fn send(
-    client: &reqwest::Client,
-    base: &reqwest::Url,
+    client: &HttpClient,
+    upstream: &HttpUpstream,
     out: Outbound<'_>,
 ) -> Result<Delivered, DeliveryError> {
-    let mut url = base.clone();
-    if let Some(q) = out.query.filter(|q| !q.is_empty()) {
-        url.set_query(Some(&merge_query(base.query(), q)));
-    }
-    let mut headers = out.headers;
-    // reqwest turns credentials in the URL into `Authorization: Basic`, and a sender's
-    // own `Authorization` would replace it: the configured credentials win, and the
+    // One deadline for the answer and its body, as reqwest's request timeout was.
+    let deadline = tokio::time::Instant::now() + out.timeout;
+    let query = out.query.filter(|q| !q.is_empty());
+    let merged = query.map(|q| merge_query(upstream.url().query(), q));
+    let mut request = http::Request::new(Full::new(out.body));
+    *request.method_mut() = out.method;
+    *request.uri_mut() = upstream.uri(merged.as_deref())?;
+    *request.headers_mut() = out.headers;
+    // Credentials in the upstream URL are sent as `Authorization: Basic`, and the
+    // sender's own `Authorization` is replaced: the configured credentials win, and the
     // sender's never travels alongside them.
-    if !url.username().is_empty() || url.password().is_some() {
-        headers.remove(http::header::AUTHORIZATION);
+    if let Some(basic) = upstream.authorization() {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, basic.clone());
     }
-    let response = client
-        .request(out.method, url)
-        .headers(headers)
-        .body(out.body)
-        .timeout(out.timeout)
-        .send()
-        .await
-        .map_err(|e| classify(e, out.timeout))?;
-    let status = response.status();
+    let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
+        Ok(answered) => answered.map_err(connect_error)?,
+        Err(_) => return Err(DeliveryError::Timeout(out.timeout)),
+    };
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
     // A 1xx as the final answer (101 to a request that asked for no upgrade) or a status
     // outside RFC 9110's 100..=599 cannot be passed back as an answer: the upstream failed.
     if !(200..=599).contains(&status.as_u16()) {
@@ -335,20 +379,27 @@ pub(super) async fn send(
             status.as_u16()
         )));
     }
-    let mut headers = answer_headers(response.headers());
-    let body = match read_capped(response).await {
-        Some(body) => body,
-        None => {
+    let mut headers = answer_headers(&parts.headers);
+    let (body, body_dropped) = match read_capped(body, deadline).await {
+        Ok(body) => (body, None),
+        Err(dropped) => {
             // The body was dropped: labels describing it no longer hold.
             headers.remove(http::header::CONTENT_ENCODING);
             headers.remove(http::header::CONTENT_TYPE);
-            Bytes::new()
+            tracing::warn!(
+                route = out.route,
+                status = status.as_u16(),
+                reason = dropped.as_str(),
+                "Upstream answer body dropped; its status is passed back."
+            );
+            (Bytes::new(), Some(dropped))
         }
     };
     Ok(Delivered {
         status,
         headers,
         body,
+        body_dropped,
     })
 }
 
@@ -373,40 +424,42 @@ fn answer_headers(upstream: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The upstream's answer body, at most [`MAX_UPSTREAM_BODY`] bytes; `None` when it was
-/// dropped.
+/// The upstream's answer body, at most [`MAX_UPSTREAM_BODY`] bytes, read by `deadline`;
+/// why it was dropped otherwise.
 ///
 /// Once the status has arrived the delivery outcome is known: a body that is too large,
 /// cut off, or slower than the timeout is dropped and the status stands. Turning a 2xx
-/// into a 504 here would release the event id and have the sender's retry delivered a
-/// second time.
-async fn read_capped(response: reqwest::Response) -> Option<Bytes> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_UPSTREAM_BODY as u64)
-    {
-        return None;
+/// into a 502 or 504 here would release the event id and have the sender's retry
+/// delivered a second time.
+async fn read_capped(
+    body: hyper::body::Incoming,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, BodyDropped> {
+    // A declared length over the limit is refused before a byte is read.
+    if hyper::body::Body::size_hint(&body).lower() > MAX_UPSTREAM_BODY as u64 {
+        return Err(BodyDropped::TooLarge);
     }
-    let limited = http_body_util::Limited::new(reqwest::Body::from(response), MAX_UPSTREAM_BODY);
-    limited.collect().await.ok().map(|c| c.to_bytes())
+    let limited = http_body_util::Limited::new(body, MAX_UPSTREAM_BODY);
+    match tokio::time::timeout_at(deadline, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyDropped::TooLarge),
+        Ok(Err(_)) => Err(BodyDropped::Incomplete),
+        Err(_) => Err(BodyDropped::Timeout),
+    }
 }
 
-fn classify(e: reqwest::Error, timeout: std::time::Duration) -> DeliveryError {
-    if e.is_timeout() {
-        DeliveryError::Timeout(timeout)
-    } else {
-        // reqwest's Display hides the cause chain; keep it for the log line. The URL is
-        // left out: it may carry credentials (`http://user:pass@host`).
-        let e = e.without_url();
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            src = s.source();
-        }
-        DeliveryError::Connect(msg)
+/// A connection-level failure, with its cause chain for the log line (hyper's
+/// `Display` names only the outermost step). The URI is not part of it, so credentials
+/// in the upstream URL cannot leak.
+fn connect_error(e: hyper_util::client::legacy::Error) -> DeliveryError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
     }
+    DeliveryError::Connect(msg)
 }
 
 #[cfg(test)]
@@ -518,6 +571,11 @@ mod tests {
             format!("1.0 fred, 1.1 p.example (x), HTTP/2 edge, {ours}")
         );
         assert!(is_looping(&out));
+        // Without a prior `Via`, our entry alone, per version.
+        let mut alone = HeaderMap::new();
+        append_via(&mut alone, &HeaderMap::new(), http::Version::HTTP_2);
+        assert_eq!(alone["via"], format!("2 {}", via_pseudonym()).as_str());
+        assert!(is_looping(&alone));
         // Our name as a comment or a prefix is not our token.
         let mut other = HeaderMap::new();
         let spoof = format!("1.1 proxy ({}), 1.1 {}0", via_pseudonym(), via_pseudonym());

@@ -6,11 +6,13 @@
 //! DESIGN.md §6. A `file://PATH` upstream gets one JSON line per event, appended and
 //! fsynced before the answer, so a 200 from a file route means the line is on disk.
 //!
-//! The HTTP client is one pooled HTTP/1.1 client shared by every route; redirects are not
-//! followed (a proxy passes a 3xx back, it does not chase it). reqwest is built without
-//! its `gzip`/`brotli`/`deflate`/`zstd` features, so it never decompresses an answer:
-//! the upstream's body and its `Content-Encoding` go back to the sender together, as the
-//! sender's `Accept-Encoding` (forwarded) asked for.
+//! The HTTP client (`client`) is one pooled HTTP/1.1 hyper-util client shared by every
+//! route (a route with `upstream_ca` has its own); redirects are not followed (a proxy
+//! passes a 3xx back, it does not chase it), and an answer is never decompressed: the
+//! upstream's body and its `Content-Encoding` go back to the sender together, as the
+//! sender's `Accept-Encoding` (forwarded) asked for. An answer body over
+//! [`MAX_UPSTREAM_BODY`] (or cut off, or late) is dropped, its status passed back with
+//! `X-Hookgate-Body-Dropped` naming why ([`BodyDropped`]).
 //!
 //! # Async delivery (`delivery = "async"`): design
 //!
@@ -66,6 +68,7 @@
 //! *Memory store*: same behaviour, all lost on restart (`check` and the start-up log
 //! warn).
 
+mod client;
 mod file;
 mod forward;
 pub mod outbox;
@@ -80,6 +83,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
+pub use client::HttpUpstream;
 pub use file::FileSink;
 pub use forward::{
     CLIENT_IDENTITY, HOP_BY_HOP, PROXY_VIEW, Peer, append_via, forward_headers, is_looping,
@@ -90,7 +94,7 @@ pub use forward::{
 #[derive(Clone, PartialEq, Eq)]
 pub enum Target {
     /// An HTTP(S) upstream.
-    Http(reqwest::Url),
+    Http(Box<HttpUpstream>),
     /// A JSON-lines file.
     File(PathBuf),
 }
@@ -105,9 +109,11 @@ impl Target {
             }
             return Ok(Target::File(PathBuf::from(path)));
         }
-        let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e})"))?;
+        let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e})"))?;
         match url.scheme() {
-            "http" | "https" if url.host().is_some() => Ok(Target::Http(url)),
+            "http" | "https" if url.host().is_some() => HttpUpstream::new(url)
+                .map(|up| Target::Http(Box::new(up)))
+                .map_err(|e| format!("{text:?} cannot be requested ({e})")),
             "http" | "https" => Err(format!("{text:?} has no host")),
             other => Err(format!(
                 "scheme {other:?} is not supported (use http://, https:// or file://)"
@@ -122,7 +128,8 @@ impl std::fmt::Display for Target {
             // Credentials in the URL are never printed (start-up table, `check`, logs),
             // nor query values: a query is where many upstreams take their secret
             // (`?code=`, `?token=`). Parameter names stay.
-            Target::Http(u) => {
+            Target::Http(upstream) => {
+                let u = upstream.url();
                 let mut shown = u.clone();
                 if u.password().is_some() || !u.username().is_empty() {
                     let _ = shown.set_username("***");
@@ -180,9 +187,39 @@ pub struct Delivered {
     /// Its end-to-end headers (hop-by-hop, `Content-Length` and `X-Hookgate-*` removed),
     /// passed back to the sender with the body as it came.
     pub headers: HeaderMap,
-    /// Its body (empty when it exceeded [`MAX_UPSTREAM_BODY`]).
+    /// Its body (empty when it was dropped).
     pub body: Bytes,
+    /// Why the body was dropped, if it was: the sender gets the status and headers
+    /// with an empty body and `X-Hookgate-Body-Dropped: <reason>`.
+    pub body_dropped: Option<BodyDropped>,
 }
+
+/// Why an upstream's answer body was not passed back. Its status was: once the
+/// upstream has answered, the delivery outcome is known (a 2xx has been recorded as
+/// delivered), so the gateway neither turns it into an error nor invents a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyDropped {
+    /// Larger than [`MAX_UPSTREAM_BODY`] (declared or as read).
+    TooLarge,
+    /// Not complete within `upstream_timeout` (counted from the request's start).
+    Timeout,
+    /// The upstream broke off while sending it.
+    Incomplete,
+}
+
+impl BodyDropped {
+    /// The reason as the `X-Hookgate-Body-Dropped` value and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyDropped::TooLarge => "too_large",
+            BodyDropped::Timeout => "timeout",
+            BodyDropped::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// The answer header that says the upstream's body was dropped, and why.
+pub const BODY_DROPPED_HEADER: &str = "x-hookgate-body-dropped";
 
 /// Why an event could not be delivered (no answer came back). An upstream that answered
 /// is a [`Delivered`] whatever its status: sync delivery passes it back to the sender,
@@ -217,25 +254,27 @@ impl DeliveryError {
 }
 
 /// Largest upstream answer body passed back to the sender; a larger one is dropped
-/// (the status still goes back, so the delivery outcome is not lost).
+/// (the status still goes back, so the delivery outcome is not lost, with
+/// [`BODY_DROPPED_HEADER`]).
 pub const MAX_UPSTREAM_BODY: usize = 1024 * 1024;
 
 /// Sends events to their targets. Built once per configuration.
 #[derive(Debug, Clone)]
 pub struct Deliverer {
-    client: reqwest::Client,
+    client: client::HttpClient,
     /// Clients of routes with an `upstream_ca`, by route name.
-    route_clients: Arc<HashMap<String, reqwest::Client>>,
+    route_clients: Arc<HashMap<String, client::HttpClient>>,
     files: Arc<HashMap<PathBuf, Arc<FileSink>>>,
 }
 
 impl Deliverer {
     /// Builds the shared HTTP client and opens every file sink the targets name.
     pub fn new<'t>(targets: impl Iterator<Item = &'t Target>) -> Result<Self, DeliveryError> {
-        // reqwest is built without a bundled crypto provider; ring is ours. A second call
-        // finds it installed already, which is fine.
+        // The forwarding client names ring itself; the process default is for reqwest
+        // (JWKS fetches), built without a bundled provider. A second call finds it
+        // installed already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = http_client(Vec::new())?;
+        let client = client::build(Vec::new())?;
         let mut files = HashMap::new();
         for t in targets {
             if let Target::File(path) = t
@@ -255,9 +294,9 @@ impl Deliverer {
     pub fn with_route_ca(
         mut self,
         route: &str,
-        cas: &[reqwest::Certificate],
+        cas: &[rustls::pki_types::CertificateDer<'static>],
     ) -> Result<Self, DeliveryError> {
-        let client = http_client(cas.to_vec())?;
+        let client = client::build(cas.to_vec())?;
         Arc::make_mut(&mut self.route_clients).insert(route.to_owned(), client);
         Ok(self)
     }
@@ -269,9 +308,9 @@ impl Deliverer {
         out: Outbound<'_>,
     ) -> Result<Delivered, DeliveryError> {
         match target {
-            Target::Http(url) => {
+            Target::Http(upstream) => {
                 let client = self.route_clients.get(out.route).unwrap_or(&self.client);
-                forward::send(client, url, out).await
+                forward::send(client, upstream, out).await
             }
             Target::File(path) => {
                 let sink = self
@@ -283,6 +322,7 @@ impl Deliverer {
                     status: StatusCode::OK,
                     headers: HeaderMap::new(),
                     body: Bytes::new(),
+                    body_dropped: None,
                 })
             }
         }
@@ -292,16 +332,6 @@ impl Deliverer {
     pub fn file_sink(&self, path: &Path) -> Option<&Arc<FileSink>> {
         self.files.get(path)
     }
-}
-
-/// The pooled HTTP/1.1 client: no redirects followed, the system's roots plus `extra_cas`.
-fn http_client(extra_cas: Vec<reqwest::Certificate>) -> Result<reqwest::Client, DeliveryError> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tls_certs_merge(extra_cas)
-        .build()
-        .map_err(|e| DeliveryError::Setup(format!("cannot build HTTP client: {e}")))
 }
 
 #[cfg(test)]

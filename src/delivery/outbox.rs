@@ -219,16 +219,23 @@ impl OutboxWriter {
 }
 
 impl OutboxReader {
-    /// Pending records of `route` above `after`, oldest first, at most `max`.
+    /// The next pending records of `route` for this worker (above `after`), oldest
+    /// first, at most `max` ([`Store::outbox_next`]).
     pub async fn scan(
         &self,
         route: &str,
         after: u64,
         max: usize,
     ) -> Result<Vec<Stored>, StoreError> {
-        self.store
-            .outbox_scan(Table::Outbox, Some(route), after, max)
-            .await
+        self.store.outbox_next(route, after, max).await
+    }
+
+    /// Claims what other replicas left pending on `route` ([`Store::outbox_takeover`]).
+    pub async fn takeover(
+        &self,
+        route: &str,
+    ) -> Result<crate::store::outbox::Takeover, StoreError> {
+        self.store.outbox_takeover(route).await
     }
 
     /// Dead letters (of `route`, or all) above `after`, at most `max`.

@@ -13,7 +13,10 @@
 //! On a store shared by replicas (Redis) every replica runs the worker, but only the
 //! holder of the route's lease delivers (renewed every 2 s); the others
 //! wait to take over. A worker that takes the lease, or loses it, drops its window and
-//! starts again from the outbox's head, so per-entity order holds across a takeover.
+//! starts again from the outbox's head. Taking over, it first claims the entries the
+//! previous holder read and did not settle (`XAUTOCLAIM` in the route's consumer
+//! group) and delivers nothing until all are claimed; they come back first, in stream
+//! order, so per-entity order holds across a takeover.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -289,7 +292,10 @@ pub async fn run(
                 pending.clear();
                 after = 0;
             }
-            held = matches!(lease, Ok(WorkerLease::Renewed | WorkerLease::Taken));
+            let ours = matches!(lease, Ok(WorkerLease::Renewed | WorkerLease::Taken));
+            // A lease newly ours delivers only once what other replicas left pending is
+            // claimed (tried again at every renewal until it is, never in a tight loop).
+            held = ours && (keep || take_over(&reader, &route.name, &metrics).await);
         }
         if !held {
             metrics.outbox(
@@ -348,6 +354,14 @@ pub async fn run(
                     // not every poll, so the log is not flooded.
                     tracing::warn!(route = %route.name, error = %e, "Outbox scan failed.");
                     next_poll = now + STORE_RETRY;
+                    if shared {
+                        // Redis may have lost its keys (the consumer group was made
+                        // again, seqs start over): what was loaded may name other
+                        // records now. Start again from this consumer's pending entries.
+                        while running.join_next().await.is_some() {}
+                        pending.clear();
+                        after = 0;
+                    }
                 }
             }
             // A retired route's worker ends once everything it had is settled.
@@ -406,6 +420,30 @@ pub async fn run(
     if shared && held {
         // Hand the route over at once rather than after the lease runs out.
         let _ = reader.worker_lease(&route.name, true).await;
+    }
+}
+
+/// Claims what other replicas left pending on `route` (a dead replica's deliveries);
+/// true once nothing is left with them, so this replica may deliver.
+async fn take_over(reader: &OutboxReader, route: &Arc<str>, metrics: &Metrics) -> bool {
+    match reader.takeover(route).await {
+        Ok(t) => {
+            if t.created {
+                tracing::info!(route = %route, "Outbox consumer group created.");
+            }
+            if t.taken > 0 {
+                tracing::info!(route = %route, taken = t.taken, "Took over the events other replicas left pending; they are delivered first.");
+                metrics.outbox_taken_over(route, t.taken);
+            }
+            if t.waiting > 0 {
+                tracing::info!(route = %route, waiting = t.waiting, "Events recently read by another replica: taking over once they are idle for the visibility timeout.");
+            }
+            t.waiting == 0
+        }
+        Err(e) => {
+            tracing::warn!(route = %route, error = %e, "Outbox takeover failed.");
+            false
+        }
     }
 }
 

@@ -93,6 +93,12 @@ pub async fn sync(
         VERDICT_HEADER,
         HeaderValue::from_static(Verdict::Forwarded.as_str()),
     );
+    if let Some(dropped) = delivered.body_dropped {
+        response.headers_mut().insert(
+            crate::delivery::BODY_DROPPED_HEADER,
+            HeaderValue::from_static(dropped.as_str()),
+        );
+    }
     Ok(response)
 }
 

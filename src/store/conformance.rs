@@ -852,6 +852,50 @@ async fn redis_two_instances_reserve_once() {
     assert_eq!(try_reserve(other, id("evt-1")).await, Verdict::Duplicate);
 }
 
+/// Two store instances (two replicas' consumers) on one route's outbox: what one
+/// read is pending with it, invisible to the other's reads; the other's takeover waits
+/// for entries read less than the visibility timeout ago instead of delivering around
+/// them, and a settlement (ACK) takes an entry out of the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outbox_consumers_and_takeover_wait() {
+    use super::outbox::{OutboxOp, Takeover};
+    let server = RedisServer::start();
+    let a = Store::open_redis(&redis_options(&server, Duration::from_secs(30))).unwrap();
+    let b = Store::open_redis(&redis_options(&server, Duration::from_secs(30))).unwrap();
+    let created = a.outbox_takeover("r").await.unwrap();
+    assert_eq!(
+        created,
+        Takeover {
+            taken: 0,
+            waiting: 0,
+            created: true
+        }
+    );
+    for i in 0..3u8 {
+        a.accept(None, "r", vec![b'x', i]).await.unwrap();
+    }
+    let read = a.outbox_next("r", 0, 10).await.unwrap();
+    assert_eq!(read.iter().map(|s| s.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    // A's own pending entries come back above `after` (a restarted window).
+    assert_eq!(a.outbox_next("r", 1, 10).await.unwrap().len(), 2);
+    assert!(b.outbox_next("r", 0, 10).await.unwrap().is_empty());
+    let t = b.outbox_takeover("r").await.unwrap();
+    assert_eq!((t.taken, t.waiting, t.created), (0, 3, false));
+    let removed = a
+        .outbox_apply(OutboxOp::Remove {
+            route: "r".into(),
+            seq: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(removed, Some(1));
+    assert_eq!(b.outbox_takeover("r").await.unwrap().waiting, 2);
+    // A new entry goes to whichever consumer reads first, once.
+    a.accept(None, "r", b"y".to_vec()).await.unwrap();
+    assert_eq!(b.outbox_next("r", 0, 10).await.unwrap().len(), 1);
+    assert!(a.outbox_next("r", 3, 10).await.unwrap().is_empty());
+}
+
 /// Start-up says which of url / password / host is wrong.
 #[tokio::test]
 async fn redis_open_errors_say_which() {

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-pub use super::redis::WorkerLease;
+pub use super::redis::{Takeover, WorkerLease};
 use super::{Reservation, Store, StoreError};
 
 /// A change to the outbox or dead letters, applied in one transaction.
@@ -284,6 +284,32 @@ impl Store {
             Store::Memory(s) => Ok(s.outbox_scan(table, route, after, max)),
             Store::Embedded(s) => s.outbox_scan(table, route, after, max),
             Store::Redis(s) => s.outbox_scan(table, route, after, max).await,
+        }
+    }
+
+    /// The next pending records of `route` for this process's worker, oldest first,
+    /// at most `max`. The local backends scan above `after`. On Redis the worker is a
+    /// consumer of the route's group: first its own pending entries above `after`
+    /// (after a takeover: those claimed from a dead replica), then new entries.
+    pub async fn outbox_next(
+        &self,
+        route: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.outbox_scan(Table::Outbox, Some(route), after, max)),
+            Store::Embedded(s) => s.outbox_scan(Table::Outbox, Some(route), after, max),
+            Store::Redis(s) => s.outbox_next(route, after, max).await,
+        }
+    }
+
+    /// Claims for this process what other replicas left pending on `route`, before it
+    /// delivers the route (Redis); nothing to claim on the local backends.
+    pub async fn outbox_takeover(&self, route: &str) -> Result<Takeover, StoreError> {
+        match self {
+            Store::Redis(s) => s.outbox_takeover(route).await,
+            Store::Memory(_) | Store::Embedded(_) => Ok(Takeover::default()),
         }
     }
 

@@ -132,6 +132,7 @@ pub struct Metrics {
     outbox_oldest_age: Family<RouteLabels, Gauge>,
     schema_violations: Family<RouteLabels, Counter>,
     unrecorded_deliveries: Family<RouteLabels, Counter>,
+    outbox_taken_over: Family<RouteLabels, Counter>,
     connections_closed: Family<CloseLabels, Counter>,
     connections_shed: Family<ShedLabels, Counter>,
     connections_accepted: Counter,
@@ -257,6 +258,12 @@ impl Metrics {
             "Delivered events the store could not mark seen (a retry is delivered again)",
             unrecorded_deliveries.clone(),
         );
+        let outbox_taken_over = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "hookgate_outbox_taken_over",
+            "Pending events this replica claimed from other replicas' consumers (Redis XAUTOCLAIM)",
+            outbox_taken_over.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -267,6 +274,7 @@ impl Metrics {
             outbox_oldest_age,
             schema_violations,
             unrecorded_deliveries,
+            outbox_taken_over,
             connections_closed,
             connections_shed,
             connections_accepted,
@@ -351,6 +359,15 @@ impl Metrics {
                 route: Arc::clone(route),
             })
             .inc();
+    }
+
+    /// Counts `n` pending events claimed from other replicas in a takeover.
+    pub fn outbox_taken_over(&self, route: &Arc<str>, n: u64) {
+        self.outbox_taken_over
+            .get_or_create(&RouteLabels {
+                route: Arc::clone(route),
+            })
+            .inc_by(n);
     }
 
     /// Counts one connection closed before HTTP.

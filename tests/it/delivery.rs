@@ -168,3 +168,71 @@ async fn shutdown_drains_in_flight_requests() {
     // Stopped accepting.
     assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err());
 }
+
+/// An upstream answer body over the relay limit (1 MiB) is dropped, not the answer: the
+/// status and headers go back with `X-Hookgate-Body-Dropped: too_large`, whether the
+/// upstream declared the length or streamed the body (README "Forwarding").
+#[tokio::test]
+async fn oversized_upstream_answer_keeps_its_status_and_says_the_body_was_dropped() {
+    use axum::response::IntoResponse;
+    const LIMIT: usize = 1024 * 1024;
+    async fn answer(uri: http::Uri) -> axum::response::Response {
+        let headers = [("content-type", "text/plain"), ("x-custom", "kept")];
+        match uri.path() {
+            "/declared" => {
+                (http::StatusCode::CREATED, headers, vec![b'x'; LIMIT + 1]).into_response()
+            }
+            "/streamed" => {
+                let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+                let chunks = (0..=LIMIT / chunk.len())
+                    .map(move |_| Ok::<_, std::convert::Infallible>(chunk.clone()));
+                let body = axum::body::Body::from_stream(tokio_stream::iter(chunks));
+                (http::StatusCode::ACCEPTED, headers, body).into_response()
+            }
+            _ => (headers, vec![b'x'; LIMIT]).into_response(),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let up = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, axum::Router::new().fallback(answer)).await;
+    });
+    let mut config = String::from("[store]\nbackend = \"memory\"\n");
+    for name in ["declared", "streamed", "limit"] {
+        config.push_str(&format!(
+            "[[route]]\nname = \"{name}\"\npath = \"/hooks/{name}\"\nupstream = \"http://{up}/{name}\"\n"
+        ));
+    }
+    let gw = Gateway::start(&config).await;
+    for (name, status) in [("declared", 201), ("streamed", 202)] {
+        let r = client()
+            .post(gw.url(&format!("/hooks/{name}")))
+            .body("{}")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status().as_u16(), status, "{name}");
+        assert_eq!(verdict(&r), "forwarded");
+        assert_eq!(
+            r.headers()["x-hookgate-body-dropped"],
+            "too_large",
+            "{name}"
+        );
+        assert_eq!(r.headers()["x-custom"], "kept");
+        // The type described the dropped body.
+        assert!(r.headers().get("content-type").is_none(), "{name}");
+        assert!(r.bytes().await.expect("body").is_empty(), "{name}");
+    }
+    // Exactly the limit passes, unmarked.
+    let r = client()
+        .post(gw.url("/hooks/limit"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-hookgate-body-dropped").is_none());
+    assert_eq!(r.bytes().await.expect("body").len(), LIMIT);
+}

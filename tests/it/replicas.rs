@@ -226,6 +226,17 @@ async fn events_accepted_by_a_killed_replica_are_delivered_by_the_other_in_order
     // B starts while A still holds the route: it waits.
     let b = Replica::start(&redis.url(), &routes).await;
     up.wait_arrivals(1).await;
+    // A read all six through the route's consumer group: they are pending with A's
+    // consumer (XPENDING's summary starts with the count).
+    let stream = "hookgate:{async}:outbox";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !redis
+        .command(&format!("XPENDING {stream} delivery"))
+        .starts_with("*4\r\n:6\r\n")
+    {
+        assert!(Instant::now() < deadline, "A has not read the six events");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     a.kill();
     // What A tried (and failed) is drained; from now on only B delivers, successfully.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -252,6 +263,26 @@ async fn events_accepted_by_a_killed_replica_are_delivered_by_the_other_in_order
     assert!(
         pos("e1") < pos("e3") && pos("e3") < pos("e5"),
         "{delivered:?}"
+    );
+    // B got them by XAUTOCLAIM from A's consumer: B counts six taken over, and A's
+    // consumer, left with nothing pending, was removed from the group.
+    let metrics = client()
+        .get(b.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("hookgate_outbox_taken_over_total{route=\"async\"} 6"),
+        "{metrics}"
+    );
+    assert!(
+        redis
+            .command(&format!("XINFO CONSUMERS {stream} delivery"))
+            .starts_with("*1\r\n"),
+        "A's consumer is still in the group"
     );
     // B also accepts and delivers new events itself.
     let (s, _) = send(&b.url("/hooks/async"), &event("e6", "inc-A", t + 6)).await;
@@ -343,6 +374,60 @@ async fn redis_restarted_empty_is_survived_without_restarting_the_gateways() {
     ];
     ids.sort();
     assert_eq!(ids, ["a2", "s2"]);
+}
+
+/// The route's consumer group destroyed under a running replica (what a Redis that lost
+/// the group's key, or an operator, does): the worker's next read meets `NOGROUP`,
+/// creates the group again, backs off, and delivers what is pending and what comes next,
+/// without restarting and without a tight retry loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_consumer_group_is_created_again_with_backoff() {
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    let routes = ASYNC_ROUTE.replace("UPSTREAM", &up.url("/in"));
+    let a = Replica::start(&redis.url(), &routes).await;
+    let t = 1_712_000_000_000i64;
+    let url = a.url("/hooks/async");
+    assert_eq!(send(&url, &event("g0", "inc-1", t)).await.0, 202);
+    assert_eq!(id_of(&up.next().await), "g0");
+    let stream = "hookgate:{async}:outbox";
+    assert_eq!(
+        redis.command(&format!("XGROUP DESTROY {stream} delivery")),
+        ":1\r\n"
+    );
+    redis.command("CONFIG RESETSTAT");
+    for i in 1..4 {
+        let (s, _) = send(&url, &event(&format!("g{i}"), "inc-1", t + i)).await;
+        assert_eq!(s, 202);
+    }
+    let mut ids = Vec::new();
+    for _ in 1..4 {
+        let got = up
+            .next_within(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("not delivered after the group was lost: {ids:?}"));
+        ids.push(id_of(&got));
+    }
+    assert_eq!(ids, ["g1", "g2", "g3"]);
+    up.assert_nothing().await;
+    assert!(
+        redis
+            .command(&format!("XINFO GROUPS {stream}"))
+            .contains("delivery"),
+        "the group exists again"
+    );
+    // Created once, not in a loop: a few XGROUP calls at most since the reset.
+    let stats = redis.command("INFO commandstats");
+    let xgroup_calls: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_xgroup:calls="))
+        .and_then(|l| l.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        xgroup_calls <= 3,
+        "XGROUP called {xgroup_calls} times: {stats}"
+    );
 }
 
 /// The dead-letter CLI works on Redis directly (no admin listener configured): it lists

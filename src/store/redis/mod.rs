@@ -20,7 +20,7 @@
 //! | `P:{R}:lease:id:<id>` | string | the holding reservation's token | `PX lease` |
 //! | `P:{R}:lease:ent:<entity>` | string | the holding reservation's token | `PX lease` |
 //! | `P:{R}:seq` | string | last outbox seq of the route (`INCR`) | none |
-//! | `P:{R}:outbox` | stream | pending events, entry id `0-<seq>`, field `r` = record | none |
+//! | `P:{R}:outbox` | stream | pending events, entry id `0-<seq>`, field `r` = record; consumer group `delivery`, one consumer per replica process, named `pid-random` by the store instance | none |
 //! | `P:{R}:retry` | hash | seq → the record as last updated (attempts, last error) | none |
 //! | `P:{R}:dead` | stream | dead letters, entry id `0-<seq>`, field `r` = record | none |
 //! | `P:{R}:worker` | string | token of the replica delivering the route's outbox | `PX` [`WORKER_LEASE`] |
@@ -40,6 +40,10 @@
 //!   is what stops a further copy.
 //! * **release**: deletes the leases that still carry our token, nothing else.
 //! * **accept** (async): commit + `INCR seq` + `XADD outbox 0-<seq>` in one script.
+//! * **settle** (async): delivered = `XACK` + `XDEL` (+ `HDEL retry`); retried =
+//!   `HSET retry`; dead-lettered = `XACK` + `XDEL` + `XADD dead`; replay and drop move or
+//!   delete a dead letter. One script (`outbox.rs`).
+//! * **next** (the worker's read) and **takeover** (`XAUTOCLAIM`): see below.
 //!
 //! Expiry is checked on read against the gateway's clock (as in every backend), and
 //! Redis's own `PX` reclaims the space, so [`RedisStore::purge_expired`] has nothing to
@@ -49,16 +53,26 @@
 //!
 //! One replica at a time delivers a route's outbox: the holder of `P:{R}:worker`, a
 //! lease renewed every [`WORKER_RENEW`] and lost after [`WORKER_LEASE`] without
-//! renewal. That one worker applies the per-entity FIFO rule of `delivery::worker`, so
-//! the order holds across replicas and across a takeover (the new owner starts from
-//! the stream's head, the oldest pending event). A replica killed mid-delivery loses
-//! the lease within [`WORKER_LEASE`]; another replica takes over and redelivers what
-//! was not removed (at least once: the upstream dedups on `X-Hookgate-Event-Id`).
-//! A consumer group with `XAUTOCLAIM` was considered and not used: it hands entries to
-//! whichever consumer asks, which breaks per-entity order unless entities are
-//! partitioned, and a partition owned through a lease is exactly this design with one
-//! partition per route. A route's deliveries are therefore bounded by one replica's
-//! `concurrency`, not by the number of replicas.
+//! renewal. Under the lease sits the route's consumer group: the holder reads with
+//! `XREADGROUP` as its own consumer (its own pending entries above what it has loaded
+//! first, then `>`), and a delivery or dead-lettering `XACK`s and `XDEL`s the entry in
+//! the same script. A replica that takes the lease over first `XAUTOCLAIM`s what other
+//! consumers left pending, idle for at least [`VISIBILITY`] (= [`WORKER_LEASE`]), and
+//! removes consumers left with nothing pending. Why that is safe with the lease: a
+//! replica stops reading as soon as a renewal fails, so an entry idle for a whole lease
+//! period is not in anyone's hands but a dead or cut-off replica's; an entry read more
+//! recently makes the takeover wait (retried at each renewal) rather than be skipped,
+//! since delivering around it could put a newer event of its entity first. The claimed
+//! entries come back first, in stream order (they are older than anything `>` gives),
+//! so one worker applies the per-entity FIFO rule of `delivery::worker` across the
+//! takeover. A replica killed mid-delivery is redelivered (at least once: the upstream
+//! dedups on `X-Hookgate-Event-Id`).
+//!
+//! One partition per route: a route's deliveries are bounded by one replica's
+//! `concurrency`, not by the number of replicas. Partitioning a route into N streams by
+//! a hash of the entity, one lease each, is the way to spread one route; it is not done
+//! because it splits `max_pending` and the single seq order that listings and replays
+//! use, and a change of N moves entities between partitions (a reorder window).
 //!
 //! # Redis unavailable, or restarted empty
 //!
@@ -66,7 +80,10 @@
 //! of kind [`StoreErrorKind::Unavailable`] (503 for the request, `/readyz` 503). The connections
 //! reconnect by themselves. A restart that lost every key loses the worker lease too:
 //! the next renewal finds it gone, the worker drops its window and starts again from
-//! the (new) stream's head. No consumer group exists, so there is no `NOGROUP` loop.
+//! the (new) stream's head. The read that meets `NOGROUP` creates the group again
+//! (`XGROUP CREATE ... 0 MKSTREAM`; the takeover tolerates `BUSYGROUP`) and still fails,
+//! so the worker backs off (`STORE_RETRY`, 1 s), drops its window (seqs start over on
+//! an empty Redis) and reads again: one re-creation, never a loop.
 
 use std::fmt;
 use std::sync::Arc;
@@ -86,10 +103,10 @@ pub(super) mod outbox;
 #[cfg(test)]
 mod tls_tests;
 
-#[cfg(doc)]
-use outbox::WORKER_LEASE;
 pub(crate) use outbox::WORKER_RENEW;
-pub use outbox::WorkerLease;
+pub use outbox::{Takeover, WorkerLease};
+#[cfg(doc)]
+use outbox::{VISIBILITY, WORKER_LEASE};
 
 /// What a Redis store is opened with.
 #[derive(Debug, Clone)]

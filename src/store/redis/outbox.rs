@@ -39,6 +39,7 @@ if op == 'accept' then
   out = redis.call('INCR', KEYS[5])
   redis.call('XADD', KEYS[6], '0-' .. out, 'r', ARGV[9])
 elseif op == 'remove' then
+  redis.pcall('XACK', KEYS[6], $GROUP, id)
   if redis.call('XDEL', KEYS[6], id) == 1 then out = tonumber(ARGV[8]) end
   redis.call('HDEL', KEYS[7], ARGV[8])
 elseif op == 'update' then
@@ -47,6 +48,7 @@ elseif op == 'update' then
     out = tonumber(ARGV[8])
   end
 elseif op == 'dead' then
+  redis.pcall('XACK', KEYS[6], $GROUP, id)
   if redis.call('XDEL', KEYS[6], id) == 1 then
     redis.call('HDEL', KEYS[7], ARGV[8])
     out = redis.call('INCR', KEYS[5])
@@ -94,9 +96,116 @@ if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
 return 0
 ";
 
+/// The consumer group on each route's outbox stream (one group per route, as the
+/// stream key carries the route), as a Lua string literal spliced into the scripts
+/// where they say `$GROUP`.
+/// Each replica's consumer in it is named by the store instance (`pid-random`).
+const GROUP_LUA: &str = "'delivery'";
+
+/// The visibility timeout: `XAUTOCLAIM` takes over only entries that their consumer has
+/// not read for this long. Equal to [`WORKER_LEASE`]: a replica that could still be
+/// working on an entry (it read it while it held the route's lease) has had a whole
+/// lease period since, and it stops reading as soon as its renewal fails (every
+/// [`WORKER_RENEW`]). Entries read more recently are waited for, not skipped (see
+/// [`Takeover::waiting`]), so nothing newer of their entity overtakes them.
+pub(crate) const VISIBILITY: Duration = WORKER_LEASE;
+
+/// KEYS: 1 outbox stream, 2 retry hash. ARGV: 1 consumer, 2 `0-<after>`, 3 count.
+/// This consumer's pending entries above `after` first (after a takeover: those
+/// claimed from other consumers, and its own from an earlier lease), then new ones
+/// (`>`); deleted entries still pending are acknowledged and skipped. A missing group
+/// (Redis lost its keys) is created again and reported as `NOGROUP`, so the worker
+/// backs off and starts over, never spins. Returns seq, record, seq, record, ...
+const NEXT: &str = r"
+local function read(from)
+  return redis.pcall('XREADGROUP', 'GROUP', $GROUP, ARGV[1], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], from)
+end
+local r = read(ARGV[2])
+if type(r) == 'table' and r.err then
+  if string.find(r.err, 'NOGROUP', 1, true) then
+    redis.pcall('XGROUP', 'CREATE', KEYS[1], $GROUP, '0', 'MKSTREAM')
+    return redis.error_reply('NOGROUP the outbox consumer group was missing and has been created again')
+  end
+  return r
+end
+local entries = {}
+if r and r[1] then entries = r[1][2] end
+if #entries == 0 then
+  r = read('>')
+  if type(r) == 'table' and r.err then return r end
+  if r and r[1] then entries = r[1][2] end
+end
+local out = {}
+for _, x in ipairs(entries) do
+  if x[2] then
+    local seq = string.sub(x[1], 3)
+    local rec = x[2][2]
+    local u = redis.call('HGET', KEYS[2], seq)
+    if u then rec = u end
+    out[#out + 1] = seq
+    out[#out + 1] = rec
+  else
+    redis.call('XACK', KEYS[1], $GROUP, x[1])
+  end
+end
+return out
+";
+
+/// KEYS: 1 outbox stream. ARGV: 1 consumer, 2 min idle ms ([`VISIBILITY`]).
+/// Creates the group if missing (`BUSYGROUP` is fine), `XAUTOCLAIM`s every entry other
+/// consumers left pending for at least the visibility timeout, and deletes the other
+/// consumers left with nothing pending. Returns {taken, still pending elsewhere, created}.
+const TAKEOVER: &str = r"
+local created = 0
+local c = redis.pcall('XGROUP', 'CREATE', KEYS[1], $GROUP, '0', 'MKSTREAM')
+if type(c) == 'table' and c.err then
+  if not string.find(c.err, 'BUSYGROUP', 1, true) then return c end
+else
+  created = 1
+end
+local function foreign(prune)
+  local n = 0
+  for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], $GROUP)) do
+    local f = {}
+    for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
+    if f['name'] ~= ARGV[1] then
+      n = n + f['pending']
+      if prune and f['pending'] == 0 then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], $GROUP, f['name'])
+      end
+    end
+  end
+  return n
+end
+local before = foreign(false)
+local cursor = '0-0'
+repeat
+  local r = redis.call('XAUTOCLAIM', KEYS[1], $GROUP, ARGV[1], ARGV[2], cursor, 'COUNT', 1000, 'JUSTID')
+  cursor = r[1]
+until cursor == '0-0'
+local left = foreign(true)
+return {before - left, left, created}
+";
+
+fn next_script() -> &'static Script {
+    static S: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    S.get_or_init(|| Script::new(&NEXT.replace("$GROUP", GROUP_LUA)))
+}
+
+fn takeover_script() -> &'static Script {
+    static S: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    S.get_or_init(|| Script::new(&TAKEOVER.replace("$GROUP", GROUP_LUA)))
+}
+
 fn apply_script() -> &'static Script {
     static S: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
-    S.get_or_init(|| Script::new(&APPLY_BODY.replace("COMMIT", COMMIT_BODY)))
+    S.get_or_init(|| {
+        Script::new(
+            &APPLY_BODY
+                .replace("COMMIT", COMMIT_BODY)
+                .replace("$GROUP", GROUP_LUA),
+        )
+    })
 }
 
 fn scan_script() -> &'static Script {
@@ -119,6 +228,22 @@ pub enum WorkerLease {
     Taken,
     /// Another replica delivers this route.
     Elsewhere,
+}
+
+/// What a replica found when it took a route's outbox over
+/// ([`Store::outbox_takeover`](crate::store::Store::outbox_takeover)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Takeover {
+    /// Entries other consumers (replicas) had read and not settled, now this
+    /// replica's: it delivers them first, in stream order.
+    pub taken: u64,
+    /// Entries another consumer read less than the visibility timeout ago: the takeover
+    /// is not complete, and the replica delivers nothing until it is (a newer event of
+    /// the same entity must not overtake them).
+    pub waiting: u64,
+    /// The consumer group did not exist and was created (first start, or Redis lost
+    /// its keys).
+    pub created: bool,
 }
 
 /// Routes this process has registered in `P:routes`.
@@ -296,20 +421,7 @@ impl RedisStore {
                 .arg(if table == Table::Outbox { "1" } else { "0" })
                 .invoke_async(&mut self.conn())
                 .await?;
-            for pair in flat.chunks_exact(2) {
-                let [seq, record] = pair else { continue };
-                let (Some(seq), Some(record)) = (text(seq), bytes(record)) else {
-                    continue;
-                };
-                let Ok(seq) = seq.parse::<u64>() else {
-                    continue;
-                };
-                out.push(Stored {
-                    route: route.clone(),
-                    seq,
-                    record,
-                });
-            }
+            out.extend(pairs(&route, &flat));
         }
         Ok(out)
     }
@@ -341,6 +453,46 @@ impl RedisStore {
         Ok(())
     }
 
+    /// The next records for this replica's worker: its own pending entries above
+    /// `after` (in stream order), else new ones read through the consumer group.
+    pub(in crate::store) async fn outbox_next(
+        &self,
+        route: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
+        Self::check_route(route)?;
+        let [_, outbox, retry, _] = self.outbox_keys(route);
+        let flat: Vec<Value> = next_script()
+            .key(&outbox)
+            .key(&retry)
+            .arg(&self.inner().instance)
+            .arg(format!("0-{after}"))
+            .arg(max.clamp(1, 100_000))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(pairs(route, &flat))
+    }
+
+    /// Claims what other replicas left pending on `route` (see [`Takeover`]).
+    pub(in crate::store) async fn outbox_takeover(
+        &self,
+        route: &str,
+    ) -> Result<Takeover, StoreError> {
+        Self::check_route(route)?;
+        let (taken, waiting, created): (u64, u64, u64) = takeover_script()
+            .key(self.key(route, "outbox", ""))
+            .arg(&self.inner().instance)
+            .arg(millis(VISIBILITY))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(Takeover {
+            taken,
+            waiting,
+            created: created == 1,
+        })
+    }
+
     /// Takes or renews the route's worker lease (`give_up`: releases it).
     pub(in crate::store) async fn worker_lease(
         &self,
@@ -361,6 +513,20 @@ impl RedisStore {
             _ => WorkerLease::Elsewhere,
         })
     }
+}
+
+/// A script's flat answer seq, record, seq, record, ... as records of `route`.
+fn pairs(route: &str, flat: &[Value]) -> Vec<Stored> {
+    flat.chunks_exact(2)
+        .filter_map(|pair| {
+            let [seq, record] = pair else { return None };
+            Some(Stored {
+                route: route.to_owned(),
+                seq: text(seq)?.parse().ok()?,
+                record: bytes(record)?,
+            })
+        })
+        .collect()
 }
 
 fn text(v: &Value) -> Option<String> {
