@@ -19,8 +19,8 @@
 //!   or release, or the async accept) → [`pipeline::respond`] (custom answers).
 //!   [`pipeline::route`] builds the runtime routes (spec + rate-limit buckets, carried
 //!   over a reload when unchanged).
-//! - [`delivery`]: `forward` to the upstream or a `file` sink,
-//!   typed [`delivery::DeliveryError`]s; for async routes the [`delivery::outbox`] record
+//! - [`delivery`]: `forward` to the upstream (hyper-util's pooled client) or a `file`
+//!   sink, each route's [`delivery::target`] parsed once, typed [`delivery::DeliveryError`]s; for async routes the [`delivery::outbox`] record
 //!   and its writer/reader handles, the pure [`delivery::retry`] decision and the
 //!   [`delivery::worker`]s.
 //! - [`store`]: the dedup/order contract and its backends (memory, embedded, redis), the
@@ -33,7 +33,11 @@
 //!   variant by variant (no catch-all).
 //! - [`config`]: the TOML file, parsed (private `raw`, so nothing outside `config` can
 //!   read it: the compiler checks that) then compiled into [`config::Settings`] and
-//!   [`config::spec`] data, with presets applied and secrets resolved.
+//!   [`config::spec`] data, with presets applied and secrets resolved. One way: the
+//!   values it builds come from modules (`pipeline::{allowlist, auth, extract, jwt,
+//!   signature}`, [`delivery::target`], [`delivery::retry`], [`schema`], [`secret`],
+//!   [`providers`]) that use nothing of `config` but [`config::spec`]; the test
+//!   `layering` reads the sources and fails on a path back.
 //! - [`providers`]: bundled sender presets and signature schemes, as data; [`schema`]:
 //!   JSON Schema checks; [`secret`]: constant-time secrets; [`telemetry`]: metrics and
 //!   the log writer.

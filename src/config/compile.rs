@@ -12,11 +12,12 @@ use ipnet::IpNet;
 
 use super::raw::{self, RawConfig};
 use super::spec::{DeliveryMode, OnUnavailable, RateLimitSpec, SchemaMode, StoreBackendName};
-use crate::delivery::Target;
+use crate::delivery::target::Target;
 use crate::pipeline::allowlist::{self, Allowlist};
 use crate::pipeline::auth::Auth;
 use crate::pipeline::extract::{self, DedupKey, EventKeys, OrderSpec};
 use crate::schema::Schema;
+use crate::secret::redact_url;
 
 /// A compile error: the key path and the reason.
 pub(super) type KeyError = (String, String);
@@ -177,7 +178,7 @@ pub struct StoreSettings {
     pub order_ttl: Duration,
     /// Embedded store: whether a sync route's commit is fsynced before its answer
     /// (default) or up to a second later.
-    pub sync_commits: crate::store::SyncCommits,
+    pub sync_commits: super::spec::SyncCommits,
     /// The Redis connection, when `backend = "redis"`.
     pub redis: Option<RedisSettings>,
 }
@@ -224,30 +225,6 @@ impl std::fmt::Debug for RedisSettings {
             .field("key_prefix", &self.key_prefix)
             .field("tls_ca", &self.tls_ca.is_some())
             .finish()
-    }
-}
-
-/// `scheme://user:***@host...`: the URL with any password replaced.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    // The userinfo ends at the last '@' before the path.
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => rest.split_at_checked(slash).unwrap_or((rest, "")),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".to_owned()
-            };
-            format!("{scheme}://{masked}@{host}{path}")
-        }
-        None => url.to_owned(),
     }
 }
 

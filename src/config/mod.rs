@@ -12,10 +12,11 @@ pub mod spec;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::secret::redact_url;
 pub use compile::duration as parse_duration;
 pub use compile::{
     CertPaths, JSON_DEPTH_CEILING, MAX_DURATION, RESERVED_PATHS, RedisSettings, Route,
-    ServerSettings, Settings, SniCert, StoreSettings, TlsSettings, redact_url,
+    ServerSettings, Settings, SniCert, StoreSettings, TlsSettings,
 };
 
 /// The built-in default configuration (DESIGN.md §2), used when no file is given and

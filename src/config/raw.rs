@@ -133,7 +133,7 @@ pub(super) struct RawStore {
     /// How long an entity's newest delivered time is kept (default: `dedup_ttl`).
     pub(super) order_ttl: Option<String>,
     /// Embedded store: fsync each sync-route commit (default) or defer it up to 1 s.
-    pub(super) sync_commits: Option<crate::store::SyncCommits>,
+    pub(super) sync_commits: Option<super::spec::SyncCommits>,
 }
 
 /// `[schemas]`.

@@ -189,3 +189,32 @@ pub struct Respond {
     /// Its `Content-Type`, if any.
     pub content_type: Option<http::HeaderValue>,
 }
+
+/// Whether the embedded store fsyncs a sync route's commit before `commit` returns
+/// (`[store] sync_commits`). Async accepts are fsynced before their 202 either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncCommits {
+    /// Every group commit is fsynced before its waiters are answered: nothing a
+    /// sync route committed is lost to a crash. The default.
+    #[default]
+    Fsync,
+    /// A group commit of sync-route commits alone is written without fsync (visible
+    /// to every later `reserve` at once); the writer fsyncs within a second, or
+    /// sooner with the next accept, purge or readiness probe. A crash of the process
+    /// or the machine loses the commits of that last second: their ids can be
+    /// forwarded a second time (a sender's retry is not seen as a duplicate), and an
+    /// entity's watermark can fall back, so an event older than one already
+    /// forwarded can be forwarded after the restart. No event is lost.
+    Deferred,
+}
+
+impl SyncCommits {
+    /// The name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncCommits::Fsync => "fsync",
+            SyncCommits::Deferred => "deferred",
+        }
+    }
+}

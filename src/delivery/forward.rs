@@ -6,7 +6,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
 
-use super::client::{HttpClient, HttpUpstream};
+use super::client::HttpClient;
+use super::target::HttpUpstream;
 use super::{BodyDropped, Delivered, DeliveryError, MAX_UPSTREAM_BODY, Outbound};
 use crate::pipeline::allowlist::ClientIpHeader;
 
@@ -355,7 +356,9 @@ pub(super) async fn send(
     let merged = query.map(|q| merge_query(upstream.url().query(), q));
     let mut request = http::Request::new(Full::new(out.body));
     *request.method_mut() = out.method;
-    *request.uri_mut() = upstream.uri(merged.as_deref())?;
+    *request.uri_mut() = upstream
+        .uri(merged.as_deref())
+        .map_err(|e| DeliveryError::Setup(format!("cannot build the upstream URI: {e}")))?;
     *request.headers_mut() = out.headers;
     // Credentials in the upstream URL are sent as `Authorization: Basic`, and the
     // sender's own `Authorization` is replaced: the configured credentials win, and the

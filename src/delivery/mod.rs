@@ -73,6 +73,8 @@ mod file;
 mod forward;
 pub mod outbox;
 pub mod retry;
+pub mod target;
+pub use target::{HttpUpstream, Target};
 pub mod worker;
 
 use std::collections::HashMap;
@@ -83,80 +85,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
-pub use client::HttpUpstream;
 pub use file::FileSink;
 pub use forward::{
     CLIENT_IDENTITY, HOP_BY_HOP, PROXY_VIEW, Peer, append_via, forward_headers, is_looping,
     via_pseudonym,
 };
-
-/// Where a route's events go. `Debug` and `Display` hide URL credentials.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Target {
-    /// An HTTP(S) upstream.
-    Http(Box<HttpUpstream>),
-    /// A JSON-lines file.
-    File(PathBuf),
-}
-
-impl Target {
-    /// Parses `http://...`, `https://...` or `file://PATH` (`file:///abs/path` or
-    /// `file://./relative/path`: everything after `file://` is the path).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        if let Some(path) = text.strip_prefix("file://") {
-            if path.is_empty() {
-                return Err("file:// upstream needs a path".into());
-            }
-            return Ok(Target::File(PathBuf::from(path)));
-        }
-        let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e})"))?;
-        match url.scheme() {
-            "http" | "https" if url.host().is_some() => HttpUpstream::new(url)
-                .map(|up| Target::Http(Box::new(up)))
-                .map_err(|e| format!("{text:?} cannot be requested ({e})")),
-            "http" | "https" => Err(format!("{text:?} has no host")),
-            other => Err(format!(
-                "scheme {other:?} is not supported (use http://, https:// or file://)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            // Credentials in the URL are never printed (start-up table, `check`, logs),
-            // nor query values: a query is where many upstreams take their secret
-            // (`?code=`, `?token=`). Parameter names stay.
-            Target::Http(upstream) => {
-                let u = upstream.url();
-                let mut shown = u.clone();
-                if u.password().is_some() || !u.username().is_empty() {
-                    let _ = shown.set_username("***");
-                    let _ = shown.set_password(None);
-                }
-                if let Some(query) = u.query().filter(|q| !q.is_empty()) {
-                    let masked: Vec<String> = query
-                        .split('&')
-                        .map(|pair| match pair.split_once('=') {
-                            Some((name, _)) => format!("{name}=***"),
-                            None => pair.to_owned(),
-                        })
-                        .collect();
-                    shown.set_query(Some(&masked.join("&")));
-                }
-                write!(f, "{shown}")
-            }
-            Target::File(p) => write!(f, "file://{}", p.display()),
-        }
-    }
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Target({self})")
-    }
-}
 
 /// One event on its way out.
 #[derive(Debug)]

@@ -13,6 +13,7 @@ mod dedup;
 mod delivery;
 mod handshake;
 mod jwt;
+mod layering;
 mod operability;
 mod oracle;
 mod ordering;

@@ -287,7 +287,7 @@ impl RedisStore {
     /// Needs a tokio runtime (the connections' reconnect tasks run on it).
     pub(super) fn open(options: &RedisOptions, clock: Clock) -> Result<RedisStore, StoreError> {
         let client = Self::probe(options)?;
-        let shown_url = crate::config::redact_url(&options.url);
+        let shown_url = crate::secret::redact_url(&options.url);
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(connect_error(
                 &shown_url,
@@ -301,7 +301,7 @@ impl RedisStore {
     /// answers within `connect_timeout`, the credentials and the database are accepted,
     /// PING answers. Blocking.
     pub(crate) fn probe(options: &RedisOptions) -> Result<Client, StoreError> {
-        let shown_url = crate::config::redact_url(&options.url);
+        let shown_url = crate::secret::redact_url(&options.url);
         let client = client(options).map_err(|e| classify(&shown_url, &e))?;
         // One synchronous probe: connection, AUTH, SELECT and PING.
         let mut probe = client
