@@ -13,10 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::{Signer as _, SigningKey};
 use hmac::{Hmac, KeyInit, Mac};
-use hookgate::pipeline::signature::{
-    GithubScheme, HmacAlgorithm, HmacScheme, SigEncoding, SlackScheme, StandardWebhooksScheme,
-    StripeScheme, Verifier,
-};
+use hookgate::pipeline::signature::{HmacAlgorithm, SigEncoding, Verifier};
 use hookgate::secret::Secret;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -63,22 +60,19 @@ fn cases(body: &[u8]) -> Vec<(&'static str, Verifier, HeaderMap)> {
     vec![
         (
             "hmac_sha256_hex",
-            Verifier::Hmac(HmacScheme {
-                header: HeaderName::from_static("x-signature"),
-                algorithm: HmacAlgorithm::Sha256,
-                encoding: SigEncoding::Hex,
-                prefix: String::new(),
-                secrets: secrets(),
-            }),
+            Verifier::hmac(
+                HeaderName::from_static("x-signature"),
+                HmacAlgorithm::Sha256,
+                SigEncoding::Hex,
+                "",
+                secrets(),
+            ),
             headers(&[("x-signature", hex(&mac(KEY, &[body])))]),
         ),
         (
             "standard_webhooks_v1",
-            Verifier::StandardWebhooks(StandardWebhooksScheme {
-                secrets: secrets(),
-                public_keys: vec![],
-                tolerance: TOLERANCE,
-            }),
+            Verifier::preset("standard-webhooks", secrets(), vec![], TOLERANCE)
+                .expect("bundled scheme"),
             headers(&[
                 ("webhook-id", ID.to_owned()),
                 ("webhook-timestamp", ts.clone()),
@@ -90,11 +84,13 @@ fn cases(body: &[u8]) -> Vec<(&'static str, Verifier, HeaderMap)> {
         ),
         (
             "standard_webhooks_v1a_ed25519",
-            Verifier::StandardWebhooks(StandardWebhooksScheme {
-                secrets: vec![],
-                public_keys: vec![signing.verifying_key()],
-                tolerance: TOLERANCE,
-            }),
+            Verifier::preset(
+                "standard-webhooks",
+                vec![],
+                vec![signing.verifying_key()],
+                TOLERANCE,
+            )
+            .expect("bundled scheme"),
             headers(&[
                 ("webhook-id", ID.to_owned()),
                 ("webhook-timestamp", ts.clone()),
@@ -106,7 +102,7 @@ fn cases(body: &[u8]) -> Vec<(&'static str, Verifier, HeaderMap)> {
         ),
         (
             "github",
-            Verifier::Github(GithubScheme { secrets: secrets() }),
+            Verifier::preset("github", secrets(), vec![], Duration::ZERO).expect("bundled scheme"),
             headers(&[(
                 "x-hub-signature-256",
                 format!("sha256={}", hex(&mac(KEY, &[body]))),
@@ -114,10 +110,7 @@ fn cases(body: &[u8]) -> Vec<(&'static str, Verifier, HeaderMap)> {
         ),
         (
             "stripe",
-            Verifier::Stripe(StripeScheme {
-                secrets: secrets(),
-                tolerance: TOLERANCE,
-            }),
+            Verifier::preset("stripe", secrets(), vec![], TOLERANCE).expect("bundled scheme"),
             headers(&[(
                 "stripe-signature",
                 format!("t={ts},v1={}", hex(&mac(KEY, &[ts.as_bytes(), b".", body]))),
@@ -125,10 +118,7 @@ fn cases(body: &[u8]) -> Vec<(&'static str, Verifier, HeaderMap)> {
         ),
         (
             "slack",
-            Verifier::Slack(SlackScheme {
-                secrets: secrets(),
-                tolerance: TOLERANCE,
-            }),
+            Verifier::preset("slack", secrets(), vec![], TOLERANCE).expect("bundled scheme"),
             headers(&[
                 ("x-slack-request-timestamp", ts.clone()),
                 (

@@ -56,17 +56,13 @@ fn backends() -> Vec<(&'static str, Store, Keep)> {
     let dir = tempfile::tempdir().unwrap();
     let embedded = Store::open_embedded(dir.path()).unwrap();
     let server = redis_server::RedisServer::start();
-    let redis = Store::open_redis(&hookgate::store::RedisOptions {
-        url: server.url(),
-        pool_size: 4,
-        connect_timeout: Duration::from_secs(2),
-        command_timeout: Duration::from_secs(2),
-        wait_replicas: 0,
-        key_prefix: "bench".to_owned(),
-        lease: Duration::from_secs(15),
-        tls_ca: None,
-    })
-    .unwrap();
+    // From config text, as `serve` opens it.
+    let config = format!(
+        "[store]\nbackend = \"redis\"\nurl = \"{}\"\npool_size = 4\nkey_prefix = \"bench\"\n",
+        server.url()
+    );
+    let settings = hookgate::config::from_str(&config, "bench config").unwrap();
+    let redis = hookgate::open_store(&settings.store).unwrap();
     vec![
         ("memory", Store::memory(), Keep::None),
         ("embedded", embedded, Keep::Dir(dir)),

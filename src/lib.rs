@@ -4,27 +4,42 @@
 //!
 //! A request flows through the modules in this order (DESIGN.md §1):
 //!
-//! - [`server`]: accept loop, router, graceful shutdown, SIGHUP reload; [`protocol`]:
+//! - [`server`]: accept loop, `max_connections` slots ([`server::connections`]), PROXY
+//!   header ([`server::proxy_protocol`]), TLS with reloadable certificates
+//!   ([`server::tls`], [`server::watch`]), the router, SIGHUP reload, graceful shutdown;
+//!   [`server::conn_info`] is what the pipeline learns about the connection. [`protocol`]:
 //!   requests that are not acceptable HTTP/1.1, hyper's own answers included.
 //! - [`pipeline`]: one request in typed phases, [`pipeline::admit`] (headers only: route,
 //!   method, Via loop, [`pipeline::allowlist`], [`pipeline::ratelimit`],
-//!   [`pipeline::auth`], encoding) → [`pipeline::verify`] (bounded [`pipeline::body`]
-//!   read, [`pipeline::signature`] over the raw bytes) → [`pipeline::events`] (depth-bounded
-//!   [`pipeline::json`]) → [`pipeline::decide`] ([`schema`], [`pipeline::extract`]ed keys,
-//!   the store's reservation) → [`pipeline::dispatch`] (delivery, commit or release).
+//!   [`pipeline::auth`] and [`pipeline::jwt`], encoding, [`pipeline::handshake`]s) →
+//!   [`pipeline::verify`] (bounded [`pipeline::body`] read, [`pipeline::signature`] over
+//!   the raw bytes) → [`pipeline::events`] (depth-bounded [`pipeline::json`], a split
+//!   [`pipeline::batch`]) → [`pipeline::decide`] ([`schema`], [`pipeline::extract`]ed
+//!   keys, the store's reservation) → [`pipeline::dispatch`] (sync delivery then commit
+//!   or release, or the async accept) → [`pipeline::respond`] (custom answers).
 //!   [`pipeline::route`] builds the runtime routes (spec + rate-limit buckets, carried
 //!   over a reload when unchanged).
-//! - [`delivery`]: forwarding to the upstream or appending to a file sink; typed
-//!   [`delivery::DeliveryError`]s for a retry policy.
-//! - [`store`]: the dedup/order store contract and its backends (memory, embedded, redis).
-//! - [`supervisor`]: owns background tasks (deliveries, purge, bucket eviction), drains
-//!   them on shutdown, survives reloads.
-//! - [`error`] and [`verdict`]: every outcome mapped to its HTTP answer in one place.
-//! - [`config`]: the TOML file, parsed (private `raw`) then compiled into plain
-//!   [`config::Settings`] and [`config::spec`] data; nothing outside `config` reads `raw`.
-//! - [`providers`]: bundled sender presets, as data; [`schema`]: JSON Schema checks;
-//!   [`secret`]: constant-time secrets; [`telemetry`]: metrics and logs; [`validate`]:
-//!   the `validate` command.
+//! - [`delivery`]: `forward` to the upstream or a `file` sink,
+//!   typed [`delivery::DeliveryError`]s; for async routes the [`delivery::outbox`] record
+//!   and its writer/reader handles, the pure [`delivery::retry`] decision and the
+//!   [`delivery::worker`]s.
+//! - [`store`]: the dedup/order contract and its backends (memory, embedded, redis), the
+//!   local backends' in-flight ledger, the outbox tables ([`store::outbox`]);
+//!   backend-neutral [`store::StoreError`]s (a [`store::StoreErrorKind`] plus the source).
+//! - [`supervisor`]: owns the background tasks (deliveries outliving their request,
+//!   purge, bucket eviction, the delivery workers, the admin listener), survives reloads
+//!   and drains them on shutdown.
+//! - [`error`] and [`verdict`]: every outcome mapped to its HTTP answer in one place,
+//!   variant by variant (no catch-all).
+//! - [`config`]: the TOML file, parsed (private `raw`, so nothing outside `config` can
+//!   read it: the compiler checks that) then compiled into [`config::Settings`] and
+//!   [`config::spec`] data, with presets applied and secrets resolved.
+//! - [`providers`]: bundled sender presets and signature schemes, as data; [`schema`]:
+//!   JSON Schema checks; [`secret`]: constant-time secrets; [`telemetry`]: metrics and
+//!   the log writer.
+//! - Beside the request path: [`admin`] (outbox status and dead letters, over the admin
+//!   listener or a stopped gateway's store), [`validate`] (`validate`, `schemas`),
+//!   [`presets_cmd`] (`presets`, `sign`); `main.rs` is the command line.
 //!
 //! # No panic on outside input
 //!
@@ -153,7 +168,9 @@ pub fn build_with_store(
 pub fn open_store(settings: &config::StoreSettings) -> Result<store::Store, store::StoreError> {
     match settings.backend {
         config::spec::StoreBackendName::Memory => Ok(store::Store::memory()),
-        config::spec::StoreBackendName::Embedded => store::Store::open_embedded(&settings.path),
+        config::spec::StoreBackendName::Embedded => {
+            store::Store::open_embedded_with(&settings.path, settings.sync_commits)
+        }
         config::spec::StoreBackendName::Redis => match redis_options(settings) {
             Some(options) => store::Store::open_redis(&options),
             // compile() fills it for this backend; never fall back to another store.

@@ -1,12 +1,18 @@
 //! The background work of a running gateway, owned in one place: the maintenance loops
-//! (expired-key purge, idle rate-bucket eviction) and the deliveries that outlive the
-//! request that started them. Next: the outbox's delivery workers.
+//! (expired-key purge, idle rate-bucket eviction), the deliveries that outlive the
+//! request that started them, the async routes' delivery [`Workers`], and the services
+//! listening beside the public port (the admin listener).
 //!
 //! It lives in [`crate::server::Shared`], not in a [`crate::pipeline::Gateway`], so it
-//! survives config reloads: a reload swaps the gateway these tasks read, not the tasks.
-//! On shutdown it drains instead of aborting: maintenance loops stop at their next
-//! boundary (a purge finishes the batch it is writing), and deliveries run to their end,
-//! so no store write and no upstream request is cut off half-way.
+//! survives config reloads: a reload swaps the gateway these tasks read (and reconciles
+//! the workers with the new routes), not the tasks.
+//!
+//! On shutdown it drains instead of aborting, in this order (see `server::serve`):
+//! maintenance loops stop at their next boundary (a purge finishes the batch it is
+//! writing); deliveries run to their end; the services stop gracefully (an admin request
+//! in progress is answered); the workers launch no new attempt and settle those in
+//! flight. So no store write and no upstream request is cut off half-way. Only a worker
+//! attempt still running after the drain deadline is aborted (and retried after restart).
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,12 +20,21 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::delivery::worker::Workers;
+
 /// Owns the background tasks. Cheap to clone: clones share the same tasks.
 #[derive(Debug, Clone, Default)]
 pub struct Supervisor {
     maintenance: TaskTracker,
     deliveries: TaskTracker,
+    /// Listeners beside the public one (the admin listener).
+    services: TaskTracker,
+    workers: Workers,
+    /// Cancelled when shutdown begins: maintenance loops stop.
     stop: CancellationToken,
+    /// Cancelled once deliveries are drained: services shut down gracefully. Later than
+    /// `stop` so that an operator can watch the outbox while requests drain.
+    stop_services: CancellationToken,
 }
 
 impl Supervisor {
@@ -73,5 +88,35 @@ impl Supervisor {
     pub async fn drain_deliveries(&self) {
         self.deliveries.close();
         self.deliveries.wait().await;
+    }
+
+    /// The async routes' delivery workers (started by `server::serve`, reconciled on
+    /// every reload).
+    pub fn workers(&self) -> &Workers {
+        &self.workers
+    }
+
+    /// Runs a service (a listener beside the public port) until shutdown: `serve` gets
+    /// the token to shut down gracefully on, and its task is waited for by
+    /// [`Supervisor::stop_services`].
+    pub fn spawn_service<F>(&self, serve: impl FnOnce(CancellationToken) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.services.spawn(serve(self.stop_services.clone()));
+    }
+
+    /// Tells the services to shut down and waits until they have (requests in progress
+    /// are answered first).
+    pub async fn stop_services(&self) {
+        self.stop_services.cancel();
+        self.services.close();
+        self.services.wait().await;
+    }
+
+    /// Stops the workers: attempts in flight finish and settle within `deadline`, and
+    /// only those still running after it are aborted.
+    pub async fn stop_workers(&self, deadline: Duration) {
+        self.workers.shutdown(deadline).await;
     }
 }

@@ -5,6 +5,8 @@
 #   benches/load/run.sh                     # all rows, 10 s each, 1 wrk thread, 32 connections
 #   CONNS=256 DURATION=20s benches/load/run.sh
 #   ROWS="nginx hg-embedded" benches/load/run.sh   # only some rows (keys in the table's first column)
+#   STORE_ROOT=/dev/shm benches/load/run.sh         # embedded store files there (tmpfs: fsync is
+#                                                   # free, which measures what the fsync costs)
 #
 # Rows (the sink is an nginx `return 200` on loopback; the load generator is wrk with
 # benches/load/flashduty.lua: ~720-byte Flashduty incident bodies, a unique event_id per
@@ -15,6 +17,8 @@
 #   hg-embedded   wrk → hookgate sync, full pipeline (allowlist, bearer, flashduty-incident
 #                 schema, dedup /event_id, order /incident/incident_id + /event_time), embedded store
 #   hg-memory     the same on the memory store
+#   hg-deferred   hg-embedded with [store] sync_commits = "deferred" (fsync up to 1 s later;
+#                 not in the default ROWS)
 #   hg-async      the same with delivery = "async" (durable outbox, 202), embedded store
 #   hg-bare       a bare hookgate route (no allowlist, auth, schema or keys), memory store
 #   hg-redis      the full pipeline on the redis store, when this build has it (see below)
@@ -70,13 +74,15 @@ else
 fi
 
 WORK=$(mktemp -d /tmp/hookgate-load.XXXXXX)
+STORES=$WORK
+[ -n "${STORE_ROOT:-}" ] && STORES=$(mktemp -d "$STORE_ROOT/hookgate-load-store.XXXXXX")
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
     for f in "$WORK"/sink.pid "$WORK"/edge.pid; do
         [ -f "$f" ] && kill -QUIT "$(cat "$f")" 2>/dev/null || true
     done
-    if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
+    if [ -z "${KEEP:-}" ]; then rm -rf "$WORK" "$STORES"; else echo "kept $WORK $STORES" >&2; fi
 }
 trap cleanup EXIT
 
@@ -163,14 +169,16 @@ load() {
     ORDER+=("$key")
 }
 
-# A hookgate config for a row. $1 kind (full|bare), $2 backend, $3 delivery, $4 tls (0|1).
+# A hookgate config for a row. $1 kind (full|bare), $2 backend, $3 delivery, $4 tls (0|1),
+# $5 [store] sync_commits (optional).
 hg_config() {
-    local kind=$1 backend=$2 delivery=$3 tls=$4 dir=$WORK/store-$HG_PORT
+    local kind=$1 backend=$2 delivery=$3 tls=$4 sync=${5:-} dir=$STORES/store-$HG_PORT
     echo "[server]"
     echo "listen = \"127.0.0.1:$HG_PORT\""
     [ "$tls" = 1 ] && echo "tls = { cert = \"$WORK/cert.pem\", key = \"$WORK/key.pem\" }"
     echo "[store]"
     echo "backend = \"$backend\""
+    [ -n "$sync" ] && echo "sync_commits = \"$sync\""
     if [ "$backend" = redis ]; then
         echo "url = \"redis://127.0.0.1:$REDIS_PORT/0\""
     else
@@ -201,11 +209,11 @@ verdicts() {
         split($3, n, " "); if (n[1] + 0 > 0) printf "%s%s=%d", (c++ ? " " : ""), v, n[1] }'
 }
 
-# hg_row KEY kind backend delivery tls
+# hg_row KEY kind backend delivery tls [sync_commits]
 hg_row() {
-    local key=$1 kind=$2 backend=$3 delivery=$4 tls=$5
+    local key=$1 kind=$2 backend=$3 delivery=$4 tls=$5 sync=${6:-}
     HG_PORT=$((HG_PORT + 1))
-    hg_config "$kind" "$backend" "$delivery" "$tls" >"$WORK/$key.toml"
+    hg_config "$kind" "$backend" "$delivery" "$tls" "$sync" >"$WORK/$key.toml"
     local scheme=http
     [ "$tls" = 1 ] && scheme=https
     "${ROW_BIN:-$BIN}" serve --config "$WORK/$key.toml" >"$WORK/$key.log" 2>&1 &
@@ -224,7 +232,8 @@ want() { [[ " $ROWS " == *" $1 "* ]]; }
 # hg KEY kind backend delivery tls: hg_row with $BIN, after the same row with
 # $HOOKGATE_BASE_BIN (key base-KEY) when that is set.
 hg() {
-    if [ -n "${HOOKGATE_BASE_BIN:-}" ]; then
+    # (not for a row with a sync_commits setting, which an older binary may refuse)
+    if [ -n "${HOOKGATE_BASE_BIN:-}" ] && [ -z "${6:-}" ]; then
         ROW_BIN=$HOOKGATE_BASE_BIN hg_row "base-$1" "${@:2}"
     fi
     hg_row "$@"
@@ -235,6 +244,7 @@ want direct && load direct "http://127.0.0.1:$SINK_PORT/flashduty"
 CPU_PIDS=$(nginx_pids "$WORK/edge.pid")
 want nginx && load nginx "http://127.0.0.1:$EDGE_PORT/hooks/flashduty"
 want hg-embedded && hg hg-embedded full embedded sync 0
+want hg-deferred && hg hg-deferred full embedded sync 0 deferred
 want hg-memory && hg hg-memory full memory sync 0
 want hg-async && hg hg-async full embedded async 0
 want hg-bare && hg hg-bare bare memory sync 0
@@ -282,6 +292,7 @@ describe() {
         nginx) echo "nginx edge (allowlist + bearer, keepalive upstream) → sink" ;;
         hg-embedded) echo "hookgate sync, full pipeline, embedded store" ;;
         hg-memory) echo "hookgate sync, full pipeline, memory store" ;;
+        hg-deferred) echo "hookgate sync, full pipeline, embedded store, sync_commits = deferred" ;;
         hg-async) echo "hookgate async (durable accept), full pipeline, embedded store" ;;
         hg-bare) echo "hookgate bare route, memory store" ;;
         hg-redis) echo "hookgate sync, full pipeline, redis store" ;;

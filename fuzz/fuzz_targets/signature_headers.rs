@@ -9,10 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
-use hookgate::pipeline::signature::{
-    GithubScheme, HmacAlgorithm, HmacScheme, SigEncoding, SlackScheme, StandardWebhooksScheme,
-    StripeScheme, Verifier,
-};
+use hookgate::pipeline::signature::{HmacAlgorithm, SigEncoding, Verifier};
 use hookgate::secret::Secret;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -50,32 +47,28 @@ fn hex(bytes: &[u8]) -> String {
 fn verifiers() -> Vec<Verifier> {
     let secrets = || vec![Secret::new(SECRET.to_vec())];
     let hmac = |algorithm, encoding, prefix: &str| {
-        Verifier::Hmac(HmacScheme {
-            header: HeaderName::from_static("x-signature"),
+        Verifier::hmac(
+            HeaderName::from_static("x-signature"),
             algorithm,
             encoding,
-            prefix: prefix.into(),
-            secrets: secrets(),
-        })
+            prefix,
+            secrets(),
+        )
     };
     vec![
         hmac(HmacAlgorithm::Sha512, SigEncoding::Hex, ""),
         hmac(HmacAlgorithm::Sha256, SigEncoding::Base64, "sha256="),
         hmac(HmacAlgorithm::Sha1, SigEncoding::Hex, "sha1="),
-        Verifier::StandardWebhooks(StandardWebhooksScheme {
-            secrets: secrets(),
-            public_keys: vec![ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key()],
-            tolerance: TOLERANCE,
-        }),
-        Verifier::Github(GithubScheme { secrets: secrets() }),
-        Verifier::Stripe(StripeScheme {
-            secrets: secrets(),
-            tolerance: TOLERANCE,
-        }),
-        Verifier::Slack(SlackScheme {
-            secrets: secrets(),
-            tolerance: TOLERANCE,
-        }),
+        Verifier::preset(
+            "standard-webhooks",
+            secrets(),
+            vec![ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key()],
+            TOLERANCE,
+        )
+        .expect("bundled scheme"),
+        Verifier::preset("github", secrets(), vec![], Duration::ZERO).expect("bundled scheme"),
+        Verifier::preset("stripe", secrets(), vec![], TOLERANCE).expect("bundled scheme"),
+        Verifier::preset("slack", secrets(), vec![], TOLERANCE).expect("bundled scheme"),
     ]
 }
 
@@ -133,19 +126,26 @@ fuzz_target!(|input: Input| {
     let ts_text = ts.to_string();
     let signed: [(Verifier, Vec<(&str, String)>); 3] = [
         (
-            Verifier::Github(GithubScheme {
-                secrets: vec![Secret::new(SECRET.to_vec())],
-            }),
+            Verifier::preset(
+                "github",
+                vec![Secret::new(SECRET.to_vec())],
+                vec![],
+                Duration::ZERO,
+            )
+            .expect("bundled scheme"),
             vec![(
                 "x-hub-signature-256",
                 format!("sha256={}", hex(&hmac_sha256(SECRET, &[&body]))),
             )],
         ),
         (
-            Verifier::Stripe(StripeScheme {
-                secrets: vec![Secret::new(SECRET.to_vec())],
-                tolerance: TOLERANCE,
-            }),
+            Verifier::preset(
+                "stripe",
+                vec![Secret::new(SECRET.to_vec())],
+                vec![],
+                TOLERANCE,
+            )
+            .expect("bundled scheme"),
             vec![(
                 "stripe-signature",
                 format!(
@@ -155,11 +155,13 @@ fuzz_target!(|input: Input| {
             )],
         ),
         (
-            Verifier::StandardWebhooks(StandardWebhooksScheme {
-                secrets: vec![Secret::new(SECRET.to_vec())],
-                public_keys: vec![],
-                tolerance: TOLERANCE,
-            }),
+            Verifier::preset(
+                "standard-webhooks",
+                vec![Secret::new(SECRET.to_vec())],
+                vec![],
+                TOLERANCE,
+            )
+            .expect("bundled scheme"),
             {
                 let mac = hmac_sha256(SECRET, &[b"msg_1", b".", ts_text.as_bytes(), b".", &body]);
                 let sig = base64::engine::general_purpose::STANDARD.encode(mac);

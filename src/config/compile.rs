@@ -175,6 +175,9 @@ pub struct StoreSettings {
     /// How long an entity's newest delivered time (its watermark) is kept after the
     /// entity's last delivery (default: `dedup_ttl`).
     pub order_ttl: Duration,
+    /// Embedded store: whether a sync route's commit is fsynced before its answer
+    /// (default) or up to a second later.
+    pub sync_commits: crate::store::SyncCommits,
     /// The Redis connection, when `backend = "redis"`.
     pub redis: Option<RedisSettings>,
 }
@@ -738,6 +741,7 @@ fn compile_store(
         dedup_ttl,
         order_ttl,
         on_unavailable: s.on_unavailable.unwrap_or_default(),
+        sync_commits: s.sync_commits.unwrap_or_default(),
         redis,
     })
 }

@@ -132,6 +132,8 @@ pub(super) struct RawStore {
     pub(super) on_unavailable: Option<OnUnavailable>,
     /// How long an entity's newest delivered time is kept (default: `dedup_ttl`).
     pub(super) order_ttl: Option<String>,
+    /// Embedded store: fsync each sync-route commit (default) or defer it up to 1 s.
+    pub(super) sync_commits: Option<crate::store::SyncCommits>,
 }
 
 /// `[schemas]`.

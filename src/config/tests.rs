@@ -236,6 +236,19 @@ fn connection_limits_default_and_zero_means_unlimited() {
 }
 
 #[test]
+fn sync_commits_defaults_to_fsync() {
+    use crate::store::SyncCommits;
+    let ok = |text: &str| from_str(text, "test.toml").expect("config");
+    assert_eq!(ok(ROUTE).store.sync_commits, SyncCommits::Fsync);
+    let s = ok(&format!("[store]\nsync_commits = \"deferred\"\n{ROUTE}"));
+    assert_eq!(s.store.sync_commits, SyncCommits::Deferred);
+    let s = ok(&format!("[store]\nsync_commits = \"fsync\"\n{ROUTE}"));
+    assert_eq!(s.store.sync_commits, SyncCommits::Fsync);
+    let e = err(&format!("[store]\nsync_commits = \"never\"\n{ROUTE}"));
+    assert!(e.contains("sync_commits"), "{e}");
+}
+
+#[test]
 fn order_ttl_defaults_to_dedup_ttl() {
     let ok = |text: &str| from_str(text, "test.toml").expect("config");
     let s = ok(&format!("[store]\ndedup_ttl = \"5h\"\n{ROUTE}"));

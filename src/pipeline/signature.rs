@@ -1094,6 +1094,52 @@ fn hex_lower(bytes: &[u8]) -> String {
 // === impl Verifier ===
 
 impl Verifier {
+    /// What `auth = { type = "hmac", header, algorithm, encoding, prefix, secrets }`
+    /// builds: the generic scheme with these keys (raw bytes).
+    pub fn hmac(
+        header: HeaderName,
+        algorithm: HmacAlgorithm,
+        encoding: SigEncoding,
+        prefix: &str,
+        secrets: Vec<Secret>,
+    ) -> Verifier {
+        Verifier::compiled(
+            CompiledScheme::hmac(header, algorithm, encoding, prefix),
+            secrets,
+            Vec::new(),
+            Duration::ZERO,
+        )
+    }
+
+    /// What `auth = { type = "<name>", ... }` builds for the bundled preset `name`, with
+    /// keys already in the scheme's key form ([`CompiledScheme::decode_secret`]) and no
+    /// public URL; `None` when no bundled preset of that name has a scheme. For tests,
+    /// benches and fuzz targets that need a verifier without writing config text.
+    pub fn preset(
+        name: &str,
+        secrets: Vec<Secret>,
+        public_keys: Vec<VerifyingKey>,
+        tolerance: Duration,
+    ) -> Option<Verifier> {
+        let scheme = CompiledScheme::bundled(name)?.clone();
+        Some(Verifier::compiled(scheme, secrets, public_keys, tolerance))
+    }
+
+    fn compiled(
+        scheme: CompiledScheme,
+        secrets: Vec<Secret>,
+        public_keys: Vec<VerifyingKey>,
+        tolerance: Duration,
+    ) -> Verifier {
+        Verifier::Scheme(Box::new(SchemeVerifier {
+            scheme,
+            secrets,
+            public_keys,
+            tolerance,
+            public_url: None,
+        }))
+    }
+
     /// Verifies the signature over the raw body as received, for schemes that do not sign
     /// the URL (see [`Verifier::verify_request`]).
     pub fn verify(

@@ -60,7 +60,6 @@ pub struct Shared {
     supervisor: Supervisor,
     /// Bumped by every [`Shared::replace`], for watchers of what the configuration names.
     generation: Arc<tokio::sync::watch::Sender<u64>>,
-    workers: crate::delivery::worker::Workers,
 }
 
 impl Shared {
@@ -71,7 +70,6 @@ impl Shared {
             metrics,
             supervisor: Supervisor::new(),
             generation: Arc::new(tokio::sync::watch::Sender::new(0)),
-            workers: crate::delivery::worker::Workers::new(),
         }
     }
 
@@ -80,9 +78,9 @@ impl Shared {
         &self.supervisor
     }
 
-    /// The async delivery workers.
+    /// The async delivery workers (owned by the [`Supervisor`]).
     pub fn workers(&self) -> &crate::delivery::worker::Workers {
-        &self.workers
+        self.supervisor.workers()
     }
 
     /// The metrics registry.
@@ -281,7 +279,7 @@ pub async fn serve(
     // Async delivery workers: one per async route, reconciled on every reload.
     {
         let gw = shared.current();
-        shared.workers.start(
+        shared.supervisor.workers().start(
             gw.routes().map(|r| Arc::clone(r.spec())),
             crate::delivery::worker::Resources {
                 store: gw.store(),
@@ -290,8 +288,7 @@ pub async fn serve(
             },
         );
     }
-    let stop_admin = tokio_util::sync::CancellationToken::new();
-    let admin = start_admin(&shared, stop_admin.clone()).await;
+    start_admin(&shared).await;
     let app = router(shared.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     // half_close: a sender that shuts down its write side after the request (some
@@ -491,37 +488,34 @@ pub async fn serve(
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("Drain timeout passed with requests still in flight.");
     }
-    // Workers finish their attempts in flight and settle them, then let the store go.
-    stop_admin.cancel();
-    if let Some(admin) = admin {
-        let _ = admin.await;
-    }
-    shared.workers.shutdown(DRAIN_TIMEOUT).await;
+    // The admin listener answers what it is asked, then stops; workers finish their
+    // attempts in flight and settle them, then let the store go.
+    supervisor.stop_services().await;
+    supervisor.stop_workers(DRAIN_TIMEOUT).await;
 }
 
-/// Binds and starts the admin listener, if configured; it stops with `stop`. A bind
-/// failure is logged, and the gateway serves without it.
-async fn start_admin(
-    shared: &Shared,
-    stop: tokio_util::sync::CancellationToken,
-) -> Option<tokio::task::JoinHandle<()>> {
+/// Binds and starts the admin listener on the supervisor, if configured; it stops when
+/// the supervisor stops its services. A bind failure is logged, and the gateway serves
+/// without it.
+async fn start_admin(shared: &Shared) {
     let gw = shared.current();
-    let settings = gw.settings.admin.clone()?;
+    let Some(settings) = gw.settings.admin.clone() else {
+        return;
+    };
     let listener = match TcpListener::bind(settings.listen).await {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(listen = %settings.listen, error = %e, "Cannot bind the admin listener; serving without it.");
-            return None;
+            return;
         }
     };
     tracing::info!(listen = %settings.listen, "Admin listener up.");
     let ops = crate::admin::Ops::new(gw.store(), crate::admin::async_routes(&gw.settings));
-    Some(tokio::spawn(crate::admin::serve(
-        listener,
-        ops,
-        settings.token,
-        async move { stop.cancelled().await },
-    )))
+    shared.supervisor.spawn_service(|stop| {
+        crate::admin::serve(listener, ops, settings.token, async move {
+            stop.cancelled().await;
+        })
+    });
 }
 
 /// Starts the maintenance loops on the supervisor. Each pass reads the gateway current
@@ -679,7 +673,7 @@ pub fn reload(shared: &Shared, source: &ConfigSource) {
         &old,
     ) {
         Ok(gw) => {
-            shared.workers.reconcile(
+            shared.supervisor.workers().reconcile(
                 gw.routes().map(|r| Arc::clone(r.spec())),
                 crate::delivery::worker::Resources {
                     store: gw.store(),

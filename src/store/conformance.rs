@@ -1152,6 +1152,12 @@ mod model {
                             f.store.release(r).await.unwrap();
                             continue;
                         }
+                        // Every commit at its own instant, so no two ids share an expiry:
+                        // which of several tied keys a bounded purge takes is the backend's
+                        // choice (the embedded store orders them by their hash), not the
+                        // model's to guess.
+                        f.advance(Duration::from_nanos(1));
+                        model.now += 1;
                         f.store.commit(r).await.unwrap();
                         if let Some(id) = held.id {
                             let key = (held.route, id);
@@ -1186,7 +1192,7 @@ mod model {
                         model.now += duration(Duration::from_millis(millis));
                     }
                     Op::Purge { max } => {
-                        // Oldest expiry first (ties by key), as documented:
+                        // Oldest expiry first, as documented (no ties: see Finish):
                         // which keys go matters once an expired id is re-committed.
                         let mut expired: Vec<_> = model
                             .seen

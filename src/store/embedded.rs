@@ -8,21 +8,28 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `dedup_v1` | `route NUL id` | expiry, unix nanos (`u64`) |
-//! | `dedup_expiry_v1` | `(expiry, route NUL id)` | `()` |
-//! | `watermarks_v2` | `route NUL entity` | (newest committed event time, unix nanos (`i64`), expiry, unix nanos (`u64`)) |
-//! | `watermark_expiry_v2` | `(expiry, route NUL entity)` | `()` |
+//! | `dedup_v2` | `H(route NUL id)` | expiry, unix nanos (`u64`) |
+//! | `dedup_expiry_v2` | `(expiry, H(route NUL id))` | `()` |
+//! | `watermarks_v3` | `H(route NUL entity)` | (newest committed event time, unix nanos (`i64`), expiry, unix nanos (`u64`)) |
+//! | `watermark_expiry_v3` | `(expiry, H(route NUL entity))` | `()` |
+//! | `hash_key_v1` | `"hmac-sha256"` | the file's 32-byte hash key |
 //!
-//! `dedup_expiry_v1` is an index of `dedup_v1` ordered by expiry, kept in the
-//! same transactions, so that a purge is a bounded range scan from the
-//! oldest expiry instead of a scan of every key; `watermark_expiry_v2` is the
-//! same for `watermarks_v2` (`order_ttl`).
+//! `H` is the file's keyed 128-bit hash (`u128`), HMAC-SHA-256 truncated: see
+//! `embedded/hashed.rs` for why a hash and why this one. `dedup_expiry_v2` is an
+//! index of `dedup_v2` ordered by expiry, kept in the same transactions, so that a
+//! purge is a bounded range scan from the oldest expiry instead of a scan of every
+//! key; `watermark_expiry_v3` is the same for `watermarks_v3` (`order_ttl`).
 //!
-//! **Migration.** A file written before `order_ttl` has `watermarks_v1`
-//! (`route NUL entity` → time, no expiry). Opening it copies every row into
-//! `watermarks_v2` with an expiry of the open time plus [`MIGRATED_ORDER_TTL`]
-//! (the default `order_ttl`) and deletes `watermarks_v1`, in one transaction:
-//! one-way (an older hookgate opening the file again finds no watermarks).
+//! **Migration**, at open, in the one transaction that creates the tables, one-way
+//! (an older hookgate opening the file again finds no dedup keys or watermarks):
+//! * a file written before hashed keys has `dedup_v1` / `dedup_expiry_v1` and
+//!   `watermarks_v2` / `watermark_expiry_v2`, keyed by the raw `route NUL value`:
+//!   every row not yet expired moves to the hashed tables with its expiry, and the
+//!   four old tables are deleted;
+//! * a file written before `order_ttl` has `watermarks_v1` (`route NUL entity` →
+//!   time, no expiry): every row moves to `watermarks_v3` with an expiry of the open
+//!   time plus [`MIGRATED_ORDER_TTL`] (the default `order_ttl`), and
+//!   `watermarks_v1` is deleted.
 //!
 //! # Hot path
 //!
@@ -47,11 +54,20 @@
 //!   returns does it take the batch's keys out of the in-flight ledger and
 //!   answer each waiter, so a concurrent `reserve` always sees either "in
 //!   flight" or the durable result.
+//! * **`sync_commits = "deferred"`** ([`SyncCommits::Deferred`]): a batch of
+//!   sync-route commits alone is written with `Durability::None` (visible to every
+//!   later read, durable with the next durable commit) and the writer makes it
+//!   durable within [`DEFERRED_SYNC_MAX`] (a probe-row write when no accept, purge or
+//!   ping came first), and before it exits. A batch with an accept is always
+//!   `Immediate`. What a crash can cost is told on [`SyncCommits::Deferred`]. Measured
+//!   with the load benchmark: the fsync is about half the embedded row's time on the
+//!   dev machine's disk (see the README's Performance section).
 //!
 //! Dropping the last clone of the store stops the writer (its queue
 //! disconnects) and joins it, so the file is closed when the drop returns and
 //! can be reopened at once.
 
+use std::cell::Cell;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -68,11 +84,14 @@ use redb::{
 };
 use tokio::sync::oneshot;
 
+mod hashed;
+
+use self::hashed::KeyHasher;
 use super::ledger::{Committed, Ledger};
 use super::outbox::{Counts, CountsInner, OutboxOp, Stored, Table};
 use super::{
     Clock, EventTime, Reservation, ReserveOutcome, ReserveRequest, StoreError, StoreErrorKind,
-    WriteStats,
+    SyncCommits, WriteStats,
 };
 
 // === Errors: redb's, told in the store's kinds ===
@@ -145,20 +164,33 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// to the commits queued behind it.
 const MAX_BATCH: usize = 4096;
 
+/// With `sync_commits = "deferred"`, the longest a sync route's commit stays written
+/// but not fsynced: what a crash can lose.
+pub(super) const DEFERRED_SYNC_MAX: Duration = Duration::from_secs(1);
+
 /// The first pause before reopening the file after a failed write; it doubles after
 /// each failed reopen up to [`REOPEN_MAX`].
 const REOPEN_FIRST: Duration = Duration::from_secs(1);
 /// The longest pause between two reopen attempts.
 const REOPEN_MAX: Duration = Duration::from_secs(30);
 
-/// `route NUL id` → expiry (unix nanos).
-const DEDUP: TableDefinition<&str, u64> = TableDefinition::new("dedup_v1");
-/// `(expiry, route NUL id)` → `()`: `DEDUP` ordered by expiry, for purging.
-const DEDUP_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedup_expiry_v1");
-/// `route NUL entity` → (newest committed event time, its expiry), unix nanos.
-const WATERMARKS: TableDefinition<&str, (i64, u64)> = TableDefinition::new("watermarks_v2");
-/// `(expiry, route NUL entity)` → `()`: `WATERMARKS` ordered by expiry, for purging.
-const WATERMARK_EXPIRY: TableDefinition<(u64, &str), ()> =
+/// `H(route NUL id)` → expiry (unix nanos).
+const DEDUP: TableDefinition<u128, u64> = TableDefinition::new("dedup_v2");
+/// `(expiry, H(route NUL id))` → `()`: `DEDUP` ordered by expiry, for purging.
+const DEDUP_EXPIRY: TableDefinition<(u64, u128), ()> = TableDefinition::new("dedup_expiry_v2");
+/// `H(route NUL entity)` → (newest committed event time, its expiry), unix nanos.
+const WATERMARKS: TableDefinition<u128, (i64, u64)> = TableDefinition::new("watermarks_v3");
+/// `(expiry, H(route NUL entity))` → `()`: `WATERMARKS` ordered by expiry, for purging.
+const WATERMARK_EXPIRY: TableDefinition<(u64, u128), ()> =
+    TableDefinition::new("watermark_expiry_v3");
+/// The dedup keys of a file written before hashed keys: migrated at open.
+const DEDUP_V1: TableDefinition<&str, u64> = TableDefinition::new("dedup_v1");
+/// `DEDUP_V1`'s expiry index: deleted at open.
+const DEDUP_EXPIRY_V1: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedup_expiry_v1");
+/// The watermarks of a file written before hashed keys: migrated at open.
+const WATERMARKS_V2: TableDefinition<&str, (i64, u64)> = TableDefinition::new("watermarks_v2");
+/// `WATERMARKS_V2`'s expiry index: deleted at open.
+const WATERMARK_EXPIRY_V2: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("watermark_expiry_v2");
 /// The watermarks of a file written before `order_ttl`, without expiry: migrated at open.
 const WATERMARKS_V1: TableDefinition<&str, i64> = TableDefinition::new("watermarks_v1");
@@ -198,7 +230,7 @@ struct Inner {
     ledger: Arc<Ledger>,
     /// The open database; `None` while the writer is reopening it after a failed
     /// write (every read then answers [`StoreErrorKind::Unavailable`]).
-    db: Arc<ArcSwapOption<Database>>,
+    db: Arc<ArcSwapOption<Open>>,
     clock: Clock,
     path: PathBuf,
     counts: Arc<Counts>,
@@ -213,6 +245,14 @@ struct Stats {
 }
 
 impl Stats {
+    /// Changes written by a transaction that was not fsynced (`sync_commits = "deferred"`).
+    fn deferred(&self, changes: usize) {
+        self.changes.fetch_add(
+            u64::try_from(changes).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
     fn committed(&self, changes: usize) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.changes.fetch_add(
@@ -308,14 +348,22 @@ impl StorageBackend for Backend {
     }
 }
 
-/// Opens (or creates) the database file and its tables.
-/// Opens the file (creating it and every table), migrating v1 watermarks to expire at
-/// `migrated_until`.
-fn open_db(
-    path: &Path,
-    fault: Option<&WriteFault>,
-    migrated_until: u64,
-) -> Result<Database, StoreError> {
+/// An open database file and its key hasher (read from the file at open).
+struct Open {
+    db: Database,
+    keys: KeyHasher,
+}
+
+impl std::ops::Deref for Open {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
+/// Opens the file (creating it and every table, and its hash key), migrating the
+/// tables of older layouts (rows expired at `now` are not moved).
+fn open_db(path: &Path, fault: Option<&WriteFault>, now: u64) -> Result<Open, StoreError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -333,15 +381,16 @@ fn open_db(
     // Create the tables up front so read transactions never meet a missing table.
     // A durable write: a reopened store is only called back when writes work.
     let txn = db.begin_write()?;
+    let keys = KeyHasher::load_or_create(&txn, path)?;
     txn.open_table(DEDUP)?;
     txn.open_table(DEDUP_EXPIRY)?;
     txn.open_table(WATERMARKS)?;
     txn.open_table(WATERMARK_EXPIRY)?;
-    migrate_watermarks_v1(&txn, migrated_until)?;
+    migrate_unhashed(&txn, &keys, now)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(DEAD)?;
     txn.commit()?;
-    Ok(db)
+    Ok(Open { db, keys })
 }
 
 /// Work for the writer thread.
@@ -407,22 +456,19 @@ enum Maintenance {
 
 impl EmbeddedStore {
     pub(super) fn open(dir: &Path, clock: Clock) -> Result<EmbeddedStore, StoreError> {
-        Self::open_with_fault(dir, clock, None)
+        Self::open_with_fault(dir, clock, None, SyncCommits::Fsync)
     }
 
     pub(super) fn open_with_fault(
         dir: &Path,
         clock: Clock,
         fault: Option<WriteFault>,
+        sync_commits: SyncCommits,
     ) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|source| StoreError::io("create store directory", dir, source))?;
         let path = dir.join(FILE_NAME);
-        let db = open_db(
-            &path,
-            fault.as_ref(),
-            clock.expiry_after(MIGRATED_ORDER_TTL),
-        )?;
+        let db = open_db(&path, fault.as_ref(), clock.now_nanos())?;
         let counts = Arc::new(count_outbox(&db)?);
 
         let db = Arc::new(ArcSwapOption::from_pointee(db));
@@ -434,6 +480,8 @@ impl EmbeddedStore {
             fault,
             counts: Arc::clone(&counts),
             stats: Arc::clone(&stats),
+            sync_commits,
+            unsynced_since: Cell::new(None),
         };
         let thread = std::thread::Builder::new()
             .name("hookgate-store-writer".to_owned())
@@ -455,7 +503,7 @@ impl EmbeddedStore {
     }
 
     /// The open database, or [`StoreErrorKind::Unavailable`] while it is being reopened.
-    fn db(&self) -> Result<Arc<Database>, StoreError> {
+    fn db(&self) -> Result<Arc<Open>, StoreError> {
         self.inner.db.load_full().ok_or_else(reopening)
     }
 
@@ -655,20 +703,23 @@ impl fmt::Debug for EmbeddedStore {
 /// Reads the committed state of one request's keys from a fresh snapshot; a watermark
 /// expired at `now` reads as absent.
 fn lookup(
-    db: &Database,
+    db: &Open,
     now: u64,
     id_key: Option<&str>,
     entity_key: Option<&str>,
 ) -> Result<Committed, StoreError> {
     let txn = db.begin_read()?;
     let seen_until = match id_key {
-        Some(key) => txn.open_table(DEDUP)?.get(key)?.map(|v| v.value()),
+        Some(key) => txn
+            .open_table(DEDUP)?
+            .get(db.keys.hash(key))?
+            .map(|v| v.value()),
         None => None,
     };
     let watermark = match entity_key {
         Some(key) => txn
             .open_table(WATERMARKS)?
-            .get(key)?
+            .get(db.keys.hash(key))?
             .map(|v| v.value())
             .filter(|(_, until)| *until > now)
             .map(|(time, _)| EventTime(time)),
@@ -698,11 +749,15 @@ impl Drop for Writer {
 /// What the writer thread owns besides its queue.
 struct WriterState {
     /// Where readers find the database; emptied while it is being reopened.
-    slot: Arc<ArcSwapOption<Database>>,
+    slot: Arc<ArcSwapOption<Open>>,
     path: PathBuf,
     fault: Option<WriteFault>,
     counts: Arc<Counts>,
     stats: Arc<Stats>,
+    /// Whether a batch of sync-route commits alone is fsynced (`[store] sync_commits`).
+    sync_commits: SyncCommits,
+    /// When the oldest commit not yet fsynced was written (`sync_commits = "deferred"`).
+    unsynced_since: Cell<Option<Instant>>,
 }
 
 /// The writer loop: group commits, then purges and pings, until every sender is gone.
@@ -719,13 +774,34 @@ struct WriterState {
 /// "above the last seq I saw" scan still finds every new record.
 fn run_writer(state: &WriterState, queue: &mpsc::Receiver<Job>) {
     let mut db = state.slot.load_full();
-    let mut old: Option<Arc<Database>> = None;
+    let mut old: Option<Arc<Open>> = None;
     let mut pause = REOPEN_FIRST;
     let mut next_attempt = Instant::now();
     loop {
         if let Some(open) = &db {
-            let Ok(first) = queue.recv() else { break };
-            if let Err(err) = write_pass(open, first, queue, state) {
+            let next = match state.unsynced_since.get() {
+                None => queue
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(since) => queue.recv_timeout(
+                    (since + DEFERRED_SYNC_MAX).saturating_duration_since(Instant::now()),
+                ),
+            };
+            let result = match next {
+                Ok(first) => write_pass(open, first, queue, state)
+                    .and_then(|()| sync_deferred(open, state, false)),
+                Err(mpsc::RecvTimeoutError::Timeout) => sync_deferred(open, state, false),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Shutting down: what was deferred is made durable before the file closes.
+                    if let Err(err) = sync_deferred(open, state, true) {
+                        tracing::error!(error = %err, path = %state.path.display(), "Embedded store: the last fsync failed; deferred sync-route commits are lost (their events may be forwarded again).");
+                    }
+                    break;
+                }
+            };
+            if let Err(err) = result {
+                // Whatever was deferred went with the failed handle.
+                state.unsynced_since.set(None);
                 tracing::error!(error = %err, path = %state.path.display(), "Embedded store write failed; the store is unavailable until its file reopens (first attempt in 1 s).");
                 state.slot.store(None);
                 old = db.take();
@@ -754,6 +830,39 @@ fn run_writer(state: &WriterState, queue: &mpsc::Receiver<Job>) {
     }
 }
 
+/// Fsyncs the commits that `sync_commits = "deferred"` left unsynced, once the oldest
+/// is [`DEFERRED_SYNC_MAX`] old (or at once with `now`), with a durable write of a
+/// bookkeeping row: redb makes every earlier non-durable commit durable with it.
+fn sync_deferred(db: &Database, state: &WriterState, now: bool) -> Result<(), Arc<redb::Error>> {
+    let Some(since) = state.unsynced_since.get() else {
+        return Ok(());
+    };
+    if !now && since.elapsed() < DEFERRED_SYNC_MAX {
+        return Ok(());
+    }
+    let result = (|| -> Result<(), redb::Error> {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("deferred_sync", Clock::System.now_nanos())?;
+        }
+        txn.commit()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            state.unsynced_since.set(None);
+            state.stats.committed(0);
+            Ok(())
+        }
+        Err(err) => {
+            state.slot.store(None);
+            Err(Arc::new(err))
+        }
+    }
+}
+
 /// Answers a job that arrived while the store is down.
 fn refuse(job: Job) {
     // A waiter that went away needs no answer; reservations are released on drop.
@@ -777,10 +886,7 @@ fn refuse(job: Job) {
 
 /// Drops the failed handle (once no reader holds it any more: the file lock goes with
 /// it) and opens the file again, with a durable write to prove writes work.
-fn reopen(
-    state: &WriterState,
-    old: &mut Option<Arc<Database>>,
-) -> Result<Arc<Database>, StoreError> {
+fn reopen(state: &WriterState, old: &mut Option<Arc<Open>>) -> Result<Arc<Open>, StoreError> {
     if let Some(db) = old.take() {
         match Arc::try_unwrap(db) {
             Ok(db) => drop(db),
@@ -790,10 +896,9 @@ fn reopen(
             }
         }
     }
-    // The first open migrated any v1 watermarks; a file swapped in since gets the
-    // same grace from the wall clock.
-    let migrated_until = Clock::System.expiry_after(MIGRATED_ORDER_TTL);
-    let db = open_db(&state.path, state.fault.as_ref(), migrated_until)?;
+    // The first open migrated any older tables; a file swapped in since is migrated
+    // by the wall clock.
+    let db = open_db(&state.path, state.fault.as_ref(), Clock::System.now_nanos())?;
     let fresh = count_outbox(&db)?;
     {
         let fresh = fresh.lock().clone();
@@ -810,7 +915,7 @@ fn reopen(
 /// [`MAX_BATCH`] commits) in one group commit, then the purges and pings. Every waiter
 /// is answered; `Err` when a write failed (the database must be reopened).
 fn write_pass(
-    db: &Database,
+    db: &Open,
     first: Job,
     queue: &mpsc::Receiver<Job>,
     state: &WriterState,
@@ -835,11 +940,22 @@ fn write_pass(
     let mut failed = None;
     if !commits.is_empty() || !outbox.is_empty() {
         let mut next = state.counts.lock().clone();
-        let result = write_batch(db, &commits, &outbox, &mut next);
+        // An accept is fsynced before its 202 whatever `sync_commits` says: accepted
+        // means never lost.
+        let durable = state.sync_commits == SyncCommits::Fsync || !outbox.is_empty();
+        let result = write_batch(db, &commits, &outbox, &mut next, durable);
         let seqs = match &result {
             Ok(seqs) => {
                 *state.counts.lock() = next;
-                state.stats.committed(commits.len() + outbox.len());
+                if durable {
+                    state.stats.committed(commits.len() + outbox.len());
+                    state.unsynced_since.set(None);
+                } else {
+                    state.stats.deferred(commits.len());
+                    if state.unsynced_since.get().is_none() {
+                        state.unsynced_since.set(Some(Instant::now()));
+                    }
+                }
                 seqs.clone()
             }
             Err(_) => Vec::new(),
@@ -871,7 +987,10 @@ fn write_pass(
             Maintenance::Purge { now, max, done } => {
                 let result = purge(db, now, max).map_err(Arc::new);
                 match &result {
-                    Ok(_) => state.stats.committed(0),
+                    Ok(_) => {
+                        state.stats.committed(0);
+                        state.unsynced_since.set(None);
+                    }
                     Err(e) => {
                         state.slot.store(None);
                         failed = Some(Arc::clone(e));
@@ -883,7 +1002,10 @@ fn write_pass(
                 let result = probe.get_or_insert_with(|| {
                     let r = ping(db, now).map_err(Arc::new);
                     match &r {
-                        Ok(()) => state.stats.committed(0),
+                        Ok(()) => {
+                            state.stats.committed(0);
+                            state.unsynced_since.set(None);
+                        }
                         Err(_) => state.slot.store(None),
                     }
                     r
@@ -957,16 +1079,22 @@ fn admitted(outbox: &[OutboxJob], counts: &CountsInner) -> Vec<bool> {
 /// `counts` is updated as the changes are written; the caller keeps it only if the
 /// commit succeeds. Returns each outbox job's seq (`None`: its record was gone).
 fn write_batch(
-    db: &Database,
+    db: &Open,
     commits: &[PendingCommit],
     outbox: &[OutboxJob],
     counts: &mut CountsInner,
+    durable: bool,
 ) -> Result<Vec<Option<u64>>, redb::Error> {
     let admitted = admitted(outbox, counts);
     let mut txn = db.begin_write()?;
-    // redb's default, stated because the contract depends on it: `commit`
-    // returns only after fsync.
-    txn.set_durability(Durability::Immediate)?;
+    // Immediate is redb's default, stated because the contract depends on it: `commit`
+    // returns only after fsync. `None` (sync_commits = "deferred"): written and visible
+    // to every later read, made durable by the next durable commit.
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
     {
         let mut dedup = txn.open_table(DEDUP)?;
         let mut by_expiry = txn.open_table(DEDUP_EXPIRY)?;
@@ -980,7 +1108,7 @@ fn write_batch(
             .filter_map(|(j, _)| j.commit.as_ref().map(|(r, s)| (r, *s)));
         for (r, stamp) in commits.chain(accepts) {
             let expires_at = stamp.seen_until;
-            if let Some(key) = r.local_id_key().map(String::as_str) {
+            if let Some(key) = r.local_id_key().map(|k| db.keys.hash(k)) {
                 let old = dedup.insert(key, expires_at)?.map(|v| v.value());
                 // A re-commit after expiry replaces the key's index entry.
                 if let Some(old) = old {
@@ -989,7 +1117,7 @@ fn write_batch(
                 by_expiry.insert((expires_at, key), ())?;
             }
             if let (Some(key), Some((_, time))) =
-                (r.local_entity_key().map(String::as_str), &r.order)
+                (r.local_entity_key().map(|k| db.keys.hash(k)), &r.order)
             {
                 // Every commit of the entity writes its watermark, to set the expiry afresh.
                 let old = watermarks.get(key)?.map(|v| v.value());
@@ -1086,43 +1214,25 @@ fn purge(db: &Database, now: u64, max: usize) -> Result<usize, redb::Error> {
         let mut by_expiry = txn.open_table(DEDUP_EXPIRY)?;
         let mut dedup = txn.open_table(DEDUP)?;
         // Every index entry below `(now + 1, "")` has expiry <= now.
-        let victims = by_expiry
-            .range::<(u64, &str)>(..(now.saturating_add(1), ""))?
-            .take(max)
-            .map(|entry| {
-                entry.map(|(key, _)| {
-                    let (expiry, key) = key.value();
-                    (expiry, key.to_owned())
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for (expiry, key) in &victims {
-            by_expiry.remove((*expiry, key.as_str()))?;
+        let victims = expired(&by_expiry, now, max)?;
+        for &(expiry, key) in &victims {
+            by_expiry.remove((expiry, key))?;
             // The index and the table move together, but check anyway: a
             // key must never be deleted while it holds a newer expiry.
-            let current = dedup.get(key.as_str())?.map(|v| v.value());
-            if current == Some(*expiry) {
-                dedup.remove(key.as_str())?;
+            let current = dedup.get(key)?.map(|v| v.value());
+            if current == Some(expiry) {
+                dedup.remove(key)?;
             }
         }
         let mut purged_so_far = victims.len();
         let mut wm_by_expiry = txn.open_table(WATERMARK_EXPIRY)?;
         let mut watermarks = txn.open_table(WATERMARKS)?;
-        let victims = wm_by_expiry
-            .range::<(u64, &str)>(..(now.saturating_add(1), ""))?
-            .take(max.saturating_sub(purged_so_far))
-            .map(|entry| {
-                entry.map(|(key, _)| {
-                    let (expiry, key) = key.value();
-                    (expiry, key.to_owned())
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for (expiry, key) in &victims {
-            wm_by_expiry.remove((*expiry, key.as_str()))?;
-            let current = watermarks.get(key.as_str())?.map(|v| v.value().1);
-            if current == Some(*expiry) {
-                watermarks.remove(key.as_str())?;
+        let victims = expired(&wm_by_expiry, now, max.saturating_sub(purged_so_far))?;
+        for &(expiry, key) in &victims {
+            wm_by_expiry.remove((expiry, key))?;
+            let current = watermarks.get(key)?.map(|v| v.value().1);
+            if current == Some(expiry) {
+                watermarks.remove(key)?;
             }
         }
         purged_so_far += victims.len();
@@ -1132,35 +1242,132 @@ fn purge(db: &Database, now: u64, max: usize) -> Result<usize, redb::Error> {
     Ok(purged)
 }
 
-/// Moves the watermarks of a file written before `order_ttl` (`watermarks_v1`, no
-/// expiry) into `watermarks_v2`, expiring at `expires_at`, and deletes the old table.
-fn migrate_watermarks_v1(txn: &redb::WriteTransaction, expires_at: u64) -> Result<(), StoreError> {
+/// Up to `max` entries of an expiry index whose expiry is at or before `now`, oldest
+/// first.
+fn expired(
+    index: &impl ReadableTable<(u64, u128), ()>,
+    now: u64,
+    max: usize,
+) -> Result<Vec<(u64, u128)>, redb::StorageError> {
+    // Every index entry below `(now + 1, 0)` has expiry <= now.
+    index
+        .range::<(u64, u128)>(..(now.saturating_add(1), 0))?
+        .take(max)
+        .map(|entry| entry.map(|(key, _)| key.value()))
+        .collect()
+}
+
+/// Moves the dedup keys and watermarks of older layouts (module docs, "Migration")
+/// into the hashed tables and deletes the old tables. Rows expired at `now` are
+/// dropped instead of moved; v1 watermarks (no expiry) expire at
+/// `now + MIGRATED_ORDER_TTL`.
+fn migrate_unhashed(
+    txn: &redb::WriteTransaction,
+    keys: &KeyHasher,
+    now: u64,
+) -> Result<(), StoreError> {
     use redb::TableHandle as _;
-    let present = txn.list_tables()?.any(|t| t.name() == WATERMARKS_V1.name());
-    if !present {
+    let names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
+    let has = |table: &str| names.iter().any(|n| n == table);
+    let old_tables = [
+        DEDUP_V1.name(),
+        DEDUP_EXPIRY_V1.name(),
+        WATERMARKS_V2.name(),
+        WATERMARK_EXPIRY_V2.name(),
+        WATERMARKS_V1.name(),
+    ];
+    if !old_tables.iter().any(|t| has(t)) {
         return Ok(());
     }
-    let mut moved = 0u64;
+    let v1_until = now.saturating_add(super::duration_nanos(MIGRATED_ORDER_TTL));
+    let (mut ids, mut entities) = (0u64, 0u64);
     {
-        let old = txn.open_table(WATERMARKS_V1)?;
-        let mut watermarks = txn.open_table(WATERMARKS)?;
-        let mut by_expiry = txn.open_table(WATERMARK_EXPIRY)?;
-        for entry in old.iter()? {
-            let (key, time) = entry?;
-            let key = key.value();
-            if watermarks.get(key)?.is_none() {
-                watermarks.insert(key, (time.value(), expires_at))?;
-                by_expiry.insert((expires_at, key), ())?;
-                moved += 1;
+        let mut tables = Hashed {
+            dedup: txn.open_table(DEDUP)?,
+            dedup_by_expiry: txn.open_table(DEDUP_EXPIRY)?,
+            watermarks: txn.open_table(WATERMARKS)?,
+            watermarks_by_expiry: txn.open_table(WATERMARK_EXPIRY)?,
+        };
+        if has(DEDUP_V1.name()) {
+            for entry in txn.open_table(DEDUP_V1)?.iter()? {
+                let (key, until) = entry?;
+                let until = until.value();
+                if until > now {
+                    tables.put_dedup(keys.hash(key.value()), until)?;
+                    ids += 1;
+                }
+            }
+        }
+        if has(WATERMARKS_V2.name()) {
+            for entry in txn.open_table(WATERMARKS_V2)?.iter()? {
+                let (key, value) = entry?;
+                let (time, until) = value.value();
+                if until > now {
+                    tables.put_watermark(keys.hash(key.value()), time, until)?;
+                    entities += 1;
+                }
+            }
+        }
+        if has(WATERMARKS_V1.name()) {
+            for entry in txn.open_table(WATERMARKS_V1)?.iter()? {
+                let (key, time) = entry?;
+                tables.put_watermark(keys.hash(key.value()), time.value(), v1_until)?;
+                entities += 1;
             }
         }
     }
+    txn.delete_table(DEDUP_V1)?;
+    txn.delete_table(DEDUP_EXPIRY_V1)?;
+    txn.delete_table(WATERMARKS_V2)?;
+    txn.delete_table(WATERMARK_EXPIRY_V2)?;
     txn.delete_table(WATERMARKS_V1)?;
     tracing::info!(
-        watermarks = moved,
-        "Embedded store: watermarks migrated to watermarks_v2 (order_ttl)."
+        dedup_keys = ids,
+        watermarks = entities,
+        "Embedded store: dedup keys and watermarks migrated to hashed keys (dedup_v2, watermarks_v3)."
     );
     Ok(())
+}
+
+/// The hashed tables, open in one write transaction, for the migration.
+struct Hashed<'t> {
+    dedup: redb::Table<'t, u128, u64>,
+    dedup_by_expiry: redb::Table<'t, (u64, u128), ()>,
+    watermarks: redb::Table<'t, u128, (i64, u64)>,
+    watermarks_by_expiry: redb::Table<'t, (u64, u128), ()>,
+}
+
+impl Hashed<'_> {
+    /// Stores a dedup key until `until`, or keeps the later expiry already stored
+    /// (two raw keys with one hash: the safe direction is "seen" for longer).
+    fn put_dedup(&mut self, key: u128, until: u64) -> Result<(), StoreError> {
+        let old = self.dedup.get(key)?.map(|v| v.value());
+        if old.is_some_and(|old| old >= until) {
+            return Ok(());
+        }
+        if let Some(old) = old {
+            self.dedup_by_expiry.remove((old, key))?;
+        }
+        self.dedup.insert(key, until)?;
+        self.dedup_by_expiry.insert((until, key), ())?;
+        Ok(())
+    }
+
+    /// Stores a watermark, merged with one already stored under the same hash (the
+    /// newer time, the later expiry).
+    fn put_watermark(&mut self, key: u128, time: i64, until: u64) -> Result<(), StoreError> {
+        let old = self.watermarks.get(key)?.map(|v| v.value());
+        let (time, until) = match old {
+            Some((old_time, old_until)) => {
+                self.watermarks_by_expiry.remove((old_until, key))?;
+                (old_time.max(time), old_until.max(until))
+            }
+            None => (time, until),
+        };
+        self.watermarks.insert(key, (time, until))?;
+        self.watermarks_by_expiry.insert((until, key), ())?;
+        Ok(())
+    }
 }
 
 /// A durable write of the probe row: reading alone would call a store ready
@@ -1180,6 +1387,8 @@ fn ping(db: &Database, now: u64) -> Result<(), redb::Error> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
+    use std::sync::atomic::AtomicU64;
+
     use super::*;
 
     /// A file written before `order_ttl` (`watermarks_v1`, no expiry) keeps its
@@ -1225,16 +1434,143 @@ mod tests {
             .map(|t| t.name().to_owned())
             .collect();
         assert!(!names.iter().any(|n| n == "watermarks_v1"), "{names:?}");
+        let key = store.db().unwrap().keys.hash("r\0inc-1");
         let (time, until) = txn
             .open_table(WATERMARKS)
             .unwrap()
-            .get("r\0inc-1")
+            .get(key)
             .unwrap()
             .unwrap()
             .value();
         assert_eq!(time, 100);
         let now = Clock::System.now_nanos();
         assert!(until > now && until <= now + super::super::duration_nanos(MIGRATED_ORDER_TTL));
+    }
+
+    /// A file written before hashed keys (`dedup_v1`, `watermarks_v2` and their
+    /// expiry indexes, keyed by the raw `route NUL value`) keeps what it recorded: at
+    /// open, live rows move to the hashed tables with their expiry, expired rows are
+    /// dropped, the old tables are gone, and purge and reopen work on the result.
+    #[tokio::test]
+    async fn unhashed_tables_are_migrated_at_open() {
+        use crate::store::{EventTime, OrderPoint, ReserveOutcome, ReserveRequest};
+        use redb::{ReadableTableMetadata as _, TableHandle as _};
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_000_000_000_000_000_000u64;
+        let clock = Clock::Manual(Arc::new(AtomicU64::new(now)));
+        let hour = 3_600_000_000_000u64;
+        {
+            // The old layout, written as the previous release wrote it.
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut dedup = txn.open_table(DEDUP_V1).unwrap();
+                let mut by_expiry = txn.open_table(DEDUP_EXPIRY_V1).unwrap();
+                for (key, until) in [("r\0live", now + hour), ("r\0gone", now - 1)] {
+                    dedup.insert(key, until).unwrap();
+                    by_expiry.insert((until, key), ()).unwrap();
+                }
+                let mut wm = txn.open_table(WATERMARKS_V2).unwrap();
+                let mut wm_by_expiry = txn.open_table(WATERMARK_EXPIRY_V2).unwrap();
+                for (key, time, until) in [
+                    ("r\0inc-live", 500i64, now + 2 * hour),
+                    ("r\0inc-gone", 900, now - 1),
+                ] {
+                    wm.insert(key, (time, until)).unwrap();
+                    wm_by_expiry.insert((until, key), ()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store =
+            super::super::Store::open_embedded_with_clock(dir.path(), clock.clone()).unwrap();
+        let ttl = std::time::Duration::from_secs(3600);
+        let req = |id: Option<&'static str>, entity: Option<&'static str>, time| ReserveRequest {
+            route: "r",
+            event_id: id,
+            order: entity.map(|entity| OrderPoint {
+                entity,
+                time: EventTime(time),
+            }),
+            dedup_ttl: ttl,
+            order_ttl: ttl,
+        };
+        assert!(matches!(
+            store.reserve(req(Some("live"), None, 0)).await.unwrap(),
+            ReserveOutcome::Duplicate
+        ));
+        assert!(matches!(
+            store
+                .reserve(req(None, Some("inc-live"), 499))
+                .await
+                .unwrap(),
+            ReserveOutcome::Stale
+        ));
+        for (id, entity) in [(Some("gone"), None), (None, Some("inc-gone"))] {
+            match store.reserve(req(id, entity, 1)).await.unwrap() {
+                ReserveOutcome::Reserved(r) => drop(r),
+                other => panic!("{id:?} {entity:?}: {other:?}"),
+            }
+        }
+        {
+            let super::super::Store::Embedded(embedded) = &store else {
+                unreachable!()
+            };
+            let open = embedded.db().unwrap();
+            let txn = open.begin_read().unwrap();
+            let names: Vec<String> = txn
+                .list_tables()
+                .unwrap()
+                .map(|t| t.name().to_owned())
+                .collect();
+            for old in [
+                "dedup_v1",
+                "dedup_expiry_v1",
+                "watermarks_v2",
+                "watermark_expiry_v2",
+            ] {
+                assert!(!names.iter().any(|n| n == old), "{old} in {names:?}");
+            }
+            assert_eq!(txn.open_table(DEDUP).unwrap().len().unwrap(), 1);
+            assert_eq!(txn.open_table(DEDUP_EXPIRY).unwrap().len().unwrap(), 1);
+            assert_eq!(txn.open_table(WATERMARKS).unwrap().len().unwrap(), 1);
+            assert_eq!(txn.open_table(WATERMARK_EXPIRY).unwrap().len().unwrap(), 1);
+            let until = txn
+                .open_table(DEDUP)
+                .unwrap()
+                .get(open.keys.hash("r\0live"))
+                .unwrap()
+                .map(|v| v.value());
+            assert_eq!(until, Some(now + hour), "the expiry moves with the key");
+        }
+        // The same hash key after a reopen: what was migrated is still found.
+        drop(store);
+        let store =
+            super::super::Store::open_embedded_with_clock(dir.path(), clock.clone()).unwrap();
+        assert!(matches!(
+            store.reserve(req(Some("live"), None, 0)).await.unwrap(),
+            ReserveOutcome::Duplicate
+        ));
+        // Purge works on the migrated index: past both expiries, both rows go.
+        let Clock::Manual(time) = &clock else {
+            unreachable!()
+        };
+        time.store(now + 3 * hour, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(store.purge_expired(100).await.unwrap(), 2);
+    }
+
+    /// Every file draws its own hash key: the same `route NUL id` is stored under
+    /// different hashes in two files, and a file's key survives a reopen.
+    #[test]
+    fn each_file_has_its_own_hash_key() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let hash = |dir: &Path| {
+            let open = open_db(&dir.join(FILE_NAME), None, 0).unwrap();
+            open.keys.hash("r\0id")
+        };
+        let first = hash(a.path());
+        assert_eq!(first, hash(a.path()));
+        assert_ne!(first, hash(b.path()));
     }
 
     /// Readiness is a durable write, not a read: after a ping the probe row holds the
@@ -1347,6 +1683,68 @@ mod tests {
             ReserveOutcome::Duplicate
         ));
         assert!(store.write_stats().commits > before.commits);
+    }
+
+    /// `sync_commits = "deferred"`: sync-route commits are visible at once but not
+    /// fsynced with their answer, an accept is fsynced before it returns (and takes the
+    /// deferred commits with it), the writer fsyncs what is left within
+    /// `DEFERRED_SYNC_MAX` without any further job, and a clean close keeps everything.
+    #[tokio::test]
+    async fn deferred_sync_commits_are_fsynced_within_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |dir: &Path| {
+            super::super::Store::Embedded(
+                EmbeddedStore::open_with_fault(dir, Clock::System, None, SyncCommits::Deferred)
+                    .unwrap(),
+            )
+        };
+        let store = open(dir.path());
+        let start = store.write_stats();
+        for i in 0..20 {
+            let r = reserved(&store, &format!("d{i}")).await;
+            store.commit(r).await.unwrap();
+        }
+        let deferred = store.write_stats();
+        assert_eq!(deferred.changes - start.changes, 20);
+        // At most one fsync, and only if the 20 commits took over a second.
+        assert!(deferred.commits - start.commits <= 1, "{deferred:?}");
+        assert!(matches!(
+            store.reserve(req("d0")).await.unwrap(),
+            ReserveOutcome::Duplicate
+        ));
+
+        let r = reserved(&store, "accepted").await;
+        store.accept(Some(r), "r", b"x".to_vec()).await.unwrap();
+        let accepted = store.write_stats();
+        assert_eq!(
+            accepted.commits,
+            deferred.commits + 1,
+            "an accept is fsynced"
+        );
+
+        let r = reserved(&store, "late").await;
+        store.commit(r).await.unwrap();
+        assert_eq!(store.write_stats().commits, accepted.commits);
+        tokio::time::sleep(DEFERRED_SYNC_MAX + std::time::Duration::from_millis(500)).await;
+        assert_eq!(
+            store.write_stats().commits,
+            accepted.commits + 1,
+            "the writer fsyncs by itself"
+        );
+
+        let r = reserved(&store, "last").await;
+        store.commit(r).await.unwrap();
+        drop(store);
+        let store = open(dir.path());
+        for id in ["d0", "d19", "accepted", "late", "last"] {
+            assert!(
+                matches!(
+                    store.reserve(req(id)).await.unwrap(),
+                    ReserveOutcome::Duplicate
+                ),
+                "{id}"
+            );
+        }
     }
 
     /// `max_pending` is checked in the accept's own transaction: 64 concurrent accepts

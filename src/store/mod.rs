@@ -424,6 +424,14 @@ impl Store {
         EmbeddedStore::open(dir, Clock::System).map(Store::Embedded)
     }
 
+    /// [`Store::open_embedded`] with `[store] sync_commits`: with
+    /// [`SyncCommits::Deferred`] a commit alone (no accept in its group commit) is
+    /// written and visible at once but fsynced up to a second later (see
+    /// [`SyncCommits`] for what a crash can then cost).
+    pub fn open_embedded_with(dir: &Path, sync_commits: SyncCommits) -> Result<Store, StoreError> {
+        EmbeddedStore::open_with_fault(dir, Clock::System, None, sync_commits).map(Store::Embedded)
+    }
+
     /// Connects to Redis. Blocking for at most the connect timeout per check: call it
     /// at start-up. The error says whether the URL, the credentials or the reachability
     /// of the host is wrong.
@@ -513,7 +521,8 @@ impl Store {
     /// supported API.
     #[doc(hidden)]
     pub fn open_embedded_with_fault(dir: &Path, fault: WriteFault) -> Result<Store, StoreError> {
-        EmbeddedStore::open_with_fault(dir, Clock::System, Some(fault)).map(Store::Embedded)
+        EmbeddedStore::open_with_fault(dir, Clock::System, Some(fault), SyncCommits::Fsync)
+            .map(Store::Embedded)
     }
 
     /// Durable write transactions (each one fsync) and the changes they carried (a
@@ -548,10 +557,40 @@ impl Store {
     }
 }
 
+/// Whether the embedded store fsyncs a sync route's commit before `commit` returns
+/// (`[store] sync_commits`). Async accepts are fsynced before their 202 either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncCommits {
+    /// Every group commit is fsynced before its waiters are answered: nothing a
+    /// sync route committed is lost to a crash. The default.
+    #[default]
+    Fsync,
+    /// A group commit of sync-route commits alone is written without fsync (visible
+    /// to every later `reserve` at once); the writer fsyncs within a second, or
+    /// sooner with the next accept, purge or readiness probe. A crash of the process
+    /// or the machine loses the commits of that last second: their ids can be
+    /// forwarded a second time (a sender's retry is not seen as a duplicate), and an
+    /// entity's watermark can fall back, so an event older than one already
+    /// forwarded can be forwarded after the restart. No event is lost.
+    Deferred,
+}
+
+impl SyncCommits {
+    /// The name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncCommits::Fsync => "fsync",
+            SyncCommits::Deferred => "deferred",
+        }
+    }
+}
+
 /// What [`Store::write_stats`] reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteStats {
-    /// Durable (fsynced) write transactions committed.
+    /// Durable (fsynced) write transactions committed (a transaction left unsynced by
+    /// `sync_commits = "deferred"` counts in `changes` only).
     pub commits: u64,
     /// Changes those transactions carried (group commit: many per transaction).
     pub changes: u64,

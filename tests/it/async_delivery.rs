@@ -258,6 +258,49 @@ async fn restart_resumes_pending_events() {
     );
 }
 
+/// Shutdown drains the workers instead of aborting them: an attempt in flight when
+/// shutdown begins is let finish and settled (a restart delivers nothing again), and the
+/// admin listener, owned by the same supervisor, is closed once shutdown is over.
+#[tokio::test]
+async fn shutdown_settles_the_attempt_in_flight_and_closes_the_admin_listener() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::start().await;
+    up.set_delay(Duration::from_millis(800));
+    let port = free_port();
+    let cfg = format!(
+        "[admin]\nlisten = \"127.0.0.1:{port}\"\n{}",
+        config(&embedded(dir.path()), &up.url("/in"), "")
+    );
+    let mut gw = Gateway::start(&cfg).await;
+    assert_eq!(post(&gw, "e1", "a", 1).await.status(), 202);
+    up.wait_arrivals(1).await;
+    let began = tokio::time::Instant::now();
+    gw.begin_shutdown().await.expect("shutdown");
+    assert!(
+        began.elapsed() >= Duration::from_millis(500),
+        "shutdown returned before the attempt in flight ended"
+    );
+    assert_eq!(id_of(&up.next().await.body), "e1");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the admin listener outlived the shutdown"
+    );
+    // Settled before the store closed: nothing pending, nothing delivered again.
+    up.set_delay(Duration::ZERO);
+    let gw = Gateway::start(&cfg).await;
+    up.assert_nothing().await;
+    let status: serde_json::Value = client()
+        .get(format!("http://127.0.0.1:{port}/outbox"))
+        .send()
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["routes"][0]["pending"], 0, "{status}");
+    drop(gw);
+}
+
 const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
 
 /// A port free right now (the admin listener binds it next).

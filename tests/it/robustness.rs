@@ -17,10 +17,7 @@ use hookgate::pipeline::extract::{
     DedupKey, EventKeys, ExtractError, MAX_KEY_BYTES, OrderSpec, event_time, is_unsendable,
 };
 use hookgate::pipeline::json::{self, JsonError};
-use hookgate::pipeline::signature::{
-    GithubScheme, HmacAlgorithm, HmacScheme, SigEncoding, SignatureError, SlackScheme,
-    StandardWebhooksScheme, StripeScheme, Verifier,
-};
+use hookgate::pipeline::signature::{HmacAlgorithm, SigEncoding, SignatureError, Verifier};
 use hookgate::secret::Secret;
 use hookgate::verdict::Verdict;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -544,33 +541,24 @@ fn junk_verifiers() -> Vec<Verifier> {
     let tolerance = Duration::from_secs(300);
     let public_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
     let hmac = |algorithm, encoding, prefix: &str| {
-        Verifier::Hmac(HmacScheme {
-            header: HeaderName::from_static("x-signature"),
+        Verifier::hmac(
+            HeaderName::from_static("x-signature"),
             algorithm,
             encoding,
-            prefix: prefix.into(),
-            secrets: s(),
-        })
+            prefix,
+            s(),
+        )
     };
     vec![
         hmac(HmacAlgorithm::Sha256, SigEncoding::Base64, "sha256="),
         hmac(HmacAlgorithm::Sha256, SigEncoding::Hex, ""),
         hmac(HmacAlgorithm::Sha1, SigEncoding::Hex, "sha1="),
         hmac(HmacAlgorithm::Sha512, SigEncoding::Base64, ""),
-        Verifier::StandardWebhooks(StandardWebhooksScheme {
-            secrets: s(),
-            public_keys: vec![public_key],
-            tolerance,
-        }),
-        Verifier::Github(GithubScheme { secrets: s() }),
-        Verifier::Stripe(StripeScheme {
-            secrets: s(),
-            tolerance,
-        }),
-        Verifier::Slack(SlackScheme {
-            secrets: s(),
-            tolerance,
-        }),
+        Verifier::preset("standard-webhooks", s(), vec![public_key], tolerance)
+            .expect("bundled scheme"),
+        Verifier::preset("github", s(), vec![], Duration::ZERO).expect("bundled scheme"),
+        Verifier::preset("stripe", s(), vec![], tolerance).expect("bundled scheme"),
+        Verifier::preset("slack", s(), vec![], tolerance).expect("bundled scheme"),
     ]
 }
 
@@ -631,40 +619,36 @@ const ED_SEED: [u8; 32] = [9; 32];
 fn signed_schemes() -> Vec<Signed> {
     let secret = |s: &str| vec![Secret::new(s.as_bytes().to_vec())];
     let hmac = |s: &str| {
-        Verifier::Hmac(HmacScheme {
-            header: HeaderName::from_static("x-signature"),
-            algorithm: HmacAlgorithm::Sha256,
-            encoding: SigEncoding::Hex,
-            prefix: "sha256=".into(),
-            secrets: secret(s),
-        })
+        Verifier::hmac(
+            HeaderName::from_static("x-signature"),
+            HmacAlgorithm::Sha256,
+            SigEncoding::Hex,
+            "sha256=",
+            secret(s),
+        )
     };
     let sw = |key: &[u8]| {
-        Verifier::StandardWebhooks(StandardWebhooksScheme {
-            secrets: vec![Secret::new(key.to_vec())],
-            public_keys: vec![],
-            tolerance: TOLERANCE,
-        })
+        Verifier::preset(
+            "standard-webhooks",
+            vec![Secret::new(key.to_vec())],
+            vec![],
+            TOLERANCE,
+        )
+        .expect("bundled scheme")
     };
     let ed = |seed: [u8; 32]| {
-        Verifier::StandardWebhooks(StandardWebhooksScheme {
-            secrets: vec![],
-            public_keys: vec![ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key()],
-            tolerance: TOLERANCE,
-        })
+        Verifier::preset(
+            "standard-webhooks",
+            vec![],
+            vec![ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key()],
+            TOLERANCE,
+        )
+        .expect("bundled scheme")
     };
-    let stripe = |s: &str| {
-        Verifier::Stripe(StripeScheme {
-            secrets: secret(s),
-            tolerance: TOLERANCE,
-        })
-    };
-    let slack = |s: &str| {
-        Verifier::Slack(SlackScheme {
-            secrets: secret(s),
-            tolerance: TOLERANCE,
-        })
-    };
+    let stripe =
+        |s: &str| Verifier::preset("stripe", secret(s), vec![], TOLERANCE).expect("bundled scheme");
+    let slack =
+        |s: &str| Verifier::preset("slack", secret(s), vec![], TOLERANCE).expect("bundled scheme");
     vec![
         Signed {
             name: "hmac",
@@ -675,12 +659,10 @@ fn signed_schemes() -> Vec<Signed> {
         },
         Signed {
             name: "github",
-            verifier: Verifier::Github(GithubScheme {
-                secrets: secret("gh-secret"),
-            }),
-            stranger: Verifier::Github(GithubScheme {
-                secrets: secret("gh-secreT"),
-            }),
+            verifier: Verifier::preset("github", secret("gh-secret"), vec![], Duration::ZERO)
+                .expect("bundled scheme"),
+            stranger: Verifier::preset("github", secret("gh-secreT"), vec![], Duration::ZERO)
+                .expect("bundled scheme"),
             sign: |body, _, _| sign::github("gh-secret", body),
             timed: false,
         },
