@@ -226,7 +226,10 @@ impl Store {
         match self {
             Store::Memory(s) => s.outbox_write(reservation, op, None),
             Store::Embedded(s) => s.outbox_write(reservation, op, None).await,
-            Store::Redis(s) => s.outbox_accept(reservation, route, record_of(op)).await,
+            Store::Redis(s) => {
+                s.outbox_accept(reservation, route, record_of(op), None)
+                    .await
+            }
         }
     }
 
@@ -249,14 +252,17 @@ impl Store {
         match self {
             Store::Memory(s) => s.outbox_write(reservation, op, Some(max_pending)),
             Store::Embedded(s) => s.outbox_write(reservation, op, Some(max_pending)).await,
-            // Replicas share the outbox: the count is this process's view (refreshed
-            // from Redis every few seconds and on each accept), so concurrent accepts on
-            // several replicas may pass `max_pending` by what they accept meanwhile.
+            // Replicas share the outbox: this process's count (refreshed from Redis
+            // every few seconds and on each accept) turns most refusals away without a
+            // round trip, and the accept script checks the stream's length again in the
+            // same atomic step as the write, so concurrent accepts on several replicas
+            // never pass `max_pending`.
             Store::Redis(s) => {
                 if s.counts().pending(route) >= max_pending {
                     return Err(StoreError::outbox_full(route));
                 }
-                s.outbox_accept(reservation, route, record_of(op)).await
+                s.outbox_accept(reservation, route, record_of(op), Some(max_pending))
+                    .await
             }
         }
     }

@@ -141,6 +141,40 @@ async fn send(url: &str, body: &str) -> (u16, String) {
     (r.status().as_u16(), verdict(&r))
 }
 
+/// `max_pending` is exact across replicas: with the upstream down, events sent at once
+/// to two replicas are accepted up to `max_pending` and no further (each replica's
+/// cached count alone let both accept past it), and what was refused is 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_pending_holds_across_replicas() {
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    up.set_status(503);
+    let routes = ASYNC_ROUTE.replace("UPSTREAM", &up.url("/in")) + "max_pending = 10\n";
+    let a = Replica::start(&redis.url(), &routes).await;
+    let b = Replica::start(&redis.url(), &routes).await;
+    let t = 1_712_000_000_000i64;
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let url = if i % 2 == 0 {
+            a.url("/hooks/async")
+        } else {
+            b.url("/hooks/async")
+        };
+        sends.spawn(async move {
+            send(&url, &event(&format!("m{i}"), &format!("inc-{i}"), t + i)).await
+        });
+    }
+    let answers = sends.join_all().await;
+    let accepted = answers.iter().filter(|(s, _)| *s == 202).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, v)| (*s, v.as_str()) == (503, "unavailable"))
+        .count();
+    assert_eq!((accepted, refused), (10, 30), "answers: {answers:?}");
+    let stream = "hookgate:{async}:outbox";
+    assert_eq!(redis.command(&format!("XLEN {stream}")), ":10\r\n");
+}
+
 /// 50 concurrent identical events spread over two replicas: exactly one is forwarded,
 /// the others are 409 `in_flight` or 200 `duplicate`; then stale and equal times are
 /// judged the same whichever replica sees them.

@@ -28,13 +28,16 @@ pub(crate) const WORKER_LEASE: Duration = Duration::from_secs(10);
 pub(crate) const WORKER_RENEW: Duration = Duration::from_secs(2);
 
 /// KEYS: 1-4 the commit's keys, 5 seq, 6 outbox, 7 retry, 8 dead.
-/// ARGV: 1-5 the commit's arguments, 6 '1' to commit, 7 op, 8 seq, 9 record.
-/// Returns {seq or -1, pending, dead}.
+/// ARGV: 1-5 the commit's arguments, 6 '1' to commit, 7 op, 8 seq, 9 record,
+/// 10 `max_pending` for an accept ('' for none).
+/// Returns {seq, or -1 (no such record), or -2 (outbox full: nothing written), pending, dead}.
 const APPLY_BODY: &str = r"
 local op = ARGV[7]
 local id = '0-' .. ARGV[8]
 local out = -1
-if op == 'accept' then
+if op == 'accept' and ARGV[10] ~= '' and redis.call('XLEN', KEYS[6]) >= tonumber(ARGV[10]) then
+  out = -2
+elseif op == 'accept' then
   if ARGV[6] == '1' then COMMIT end
   out = redis.call('INCR', KEYS[5])
   redis.call('XADD', KEYS[6], '0-' .. out, 'r', ARGV[9])
@@ -261,10 +264,14 @@ impl RedisStore {
     }
 
     /// Runs the apply script; returns the seq (or `None`: the record is not there).
+    /// An accept with `max_pending` is refused in the script itself when that many
+    /// records wait: the check and the write are one atomic step across replicas, so
+    /// concurrent accepts on several of them never take the outbox past it.
     async fn apply(
         &self,
         reservation: Option<Reservation>,
         op: &OutboxOp,
+        max_pending: Option<u64>,
     ) -> Result<Option<u64>, StoreError> {
         let (route, name, seq, record): (&str, &str, u64, &[u8]) = match op {
             OutboxOp::Accept { route, record } => (route, "accept", 0, record),
@@ -311,7 +318,8 @@ impl RedisStore {
         call.arg(if commit { "1" } else { "0" })
             .arg(name)
             .arg(seq)
-            .arg(record);
+            .arg(record)
+            .arg(max_pending.map(|m| m.to_string()).unwrap_or_default());
         let mut conn = self.conn();
         let answer: Result<(i64, u64, u64), _> = call.invoke_async(&mut conn).await;
         let (out, pending, dead) = match answer {
@@ -324,6 +332,12 @@ impl RedisStore {
             }
         };
         self.set_counts(route, pending, dead);
+        if out == -2 {
+            if let Some((token, keys)) = lease {
+                self.release_keys(token, keys);
+            }
+            return Err(StoreError::outbox_full(route));
+        }
         if matches!(op, OutboxOp::Accept { .. }) {
             self.register(route).await;
         }
@@ -361,24 +375,27 @@ impl RedisStore {
         reservation: Option<Reservation>,
         route: &str,
         record: Vec<u8>,
+        max_pending: Option<u64>,
     ) -> Result<u64, StoreError> {
         let op = OutboxOp::Accept {
             route: route.to_owned(),
             record,
         };
-        self.apply(reservation, &op).await?.ok_or_else(|| {
-            StoreError::new(
-                crate::store::StoreErrorKind::Backend,
-                "redis: the accept script answered without a seq",
-            )
-        })
+        self.apply(reservation, &op, max_pending)
+            .await?
+            .ok_or_else(|| {
+                StoreError::new(
+                    crate::store::StoreErrorKind::Backend,
+                    "redis: the accept script answered without a seq",
+                )
+            })
     }
 
     pub(in crate::store) async fn outbox_apply(
         &self,
         op: OutboxOp,
     ) -> Result<Option<u64>, StoreError> {
-        self.apply(None, &op).await
+        self.apply(None, &op, None).await
     }
 
     pub(in crate::store) async fn outbox_scan(
